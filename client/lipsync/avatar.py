@@ -1,0 +1,97 @@
+"""An avatar's media on disk and in memory.
+
+An avatar is a Triton model `avatar_<name>` whose numbered version folders hold the per-person
+UNet weights; its media, shared by all versions, lives beside them:
+
+    avatar_<name>/media/frames/000000.jpg ...  background frames (JPEG, any size)
+                  media/rects.json            [[x1, y1, x2, y2], ...] crop square per frame
+                  media/faces.npy             uint8 [N, 320, 320, 3] BGR: the network's face input
+
+faces.npy is the inner 320x320 of each crop resized to 328x328, precomputed so that serving
+never decodes a frame to build the network's input.
+"""
+import functools
+import json
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+
+MODEL_PREFIX = "avatar_"
+MEDIA = "media"
+NAME_RULE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+class AvatarNameError(ValueError):
+    pass
+
+
+def check_name(name: str) -> str:
+    """Avatar names become folder names: allow only a safe, short alphabet."""
+    if not NAME_RULE.fullmatch(name):
+        raise AvatarNameError(
+            f"invalid avatar name {name!r}: use 1-63 characters from a-z, 0-9, '_' and '-', starting with a letter or digit"
+        )
+    return name
+
+
+def model_name(avatar: str) -> str:
+    return MODEL_PREFIX + check_name(avatar)
+
+
+def avatar_name(model: str) -> str | None:
+    """The avatar served by a Triton model, or None for the pipeline's own models."""
+    return model[len(MODEL_PREFIX):] if model.startswith(MODEL_PREFIX) else None
+
+
+def media_dir(repository: Path, avatar: str) -> Path:
+    return Path(repository) / model_name(avatar) / MEDIA
+
+
+class AvatarMedia:
+    """Read-only view of one avatar's media; frames are decoded on demand and cached."""
+
+    def __init__(self, directory: Path, frame_cache: int = 64):
+        self.directory = Path(directory)
+        self.rects = np.asarray(json.loads((self.directory / "rects.json").read_text()), dtype=np.int64)
+        self.faces = np.load(self.directory / "faces.npy", mmap_mode="r")
+        self.frame_paths = sorted((self.directory / "frames").glob("*.jpg"))
+        if not (len(self.rects) == len(self.faces) == len(self.frame_paths) > 0):
+            raise ValueError(
+                f"{self.directory}: {len(self.frame_paths)} frames, {len(self.rects)} rects and "
+                f"{len(self.faces)} faces must be equal and non-zero"
+            )
+        self.background = functools.lru_cache(maxsize=frame_cache)(self._decode)
+
+    def __len__(self) -> int:
+        return len(self.rects)
+
+    def _decode(self, index: int) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(self.frame_paths[index]) as image:
+            return np.asarray(image.convert("RGB"))
+
+
+class AvatarStore:
+    """Avatars of one model repository, loaded lazily and reloaded when their media changes."""
+
+    def __init__(self, repository: Path, frame_cache: int = 64):
+        self.repository = Path(repository)
+        self.frame_cache = frame_cache
+        self._lock = threading.Lock()
+        self._loaded: dict[str, tuple[float, AvatarMedia]] = {}
+
+    def exists(self, avatar: str) -> bool:
+        return (media_dir(self.repository, avatar) / "rects.json").is_file()
+
+    def get(self, avatar: str) -> AvatarMedia:
+        directory = media_dir(self.repository, avatar)
+        stamp = (directory / "rects.json").stat().st_mtime
+        with self._lock:
+            cached = self._loaded.get(avatar)
+            if cached is None or cached[0] != stamp:
+                cached = (stamp, AvatarMedia(directory, self.frame_cache))
+                self._loaded[avatar] = cached
+            return cached[1]

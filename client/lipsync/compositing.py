@@ -1,0 +1,43 @@
+"""Crop geometry and paste-back of the SyncTalk_2D "328" models, and JPEG encoding.
+
+A crop square (x1, y1, x2, y2) of the frame is resized to 328x328 (bicubic); the network sees
+and regenerates its inner 320x320. Pasting puts the generated face into that inner region and
+resizes the 328 crop back to the square's size (bicubic). OpenCV's bicubic is the reference's.
+"""
+import io
+
+import cv2
+import numpy as np
+from PIL import Image
+
+CROP = 328
+BORDER = 4  # (328 - 320) / 2
+
+
+def face_input(frame: np.ndarray, rect) -> np.ndarray:
+    """The network's 320x320 view of `frame` (any channel order is kept)."""
+    x1, y1, x2, y2 = (int(v) for v in rect)
+    crop = cv2.resize(frame[y1:y2, x1:x2], (CROP, CROP), interpolation=cv2.INTER_CUBIC)
+    return crop[BORDER:-BORDER, BORDER:-BORDER]
+
+
+def paste_face(frame: np.ndarray, rect, face: np.ndarray) -> np.ndarray:
+    """A copy of `frame` with the generated 320x320 `face` (same channel order) pasted in."""
+    x1, y1, x2, y2 = (int(v) for v in rect)
+    crop = cv2.resize(frame[y1:y2, x1:x2], (CROP, CROP), interpolation=cv2.INTER_CUBIC)
+    crop[BORDER:-BORDER, BORDER:-BORDER] = face
+    out = frame.copy()
+    out[y1:y2, x1:x2] = cv2.resize(crop, (x2 - x1, y2 - y1), interpolation=cv2.INTER_CUBIC)
+    return out
+
+
+def encode_jpeg(frame_rgb: np.ndarray, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(frame_rgb).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def check_rect(rect, width: int, height: int) -> None:
+    x1, y1, x2, y2 = (int(v) for v in rect)
+    if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+        raise ValueError(f"crop rectangle {[x1, y1, x2, y2]} is not inside the {width}x{height} frame")

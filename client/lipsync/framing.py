@@ -1,0 +1,61 @@
+"""How audio length maps to mel frames, encoder windows and video frames (SyncTalk_2D rules).
+
+Everything here is the reference inference's arithmetic, kept in one place: the client uses it
+to predict frame counts, the exported audio-encoder graph embeds it, the tests check it.
+"""
+SAMPLE_RATE = 16_000
+N_FFT = 800
+HOP = 200
+N_MELS = 80
+MEL_PER_SECOND = SAMPLE_RATE // HOP  # 80
+FPS = 25
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
+WINDOW = 16  # mel frames per encoder window
+CONTEXT = 8  # encoder vectors on each side of a video frame
+MIN_MEL_FRAMES = WINDOW
+MIN_SAMPLES = (MIN_MEL_FRAMES - 1) * HOP  # shortest audio at 16 kHz that yields one window
+MAX_SECONDS = 600  # hard cap of the exported graph; servers configure a lower limit
+MAX_MEL_FRAMES = 1 + MAX_SECONDS * SAMPLE_RATE // HOP
+
+
+def mel_frame_count(samples_16k: int) -> int:
+    """Centred STFT: one frame per hop plus one."""
+    return 1 + samples_16k // HOP
+
+
+def window_count(mel_frames: int) -> int:
+    """The reference's encoder-window count, float rounding included."""
+    return int((mel_frames - WINDOW) / float(MEL_PER_SECOND) * float(FPS)) + 2
+
+
+def frame_count(samples_16k: int) -> int:
+    """Video frames rendered for audio of this many samples at 16 kHz.
+
+    The encoder outputs are padded with a copy of the first and last vector, and every padded
+    vector yields one frame: window_count + 2.
+    """
+    return window_count(mel_frame_count(samples_16k)) + 2
+
+
+def window_start(index: int, mel_frames: int) -> int:
+    """First mel frame of encoder window `index`, clamped so the window fits."""
+    return min(int(MEL_PER_SECOND * (index / float(FPS))), mel_frames - WINDOW)
+
+
+# Mel lengths at which the reference's float formula in window_count() gives one less than
+# exact integer arithmetic. Graphs that only have integer arithmetic (TensorRT) subtract one
+# at these lengths, so that every profile renders the reference's frame count.
+ROUNDING_EXCEPTIONS = tuple(
+    t
+    for t in range(MIN_MEL_FRAMES, MAX_MEL_FRAMES + 1)
+    if window_count(t) != (t - WINDOW) * FPS // MEL_PER_SECOND + 2
+)
+
+
+def pingpong(position: int, n_frames: int) -> int:
+    """Avatar frame shown at `position` of the loop that walks forward, then backward."""
+    if n_frames == 1:
+        return 0
+    period = 2 * n_frames - 2
+    step = position % period
+    return step if step < n_frames else period - step

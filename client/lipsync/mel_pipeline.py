@@ -1,0 +1,67 @@
+"""The DALI pipeline that turns a waveform into the SyncTalk_2D mel spectrogram.
+
+One definition serves both profiles: the GPU profile serializes it into the DALI backend's
+`model.dali`; the CPU profile builds it with DALI's Python API inside a python-backend model.
+Parameters are the reference's (librosa >= 0.10 defaults: periodic Hann, centred frames with
+zero padding); output is [T, 80], normalised to [-4, 4].
+"""
+import numpy as np
+from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali import math as dmath
+
+from . import framing
+
+PREEMPHASIS = 0.97
+FMIN, FMAX = 55.0, 7600.0
+MIN_LEVEL_DB = -100.0  # 20*log10(1e-5)
+REF_LEVEL_DB = 20.0
+
+
+def periodic_hann(length: int) -> list[float]:
+    n = np.arange(length)
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / length)).astype(np.float32).tolist()
+
+
+def mel_graph(audio, rate):
+    """Waveform (any rate) -> normalised mel [T, 80]; `rate` is the input's sample rate."""
+    in_rate = fn.cast(fn.reshape(rate, shape=[]), dtype=types.FLOAT)
+    audio = fn.audio_resample(audio, in_rate=in_rate, out_rate=float(framing.SAMPLE_RATE), dtype=types.FLOAT)
+    audio = fn.preemphasis_filter(audio, preemph_coeff=PREEMPHASIS, border="zero")
+    spectrum = fn.spectrogram(
+        audio,
+        nfft=framing.N_FFT,
+        window_length=framing.N_FFT,
+        window_step=framing.HOP,
+        window_fn=periodic_hann(framing.N_FFT),
+        center_windows=True,
+        reflect_padding=False,
+        power=1,
+        layout="ft",
+    )
+    mel = fn.mel_filter_bank(
+        spectrum,
+        sample_rate=float(framing.SAMPLE_RATE),
+        nfilter=framing.N_MELS,
+        freq_low=FMIN,
+        freq_high=FMAX,
+        normalize=True,
+        mel_formula="slaney",
+    )
+    db = fn.to_decibels(mel, multiplier=20.0, reference=1.0, cutoff_db=MIN_LEVEL_DB) - REF_LEVEL_DB
+    # clip(8 * (S + 100) / 100 - 4, -4, 4)
+    normalised = dmath.clamp((db - MIN_LEVEL_DB) * (8.0 / -MIN_LEVEL_DB) - 4.0, -4.0, 4.0)
+    return fn.transpose(normalised, perm=[1, 0])
+
+
+def build(batch_size: int, num_threads: int, device: str = "cpu"):
+    """A pipeline fed by external sources named like the Triton model's inputs."""
+    device_id = 0 if device == "gpu" else None
+
+    # Serving runs one batch per call: no prefetching ahead of the requests.
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1)
+    def pipeline():
+        audio = fn.external_source(name="AUDIO", dtype=types.FLOAT, ndim=1, device=device)
+        rate = fn.external_source(name="SAMPLE_RATE", dtype=types.INT32, ndim=1, device="cpu")
+        return mel_graph(audio, rate)
+
+    return pipeline()

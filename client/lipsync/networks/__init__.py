@@ -1,0 +1,1 @@
+"""PyTorch definitions of the SyncTalk_2D networks, with the checkpoints' module names."""

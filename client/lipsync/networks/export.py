@@ -1,0 +1,35 @@
+"""Export the serving graphs to ONNX with dynamic batch / length axes."""
+from pathlib import Path
+
+import torch
+
+from .audio_encoder import AudioEncoder
+from .serving import FACE, ServingAudioEncoder, ServingUNet
+from .unet import LipSyncUNet
+
+OPSET = 17
+
+
+def export_audio_encoder(encoder: AudioEncoder, path: Path) -> None:
+    graph = ServingAudioEncoder(encoder).eval()
+    mel = torch.zeros(1, 641, 80)
+    _export(graph, (mel,), path, ["MEL"], ["AUDIO_FEATURES"], {"MEL": {1: "mel_frames"}, "AUDIO_FEATURES": {1: "frames"}})
+
+
+def export_unet(unet: LipSyncUNet, path: Path) -> None:
+    graph = ServingUNet(unet).eval()
+    face = torch.zeros(2, FACE, FACE, 3, dtype=torch.uint8)
+    audio = torch.zeros(2, 32, 16, 16)
+    axes = {name: {0: "batch"} for name in ("FACE", "AUDIO_FEATURES", "FACE_RAW")}
+    _export(graph, (face, audio), path, ["FACE", "AUDIO_FEATURES"], ["FACE_RAW"], axes)
+
+
+def _export(graph, args, path: Path, inputs, outputs, axes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with torch.no_grad():
+        torch.onnx.export(
+            graph, args, str(tmp), input_names=inputs, output_names=outputs,
+            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+        )
+    tmp.replace(path)  # never leave a half-written model where the server looks

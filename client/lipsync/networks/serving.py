@@ -1,0 +1,63 @@
+"""The graphs that are exported to ONNX (and built into TensorRT plans) for serving.
+
+They wrap the checkpoint networks unchanged and add the per-request arithmetic that the
+reference inference does in Python, so that it runs inside the model servers:
+- ServingAudioEncoder: mel [1, T, 80] -> per-frame encoder windows [1, F, 32, 16, 16];
+- ServingUNet: uint8 BGR face crops -> the network's float output.
+"""
+import torch
+from torch import Tensor, nn
+
+from .. import framing
+from .audio_encoder import AudioEncoder
+from .unet import LipSyncUNet
+
+FACE = 320
+# The reference blacks out cv2.rectangle(x=5, y=5, w=310, h=305): rows 5..309, columns 5..314.
+MASK_ROWS = (5, 310)
+MASK_COLS = (5, 315)
+
+
+class ServingAudioEncoder(nn.Module):
+    """Slices the mel into windows, encodes them and gathers each frame's 16-vector context.
+
+    All of it happens per request (one clip), before frames of different requests are batched.
+    """
+
+    def __init__(self, encoder: AudioEncoder):
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("exceptions", torch.tensor(framing.ROUNDING_EXCEPTIONS, dtype=torch.int64))
+
+    def forward(self, mel: Tensor) -> Tensor:
+        mel = mel[0]  # [T, 80]
+        t = mel.shape[0]
+        t_index = torch.full((1,), t, dtype=torch.int64)
+        n = (t_index - framing.WINDOW) * framing.FPS // framing.MEL_PER_SECOND + 2
+        n = n - (t_index == self.exceptions).any().to(torch.int64)
+        steps = torch.arange(framing.MAX_MEL_FRAMES, dtype=torch.int64)
+        window_ids = steps[: n[0]]
+        starts = torch.clamp(window_ids * framing.MEL_PER_SECOND // framing.FPS, max=t - framing.WINDOW)
+        rows = starts[:, None] + torch.arange(framing.WINDOW, dtype=torch.int64)[None, :]
+        windows = mel[rows].transpose(1, 2).unsqueeze(1)  # [N, 1, 80, 16]
+        vectors = self.encoder(windows)  # [N, 512]
+        zeros = vectors.new_zeros(framing.CONTEXT, vectors.shape[1])
+        padded = torch.cat([zeros, vectors[:1], vectors, vectors[-1:], zeros], dim=0)
+        frames = window_ids.shape[0] + 2
+        context = steps[:frames, None] + torch.arange(2 * framing.CONTEXT, dtype=torch.int64)[None, :]
+        return padded[context].reshape(1, frames, 32, 16, 16)
+
+
+class ServingUNet(nn.Module):
+    """Takes uint8 BGR crops [B, 320, 320, 3]; builds the masked half and scales inside the graph."""
+
+    def __init__(self, unet: LipSyncUNet):
+        super().__init__()
+        self.unet = unet
+        mask = torch.ones(1, 1, FACE, FACE)
+        mask[..., MASK_ROWS[0] : MASK_ROWS[1], MASK_COLS[0] : MASK_COLS[1]] = 0
+        self.register_buffer("mask", mask)
+
+    def forward(self, face: Tensor, audio: Tensor) -> Tensor:
+        real = face.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        return self.unet(torch.cat([real, real * self.mask], dim=1), audio)

@@ -1,0 +1,60 @@
+"""Writes avatars into a model repository: media, configs, and numbered weight versions."""
+import json
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from PIL import Image
+
+from . import avatar, compositing
+
+TEMPLATES = Path(__file__).parent / "avatar_model"
+JPEG_QUALITY = 95
+# An avatar version's model.py: the shared ONNX Runtime runner, nothing else.
+MODEL_PY = '"""CPU profile: this version\'s model.onnx run by ONNX Runtime."""\nfrom lipsync.serving.onnx_model import TritonPythonModel  # noqa: F401\n'
+
+
+def write_media(repository: Path, name: str, frames: Iterable[np.ndarray], rects) -> Path:
+    """Stores RGB frames and their crop squares as the avatar's media (replacing old media)."""
+    target = avatar.media_dir(repository, name)
+    staging = target.with_name(avatar.MEDIA + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "frames").mkdir(parents=True)
+    rects = [[int(v) for v in rect] for rect in rects]
+    faces = []
+    for index, (frame, rect) in enumerate(zip(frames, rects, strict=True)):
+        compositing.check_rect(rect, frame.shape[1], frame.shape[0])
+        path = staging / "frames" / f"{index:06d}.jpg"
+        Image.fromarray(frame).save(path, quality=JPEG_QUALITY)
+        decoded = np.asarray(Image.open(path).convert("RGB"))  # what the compositor will see
+        faces.append(compositing.face_input(decoded[..., ::-1], rect))  # the network wants BGR
+    np.save(staging / "faces.npy", np.stack(faces))
+    (staging / "rects.json").write_text(json.dumps(rects))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    _write_configs(repository, name)
+    return target
+
+
+def versions(repository: Path, name: str) -> list[int]:
+    folder = Path(repository) / avatar.model_name(name)
+    return sorted(int(p.name) for p in folder.glob("*") if p.is_dir() and p.name.isdigit())
+
+
+def add_version(repository: Path, name: str, unet, version: int | None = None) -> int:
+    """Exports a LipSyncUNet as the avatar's next (or the given) version; returns the number."""
+    from .networks.export import export_unet
+
+    version = version or max(versions(repository, name), default=0) + 1
+    folder = Path(repository) / avatar.model_name(name) / str(version)
+    export_unet(unet, folder / "model.onnx")
+    (folder / "model.py").write_text(MODEL_PY)
+    return version
+
+
+def _write_configs(repository: Path, name: str) -> None:
+    folder = Path(repository) / avatar.model_name(name)
+    (folder / "configs").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(TEMPLATES / "config.pbtxt", folder / "config.pbtxt")
+    shutil.copyfile(TEMPLATES / "configs" / "cpu.pbtxt", folder / "configs" / "cpu.pbtxt")

@@ -1,0 +1,55 @@
+"""What a valid lip-sync request is. Each failed check names the input and the problem."""
+import math
+
+import numpy as np
+
+from .. import avatar, framing
+
+MAX_SAMPLE_RATE = 192_000
+MIN_SAMPLE_RATE = 8_000
+MAX_START_FRAME = 2**40  # positions wrap around the avatar's loop; this only bounds the number
+
+
+class InvalidInput(ValueError):
+    pass
+
+
+def check_audio(audio: np.ndarray, sample_rate: int, max_seconds: float) -> None:
+    if audio.ndim != 1:
+        raise InvalidInput(f"AUDIO: expected one channel of samples (shape [1, n]), got shape {list(audio.shape)}")
+    if audio.size == 0:
+        raise InvalidInput("AUDIO: is empty")
+    seconds = audio.size / sample_rate
+    shortest = framing.MIN_SAMPLES / framing.SAMPLE_RATE
+    if seconds < shortest:
+        raise InvalidInput(f"AUDIO: {audio.size} samples at {sample_rate} Hz is too short: at least {shortest:.4f} s is needed")
+    if seconds > max_seconds:
+        raise InvalidInput(f"AUDIO: {seconds:.1f} s is longer than this server's limit of {max_seconds:g} s")
+    if not np.isfinite(audio).all():
+        raise InvalidInput("AUDIO: contains NaN or infinite samples")
+
+
+def check_sample_rate(rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise InvalidInput(f"SAMPLE_RATE: {rate} Hz is outside the supported {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+
+
+def check_avatar(name: str, exists) -> None:
+    try:
+        avatar.check_name(name)
+    except avatar.AvatarNameError as error:
+        raise InvalidInput(f"AVATAR: {error}") from None
+    if not exists(name):
+        raise InvalidInput(f"AVATAR: unknown avatar {name!r}")
+
+
+def check_start_frame(start: int) -> None:
+    if start < 0:
+        raise InvalidInput(f"START_FRAME: must be >= 0, got {start}")
+    if start > MAX_START_FRAME:
+        raise InvalidInput(f"START_FRAME: {start} is larger than {MAX_START_FRAME}")
+
+
+def check_version(version: int) -> None:
+    if version < 0 or version > math.pow(2, 31):
+        raise InvalidInput(f"AVATAR_VERSION: must be a version number >= 1, or 0 for the latest; got {version}")

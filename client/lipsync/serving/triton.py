@@ -1,0 +1,37 @@
+"""Small helpers over triton_python_backend_utils, importable only inside a Triton stub."""
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+def model_config(args: dict) -> dict:
+    return json.loads(args["model_config"])
+
+
+def parameter(config: dict, key: str, default: str) -> str:
+    return config.get("parameters", {}).get(key, {}).get("string_value", default)
+
+
+def get(request, name: str) -> np.ndarray | None:
+    """The request's tensor `name` without its batch dimension of 1, or None if absent."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()[0]
+
+
+def text(request, name: str) -> str:
+    value = get(request, name)[0]
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def invalid_arg(message: str):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG))
+
+
+def internal(message: str):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INTERNAL))
+
+
+def respond(**outputs: np.ndarray):
+    """A response whose outputs get a batch dimension of 1."""
+    return pb_utils.InferenceResponse([pb_utils.Tensor(name, value[None]) for name, value in outputs.items()])

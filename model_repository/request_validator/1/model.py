@@ -1,0 +1,31 @@
+"""Validates lip-sync requests (rules: lipsync/serving/request_rules.py)."""
+from pathlib import Path
+
+from lipsync.avatar import AvatarStore
+from lipsync.serving import request_rules, triton
+from lipsync.serving.request_rules import InvalidInput
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = triton.model_config(args)
+        self.max_seconds = float(triton.parameter(config, "max_audio_seconds", "60"))
+        self.avatars = AvatarStore(Path(args["model_repository"]).parent)
+
+    def execute(self, requests):
+        return [self._check(request) for request in requests]
+
+    def _check(self, request):
+        audio = triton.get(request, "AUDIO")
+        rate = int(triton.get(request, "SAMPLE_RATE")[0])
+        version = triton.get(request, "AVATAR_VERSION")
+        try:
+            request_rules.check_sample_rate(rate)
+            request_rules.check_audio(audio, rate, self.max_seconds)
+            request_rules.check_avatar(triton.text(request, "AVATAR"), self.avatars.exists)
+            request_rules.check_start_frame(int(triton.get(request, "START_FRAME")[0]))
+            if version is not None:
+                request_rules.check_version(int(version[0]))
+        except InvalidInput as error:
+            return triton.invalid_arg(str(error))
+        return triton.respond(CHECKED_AUDIO=audio, CHECKED_SAMPLE_RATE=triton.get(request, "SAMPLE_RATE"))
