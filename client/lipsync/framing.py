@@ -18,6 +18,11 @@ MAX_SECONDS = 600  # hard cap of the exported graph; servers configure a lower l
 MAX_MEL_FRAMES = 1 + MAX_SECONDS * SAMPLE_RATE // HOP
 
 
+def resampled_length(samples: int, sample_rate: int) -> int:
+    """Samples after resampling to 16 kHz (DALI's audio_resample rounds up)."""
+    return -(-samples * SAMPLE_RATE // sample_rate)
+
+
 def mel_frame_count(samples_16k: int) -> int:
     """Centred STFT: one frame per hop plus one."""
     return 1 + samples_16k // HOP
