@@ -1,0 +1,43 @@
+# make demo   - set up, build artifacts, serve, render assets/sample.wav to out/demo.mp4, stop
+# make test   - set up, build artifacts, run the whole test suite (starts its own server)
+# make serve  - serve the model repository on 127.0.0.1 (gRPC 8001, HTTP 8000) until Ctrl-C
+# make bench  - frames/s of the ensemble vs bare ONNX Runtime (perf/bench_ensemble.py)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .stamps
+# Generated from the code below; rebuilt when it changes.
+ARTIFACT_SOURCES := scripts/build_artifacts.py $(wildcard client/lipsync/networks/*.py) \
+	client/lipsync/demo.py client/lipsync/repository.py client/lipsync/compositing.py \
+	client/lipsync/checkpoints.py $(wildcard client/lipsync/avatar_model/*.pbtxt client/lipsync/avatar_model/configs/*.pbtxt)
+
+.PHONY: demo test serve bench setup artifacts clean
+
+setup: $(STAMPS)/venv
+artifacts: $(STAMPS)/artifacts
+
+$(STAMPS)/venv: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[server,build,test]"
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/artifacts: $(STAMPS)/venv $(ARTIFACT_SOURCES)
+	rm -rf model_repository/avatar_demo model_repository/audio_encoder/1/model.onnx
+	$(PY) scripts/build_artifacts.py
+	@touch $@
+
+demo: artifacts
+	$(PY) scripts/run_demo.py --output out/demo.mp4
+
+test: artifacts
+	$(PY) -m pytest
+
+serve: artifacts
+	$(PY) -m lipsync.server
+
+bench: artifacts
+	$(PY) perf/bench_ensemble.py
+
+clean:
+	rm -rf $(STAMPS) out build assets model_repository/avatar_* model_repository/*/1/model.onnx

@@ -1,0 +1,63 @@
+"""The DALI mel pipeline and the audio-encoder graph against the librosa reference."""
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import reference
+from lipsync import framing, mel_pipeline
+from lipsync.networks.audio_encoder import AudioEncoder
+from lipsync.networks.export import export_audio_encoder
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    pipe = mel_pipeline.build(batch_size=4, num_threads=1)
+    pipe.build()
+    return pipe
+
+
+def run_mel(pipe, audio: np.ndarray, rate: int = 16000) -> np.ndarray:
+    pipe.feed_input("AUDIO", [audio.astype(np.float32)])
+    pipe.feed_input("SAMPLE_RATE", [np.array([rate], np.int32)])
+    (mel,) = pipe.run()
+    return np.array(mel.at(0))
+
+
+@pytest.mark.parametrize("samples", [framing.MIN_SAMPLES, 16000, 16123, 61440, 128000])
+def test_mel_matches_librosa_reference(pipeline, speech, samples):
+    audio = np.resize(speech[0], samples)
+    ours, ref = run_mel(pipeline, audio), reference.mel(audio)
+    assert ours.shape == ref.shape == (framing.mel_frame_count(samples), 80)
+    assert np.abs(ours - ref).max() < 1e-3
+
+
+def test_mel_of_silence_is_the_floor(pipeline):
+    assert np.allclose(run_mel(pipeline, np.zeros(8000, np.float32)), -4.0)
+
+
+def test_integer_frame_count_with_exceptions_matches_reference_for_10_minutes():
+    # What the exported graph computes (integers plus the exception table) vs the reference.
+    for mel_frames in range(16, framing.MAX_MEL_FRAMES + 1):
+        exact = (mel_frames - 16) * 25 // 80 + 2 - (mel_frames in framing.ROUNDING_EXCEPTIONS)
+        assert exact == int((mel_frames - 16) / 80.0 * 25.0) + 2 == framing.window_count(mel_frames)
+
+
+@pytest.fixture(scope="module")
+def encoder_graph(tmp_path_factory):
+    torch.manual_seed(3)
+    encoder = AudioEncoder().eval()
+    path = tmp_path_factory.mktemp("encoder") / "model.onnx"
+    export_audio_encoder(encoder, path)
+    return encoder, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+# 384 and 3280 are lengths where the reference's float arithmetic rounds down (ROUNDING_EXCEPTIONS).
+@pytest.mark.parametrize("mel_frames", [16, 17, 81, 384, 641, 3280])
+def test_encoder_graph_matches_reference_windows_and_context(encoder_graph, mel_frames):
+    encoder, session = encoder_graph
+    mel = np.random.default_rng(mel_frames).uniform(-4, 4, (mel_frames, 80)).astype(np.float32)
+    (ours,) = session.run(None, {"MEL": mel[None]})
+    ref = reference.frame_features(reference.encode(encoder, reference.windows(mel)))
+    assert ours.shape == (1, *ref.shape)
+    assert np.abs(ours[0] - ref).max() < 1e-4

@@ -1,0 +1,49 @@
+"""Request validation rules (run by the request_validator model)."""
+import numpy as np
+import pytest
+
+from lipsync.serving.request_rules import InvalidInput, check_audio, check_avatar, check_sample_rate, check_start_frame
+
+
+@pytest.mark.parametrize(
+    "audio, rate, message",
+    [
+        (np.zeros(0, np.float32), 16000, "AUDIO: is empty"),
+        (np.zeros(1, np.float32), 16000, "AUDIO: 1 samples at 16000 Hz is too short"),
+        (np.array([0.0, np.nan] * 2000, np.float32), 16000, "AUDIO: contains NaN"),
+        (np.array([np.inf] * 4000, np.float32), 16000, "AUDIO: contains NaN"),
+        (np.zeros(61 * 16000, np.float32), 16000, "longer than this server's limit of 60 s"),
+        (np.zeros((2, 4000), np.float32), 16000, "AUDIO: expected one channel"),
+    ],
+)
+def test_bad_audio(audio, rate, message):
+    with pytest.raises(InvalidInput, match=message):
+        check_audio(audio, rate, max_seconds=60)
+
+
+def test_good_audio_passes():
+    check_audio(np.zeros(3000, np.float32), 16000, max_seconds=60)
+
+
+@pytest.mark.parametrize("rate", [0, -16000, 7999, 192001])
+def test_bad_sample_rate(rate):
+    with pytest.raises(InvalidInput, match="SAMPLE_RATE"):
+        check_sample_rate(rate)
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc", "a\x00b", "", "A" * 70, "Demo", "a b"])
+def test_avatar_names_that_could_be_paths_are_refused(name):
+    with pytest.raises(InvalidInput, match="AVATAR: invalid avatar name"):
+        check_avatar(name, exists=lambda _: True)
+
+
+def test_unknown_avatar():
+    with pytest.raises(InvalidInput, match="AVATAR: unknown avatar 'ghost'"):
+        check_avatar("ghost", exists=lambda _: False)
+
+
+def test_start_frame():
+    with pytest.raises(InvalidInput, match="START_FRAME: must be >= 0"):
+        check_start_frame(-1)
+    check_start_frame(0)
+    check_start_frame(10**9)
