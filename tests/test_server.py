@@ -1,0 +1,184 @@
+"""Through the real tritonserver: the lipsync ensemble over gRPC and HTTP, with the project's
+client and with plain tritonclient."""
+import io
+
+import av
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from PIL import Image
+from tritonclient.utils import InferenceServerException
+
+from lipsync import cli, framing
+from lipsync.client import LipsyncClient, chunk_plan
+
+pytestmark = pytest.mark.integration
+HALF_SECOND = 8000
+
+
+def expected_frames(samples: int, rate: int) -> int:
+    return framing.frame_count(framing.resampled_length(samples, rate))
+
+
+def plain_infer(protocol, url, audio, rate, avatar="demo", start=0, version=None, audio_type="FP32"):
+    """A request built with tritonclient only, as any Triton user would."""
+    module = grpcclient if protocol == "grpc" else httpclient
+    client = module.InferenceServerClient(url)
+    values = [
+        ("AUDIO", np.asarray(audio).reshape(1, -1), audio_type),
+        ("SAMPLE_RATE", np.array([[rate]], np.int32), "INT32"),
+        ("AVATAR", np.array([[avatar.encode()]], np.object_), "BYTES"),
+        ("START_FRAME", np.array([[start]], np.int64), "INT64"),
+    ]
+    if version is not None:
+        values.append(("AVATAR_VERSION", np.array([[version]], np.int64), "INT64"))
+    inputs = []
+    for name, value, dtype in values:
+        tensor = module.InferInput(name, list(value.shape), dtype)
+        tensor.set_data_from_numpy(value)
+        inputs.append(tensor)
+    return [bytes(b) for b in client.infer("lipsync", inputs).as_numpy("FRAMES").reshape(-1)]
+
+
+def decode(jpeg: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")).astype(np.int16)
+
+
+def outside_rect(shape, rect, margin=8) -> np.ndarray:
+    x1, y1, x2, y2 = rect
+    mask = np.ones(shape[:2], bool)
+    mask[max(0, y1 - margin) : y2 + margin, max(0, x1 - margin) : x2 + margin] = False
+    return mask
+
+
+@pytest.fixture(scope="module")
+def clients(grpc_url, http_url):
+    return {"grpc": LipsyncClient(grpc_url), "http": LipsyncClient(http_url, "http")}
+
+
+@pytest.fixture(scope="module")
+def urls(grpc_url, http_url):
+    return {"grpc": grpc_url, "http": http_url}
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize("samples, rate", [(HALF_SECOND, 16000), (20000, 44100)])
+def test_frame_count_follows_the_rule(clients, urls, speech, protocol, samples, rate):
+    audio = np.resize(speech[0], samples)
+    ours = clients[protocol].render(audio, rate, "demo")
+    plain = plain_infer(protocol, urls[protocol], audio, rate)
+    assert len(ours) == len(plain) == expected_frames(samples, rate)
+
+
+def test_frames_are_background_sized_jpegs_following_the_loop(clients, speech, demo_media):
+    start = len(demo_media) - 3  # crosses the end of the loop: 117, 118, 119, 118, ...
+    frames = clients["grpc"].render(speech[0][:HALF_SECOND], 16000, "demo", start_frame=start)
+    for i, jpeg in enumerate(frames):
+        image = Image.open(io.BytesIO(jpeg))
+        assert image.format == "JPEG"
+        index = framing.pingpong(start + i, len(demo_media))
+        background = demo_media.background(index).astype(np.int16)
+        assert image.size == (background.shape[1], background.shape[0])
+        pixels = decode(jpeg)
+        outside = outside_rect(pixels.shape, demo_media.rects[index])
+        error = np.abs(pixels - background)[outside]
+        assert error.mean() < 1.5 and np.percentile(error, 99.9) < 24, f"frame {i}: background changed outside the crop"
+        x1, y1, x2, y2 = demo_media.rects[index]
+        assert np.abs(pixels - background)[y1 + 20 : y2 - 20, x1 + 20 : x2 - 20].mean() > 10, "no face pasted"
+    # Sensitivity: the head moves between frames, so a wrong background would not match.
+    wrong = demo_media.background(framing.pingpong(start + 30, len(demo_media))).astype(np.int16)
+    pixels = decode(frames[0])
+    assert np.abs(pixels - wrong)[outside_rect(pixels.shape, demo_media.rects[start])].mean() > 1.5
+
+
+def test_versions_give_different_faces(clients, speech, demo_media):
+    audio = speech[0][:HALF_SECOND]
+    one = decode(clients["grpc"].render(audio, 16000, "demo", version=1)[0])
+    two = decode(clients["grpc"].render(audio, 16000, "demo", version=2)[0])
+    latest = decode(clients["grpc"].render(audio, 16000, "demo")[0])
+    x1, y1, x2, y2 = demo_media.rects[0]
+    assert np.abs(one - two)[y1:y2, x1:x2].mean() > 3
+    assert np.abs(latest - two).max() == 0
+
+
+def test_same_audio_twice_gives_identical_frames(clients, urls, speech):
+    audio = speech[0][HALF_SECOND : 2 * HALF_SECOND]
+    assert clients["grpc"].render(audio, 16000, "demo", start_frame=5) == plain_infer("http", urls["http"], audio, 16000, start=5)
+
+
+def test_unload_makes_the_avatar_unavailable_and_load_brings_it_back(clients, speech):
+    client, audio = clients["grpc"], speech[0][:4000]
+    client.unload_avatar("demo")
+    try:
+        states = {a.name: a for a in client.avatars()}
+        assert not states["demo"].ready
+        with pytest.raises(InferenceServerException) as error:
+            client.render(audio, 16000, "demo")
+        assert "StatusCode.INVALID_ARGUMENT" in str(error.value.status())
+        assert "AVATAR: avatar 'demo' (any version) is not loaded" in error.value.message()
+    finally:
+        client.load_avatar("demo")
+    assert {a.name: a for a in client.avatars()}["demo"].versions == {1: "READY", 2: "READY"}
+    assert len(client.render(audio, 16000, "demo")) == expected_frames(4000, 16000)
+
+
+BAD_INPUTS = {
+    "empty audio": (dict(audio=np.zeros(0, np.float32)), "AUDIO: is empty"),
+    "NaN in audio": (dict(audio=np.full(8000, np.nan, np.float32)), "AUDIO: contains NaN"),
+    "wrong dtype": (dict(audio=np.zeros(8000, np.float64), audio_type="FP64"), "'AUDIO'"),
+    "unknown avatar": (dict(avatar="nobody"), "AVATAR: unknown avatar 'nobody'"),
+    "avatar path": (dict(avatar="../audio_encoder"), "AVATAR: invalid avatar name"),
+    "negative start frame": (dict(start=-1), "START_FRAME: must be >= 0"),
+    "zero sample rate": (dict(rate=0), "SAMPLE_RATE: 0 Hz is outside"),
+    "unknown version": (dict(version=9), "AVATAR: avatar 'demo' (version 9) is not loaded"),
+}
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_invalid_arg_naming_the_input_and_server_keeps_serving(urls, speech, protocol, case):
+    changes, message = BAD_INPUTS[case]
+    request = dict(audio=speech[0][:4000], rate=16000)
+    request.update(changes)
+    with pytest.raises(InferenceServerException) as error:
+        plain_infer(protocol, urls[protocol], **request)
+    assert message in error.value.message()
+    status = str(error.value.status())
+    assert status in ("StatusCode.INVALID_ARGUMENT", "400"), status
+    assert len(plain_infer(protocol, urls[protocol], speech[0][:3000], 16000)) == expected_frames(3000, 16000)
+
+
+def test_chunked_rendering_keeps_order_and_continues_the_loop(clients, speech):
+    audio = speech[0][: 3 * 16000]
+    client = clients["grpc"]
+    plan = chunk_plan(len(audio), 16000, chunk_seconds=1.0, start_frame=2)
+    frames = list(client.render_chunks(audio, 16000, "demo", start_frame=2, chunk_seconds=1.0, max_in_flight=3))
+    assert len(plan) == 3
+    assert len(frames) == sum(expected_frames(end - begin, 16000) for begin, end, _ in plan)
+    begin, end, start = plan[1]
+    second = client.render(audio[begin:end], 16000, "demo", start_frame=start)
+    offset = expected_frames(plan[0][1], 16000)
+    assert frames[offset : offset + len(second)] == second
+
+
+def test_statistics_and_health(clients):
+    health = clients["http"].health()
+    assert health["live"] and health["ready"] and health["avatars"]["demo"] == {1: "READY", 2: "READY"}
+    stats = clients["grpc"].statistics()
+    assert stats["lipsync/1"]["requests"] > 0 and stats["lipsync/1"]["avg_compute_ms"] > 0
+    assert stats["avatar_demo/2"]["inferences"] >= stats["avatar_demo/2"]["executions"] > 0
+
+
+def test_cli_renders_an_mp4_with_sound(grpc_url, tmp_path, speech):
+    import soundfile
+
+    wav = tmp_path / "speech.wav"
+    soundfile.write(wav, speech[0][:16000], 16000)
+    output = tmp_path / "out.mp4"
+    assert cli.main(["--url", grpc_url, "render", str(wav), "--avatar", "demo", "-o", str(output)]) == 0
+    with av.open(str(output)) as container:
+        video, sound = container.streams.video[0], container.streams.audio[0]
+        assert video.codec_context.name == "h264" and sound.codec_context.name == "aac"
+        assert sum(1 for _ in container.decode(video)) == expected_frames(16000, 16000)
+        assert (video.codec_context.width, video.codec_context.height) == (1280, 720)
