@@ -61,3 +61,15 @@ def test_encoder_graph_matches_reference_windows_and_context(encoder_graph, mel_
     ref = reference.frame_features(reference.encode(encoder, reference.windows(mel)))
     assert ours.shape == (1, *ref.shape)
     assert np.abs(ours[0] - ref).max() < 1e-4
+
+
+def test_serialized_pipeline_computes_the_same_mel(tmp_path, pipeline, speech):
+    # The DALI backend loads the serialized form (GPU profile): it must be the same pipeline.
+    from nvidia.dali import Pipeline
+
+    path = tmp_path / "model.dali"
+    mel_pipeline.build(batch_size=4, num_threads=1).serialize(filename=str(path))
+    restored = Pipeline.deserialize(filename=str(path), batch_size=4, num_threads=1, device_id=None, prefetch_queue_depth=1)
+    restored.build()
+    audio = speech[0][:16000]
+    assert np.array_equal(run_mel(restored, audio), run_mel(pipeline, audio))

@@ -53,15 +53,15 @@ def mel_graph(audio, rate):
     return fn.transpose(normalised, perm=[1, 0])
 
 
+def mel_from_inputs(device: str = "cpu"):
+    """The pipeline's body: external sources named like the Triton model's inputs."""
+    audio = fn.external_source(name="AUDIO", dtype=types.FLOAT, ndim=1, device=device)
+    rate = fn.external_source(name="SAMPLE_RATE", dtype=types.INT32, ndim=1, device="cpu")
+    return mel_graph(audio, rate)
+
+
 def build(batch_size: int, num_threads: int, device: str = "cpu"):
-    """A pipeline fed by external sources named like the Triton model's inputs."""
+    """A pipeline that serves requests: one batch per run, no prefetching ahead of them."""
     device_id = 0 if device == "gpu" else None
-
-    # Serving runs one batch per call: no prefetching ahead of the requests.
-    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1)
-    def pipeline():
-        audio = fn.external_source(name="AUDIO", dtype=types.FLOAT, ndim=1, device=device)
-        rate = fn.external_source(name="SAMPLE_RATE", dtype=types.INT32, ndim=1, device="cpu")
-        return mel_graph(audio, rate)
-
-    return pipeline()
+    define = pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1)
+    return define(mel_from_inputs)(device)

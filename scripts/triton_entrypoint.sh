@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Dockerfile.triton's entrypoint: make the GPU profile's artifacts on this GPU, then serve.
+set -euo pipefail
+repo=/models
+python3 /opt/lipsync/scripts/serialize_dali.py --output "$repo/audio_features/1/model.dali"
+/opt/lipsync/scripts/build_tensorrt_plans.sh "$repo"
+args=(--model-repository="$repo" --model-control-mode=explicit --load-model='*' --exit-timeout-secs=30)
+# Loading and unloading avatars is an administrator's call: require a key once exposed.
+if [[ -n "${LIPSYNC_ADMIN_KEY:-}" ]]; then
+  args+=(--grpc-restricted-protocol="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
+  args+=(--http-restricted-api="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
+fi
+exec tritonserver "${args[@]}" "$@"
