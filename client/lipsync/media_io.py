@@ -1,10 +1,12 @@
 """Reading audio from common files and writing MP4 (H.264 + AAC) with PyAV's bundled FFmpeg."""
+import io
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable
 
 import av
 import numpy as np
+from PIL import Image
 
 from .framing import FPS
 
@@ -57,8 +59,4 @@ def write_mp4(path: Path, jpeg_frames: Iterable[bytes], audio: np.ndarray, sampl
 
 
 def _decode_jpeg(jpeg: bytes) -> av.VideoFrame:
-    import io
-
-    from PIL import Image
-
     return av.VideoFrame.from_image(Image.open(io.BytesIO(jpeg)).convert("RGB"))

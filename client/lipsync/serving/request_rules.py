@@ -1,6 +1,4 @@
 """What a valid lip-sync request is. Each failed check names the input and the problem."""
-import math
-
 import numpy as np
 
 from .. import avatar, framing
@@ -8,6 +6,7 @@ from .. import avatar, framing
 MAX_SAMPLE_RATE = 192_000
 MIN_SAMPLE_RATE = 8_000
 MAX_START_FRAME = 2**40  # positions wrap around the avatar's loop; this only bounds the number
+MAX_VERSION = 2**31 - 1
 
 
 class InvalidInput(ValueError):
@@ -51,5 +50,5 @@ def check_start_frame(start: int) -> None:
 
 
 def check_version(version: int) -> None:
-    if version < 0 or version > math.pow(2, 31):
+    if not 0 <= version <= MAX_VERSION:
         raise InvalidInput(f"AVATAR_VERSION: must be a version number >= 1, or 0 for the latest; got {version}")

@@ -22,9 +22,13 @@ class TritonPythonModel:
         return [self._composite(request) for request in requests]
 
     def _composite(self, request):
-        media = self.avatars.get(triton.text(request, "AVATAR"))
+        name = triton.text(request, "AVATAR")
         start = int(triton.get(request, "START_FRAME")[0])
         faces = triton.get(request, "FACES")
+        try:
+            media = self.avatars.get(name)
+        except (OSError, ValueError) as error:
+            return triton.internal(f"avatar {name!r} media unreadable: {error}")
 
         def frame(i):
             index = framing.pingpong(start + i, len(media))

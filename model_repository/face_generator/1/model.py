@@ -26,7 +26,10 @@ class TritonPythonModel:
         version = int(version[0]) if version is not None else 0
         start = int(triton.get(request, "START_FRAME")[0])
         features = triton.get(request, "AUDIO_FEATURES")
-        media = self.avatars.get(name)
+        try:
+            media = self.avatars.get(name)
+        except (OSError, ValueError) as error:
+            return triton.internal(f"avatar {name!r} media unreadable: {error}")
         frames = [framing.pingpong(start + i, len(media)) for i in range(len(features))]
         crops = media.faces[frames]
         calls = [
