@@ -1,5 +1,6 @@
 """Fixtures: the repository's artifacts (built by `make artifacts`) and one real tritonserver
 per test run, on free loopback ports, serving the CPU profile."""
+import shutil
 import socket
 from pathlib import Path
 
@@ -21,12 +22,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def server():
+def server(tmp_path_factory):
+    """Serves a copy of the model repository, so tests that import avatars leave no trace."""
     if not (REPOSITORY / "avatar_demo" / "1" / "model.onnx").exists():
         pytest.fail("artifacts missing: run `make test` (or `make artifacts`) first")
+    repository = tmp_path_factory.mktemp("served") / "model_repository"
+    shutil.copytree(REPOSITORY, repository)
     log = ROOT / "out" / "test-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    triton = TritonServer(REPOSITORY, http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(), log=log)
+    triton = TritonServer(repository, http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(), log=log)
     with triton:
         yield triton
 

@@ -44,3 +44,52 @@ def frame_features(vectors: np.ndarray) -> np.ndarray:
 def encode(encoder: torch.nn.Module, mel_windows: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return encoder(torch.from_numpy(mel_windows)).numpy()
+
+
+def walk(count: int, frames_in_dataset: int) -> list[int]:
+    """The reference player's frame indices: it steps before reading, so it starts at frame 1."""
+    last, index, stride, order = frames_in_dataset - 1, 0, 0, []
+    for _ in range(count):
+        if index > last - 1:
+            stride = -1
+        if index < 1:
+            stride = 1
+        index += stride
+        order.append(index)
+    return order
+
+
+def unet_input(frame_bgr: np.ndarray, rect) -> np.ndarray:
+    """[6, 320, 320]: the inner crop and its masked copy, /255, as the reference builds them."""
+    import cv2
+
+    x1, y1, x2, y2 = rect
+    crop = cv2.resize(frame_bgr[y1:y2, x1:x2], (328, 328), interpolation=cv2.INTER_CUBIC)
+    real = crop[4:324, 4:324].copy()
+    masked = cv2.rectangle(real.copy(), (5, 5, 310, 305), (0, 0, 0), -1)
+    return np.concatenate([real.transpose(2, 0, 1), masked.transpose(2, 0, 1)]).astype(np.float32) / 255.0
+
+
+def paste(frame_bgr: np.ndarray, rect, raw: np.ndarray) -> np.ndarray:
+    """The reference's uint8 truncation and bicubic paste-back of one [3, 320, 320] output."""
+    import cv2
+
+    x1, y1, x2, y2 = rect
+    crop = cv2.resize(frame_bgr[y1:y2, x1:x2], (328, 328), interpolation=cv2.INTER_CUBIC)
+    crop[4:324, 4:324] = np.array(raw.transpose(1, 2, 0) * 255, dtype=np.uint8)
+    out = frame_bgr.copy()
+    out[y1:y2, x1:x2] = cv2.resize(crop, (x2 - x1, y2 - y1), interpolation=cv2.INTER_CUBIC)
+    return out
+
+
+def render(wav16k: np.ndarray, frames_bgr: list, rects: list, encoder, unet) -> tuple[np.ndarray, list]:
+    """The whole reference inference: raw outputs [F, 3, 320, 320] and composited BGR frames."""
+    features = frame_features(encode(encoder, windows(mel(wav16k))))
+    raws, composited = [], []
+    for i, index in enumerate(walk(len(features), len(frames_bgr))):
+        face = torch.from_numpy(unet_input(frames_bgr[index], rects[index])[None])
+        with torch.no_grad():
+            raw = unet(face, torch.from_numpy(features[i][None])).numpy()[0]
+        raws.append(raw)
+        composited.append(paste(frames_bgr[index], rects[index], raw))
+    return np.stack(raws), composited

@@ -9,7 +9,7 @@ from tritonclient.grpc import model_config_pb2
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
 AVATAR_TEMPLATE = ROOT / "client" / "lipsync" / "avatar_model"
-PIPELINE = ["lipsync", "request_validator", "audio_features", "audio_encoder", "face_generator", "compositor"]
+PIPELINE = ["lipsync", "lipsync_faces", "request_validator", "audio_features", "audio_encoder", "face_generator", "compositor"]
 CONFIG_FILES = sorted(
     [p for name in PIPELINE for p in (REPOSITORY / name).glob("config*.pbtxt")]
     + [p for name in PIPELINE for p in (REPOSITORY / name / "configs").glob("*.pbtxt")]
@@ -36,8 +36,9 @@ def test_config_parses(path):
 
 
 @pytest.mark.parametrize("profile", ["gpu", "cpu"])
-def test_ensemble_steps_match_models(profile):
-    ensemble = load("lipsync", profile)
+@pytest.mark.parametrize("name", ["lipsync", "lipsync_faces"])
+def test_ensemble_steps_match_models(name, profile):
+    ensemble = load(name, profile)
     produced = {t.name: (t.data_type, list(t.dims)) for t in ensemble.input}
     for step in ensemble.ensemble_scheduling.step:
         model = load(step.model_name, profile)

@@ -28,7 +28,19 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--start-frame", type=int, default=0)
     render.add_argument("--chunk-seconds", type=float, default=4.0, help="audio per request")
     render.add_argument("--in-flight", type=int, default=2, help="requests in flight at once")
-    render.add_argument("-o", "--output", type=Path, required=True)
+    render.add_argument("-o", "--output", type=Path, required=True,
+                        help="an .mp4 (H.264 + AAC), or a folder that receives 000000.jpg, 000001.jpg, ...")
+
+    imports = commands.add_parser("import", help="make a SyncTalk_2D checkpoint and dataset a served avatar")
+    imports.add_argument("name", help="avatar name (a-z, 0-9, '_', '-')")
+    imports.add_argument("--checkpoint", type=Path, help="the person's UNet checkpoint (<epoch>.pth)")
+    imports.add_argument("--dataset", type=Path, help="SyncTalk_2D dataset: full_body_img/<n>.jpg + landmarks/<n>.lms")
+    imports.add_argument("--video", type=Path, help="a video of the person (instead of --dataset)")
+    imports.add_argument("--rects", type=Path, help="crop_rects.json for --video: [[x1, y1, x2, y2], ...]")
+    imports.add_argument("--audio-encoder", type=Path, help="shared audio encoder checkpoint (becomes its next version)")
+    imports.add_argument("--version", type=int, default=None, help="weights version folder (default: next)")
+    imports.add_argument("--repository", type=Path, default=Path("model_repository"))
+    imports.add_argument("--load", action="store_true", help="then load the avatar on the server at --url")
 
     commands.add_parser("avatars", help="list avatars, their versions and states")
     for verb in ("load", "unload"):
@@ -38,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("health", help="server liveness, readiness and avatars")
 
     args = parser.parse_args(argv)
+    if args.command == "import":
+        status = _import(args)
+        if status or not args.load:
+            return status
+        args.command = "load"
     url = args.url or ("127.0.0.1:8001" if args.protocol == "grpc" else "127.0.0.1:8000")
     try:
         with LipsyncClient(url, args.protocol) as client:
@@ -61,8 +78,31 @@ def _render(client: LipsyncClient, args) -> int:
                 progress.update(1)
                 yield jpeg
 
-        written = media_io.write_mp4(args.output, counted(), audio, rate)
+        if args.output.suffix.lower() == ".mp4":
+            written = media_io.write_mp4(args.output, counted(), audio, rate)
+        else:
+            written = media_io.write_jpegs(args.output, counted())
     print(f"wrote {args.output}: {written} frames, {len(audio) / rate:.2f} s of audio")
+    return 0
+
+
+def _import(args) -> int:
+    from .checkpoints import CheckpointError
+    from .importer import ImportError_, import_audio_encoder, import_avatar, import_unet
+
+    try:
+        if args.dataset or args.video:
+            media = import_avatar(args.repository, args.name, args.dataset, args.video, args.rects)
+            print(f"wrote avatar {args.name!r} media: {media}")
+        if args.checkpoint:
+            version = import_unet(args.repository, args.name, args.checkpoint, args.version)
+            print(f"wrote avatar {args.name!r} version {version} from {args.checkpoint}")
+        if args.audio_encoder:
+            version = import_audio_encoder(args.repository, args.audio_encoder)
+            print(f"wrote audio_encoder version {version} from {args.audio_encoder} (load audio_encoder to serve it)")
+    except (ImportError_, CheckpointError, ValueError) as error:
+        print(f"lipsync import: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

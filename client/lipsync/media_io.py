@@ -58,5 +58,14 @@ def write_mp4(path: Path, jpeg_frames: Iterable[bytes], audio: np.ndarray, sampl
     return count
 
 
+def write_jpegs(folder: Path, jpeg_frames: Iterable[bytes]) -> int:
+    """Writes the frames as they came from the server: 000000.jpg, 000001.jpg, ..."""
+    folder.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for count, jpeg in enumerate(jpeg_frames, start=1):
+        (folder / f"{count - 1:06d}.jpg").write_bytes(jpeg)
+    return count
+
+
 def _decode_jpeg(jpeg: bytes) -> av.VideoFrame:
     return av.VideoFrame.from_image(Image.open(io.BytesIO(jpeg)).convert("RGB"))

@@ -15,8 +15,9 @@ JPEG_QUALITY = 95
 MODEL_PY = '"""CPU profile: this version\'s model.onnx run by ONNX Runtime."""\nfrom lipsync.serving.onnx_model import TritonPythonModel  # noqa: F401\n'
 
 
-def write_media(repository: Path, name: str, frames: Iterable[np.ndarray], rects) -> Path:
-    """Stores RGB frames and their crop squares as the avatar's media (replacing old media)."""
+def write_media(repository: Path, name: str, frames: Iterable[np.ndarray | Path], rects) -> Path:
+    """Stores frames (RGB arrays, or JPEG files copied as they are) and their crop squares as
+    the avatar's media, replacing old media only once the new media is complete."""
     target = avatar.media_dir(repository, name)
     staging = target.with_name(avatar.MEDIA + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -24,10 +25,17 @@ def write_media(repository: Path, name: str, frames: Iterable[np.ndarray], rects
     rects = [[int(v) for v in rect] for rect in rects]
     faces = []
     for index, (frame, rect) in enumerate(zip(frames, rects, strict=True)):
-        compositing.check_rect(rect, frame.shape[1], frame.shape[0])
         path = staging / "frames" / f"{index:06d}.jpg"
-        Image.fromarray(frame).save(path, quality=JPEG_QUALITY)
+        if isinstance(frame, Path):
+            shutil.copyfile(frame, path)
+        else:
+            Image.fromarray(frame).save(path, quality=JPEG_QUALITY)
         decoded = np.asarray(Image.open(path).convert("RGB"))  # what the compositor will see
+        try:
+            compositing.check_rect(rect, decoded.shape[1], decoded.shape[0])
+        except ValueError as error:
+            shutil.rmtree(staging)
+            raise ValueError(f"frame {index}: {error}") from None
         faces.append(compositing.face_input(decoded[..., ::-1], rect))  # the network wants BGR
     np.save(staging / "faces.npy", np.stack(faces))
     (staging / "rects.json").write_text(json.dumps(rects))

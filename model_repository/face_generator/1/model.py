@@ -41,9 +41,15 @@ class TritonPythonModel:
         if errors:
             return triton.invalid_arg(errors[0]) if "not loaded" in errors[0] else triton.internal(errors[0])
         raw = np.concatenate(results)
-        # The reference's uint8 conversion truncates; BGR -> RGB for the compositor.
-        faces = (raw * 255.0).astype(np.uint8).transpose(0, 2, 3, 1)[..., ::-1]
-        return triton.respond(FACES=np.ascontiguousarray(faces))
+        outputs = {}
+        wanted = request.requested_output_names()
+        if "FACES" in wanted:
+            # The reference's uint8 conversion truncates; BGR -> RGB for the compositor.
+            faces = (raw * 255.0).astype(np.uint8).transpose(0, 2, 3, 1)[..., ::-1]
+            outputs["FACES"] = np.ascontiguousarray(faces)
+        if "FACES_RAW" in wanted:
+            outputs["FACES_RAW"] = raw
+        return triton.respond(**outputs)
 
     async def _unet(self, name, version, crops, features):
         request = pb_utils.InferenceRequest(

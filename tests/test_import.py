@@ -1,0 +1,74 @@
+"""Importing SyncTalk_2D datasets, videos with crop_rects.json and checkpoints (offline)."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import synthetic_data
+from lipsync import cli, compositing, repository
+from lipsync.avatar import AvatarMedia, media_dir
+from lipsync.importer import ImportError_, import_avatar, import_unet
+from lipsync.networks.unet import LipSyncUNet
+
+
+def test_dataset_import_keeps_frames_and_uses_the_landmark_crop(tmp_path):
+    rects = synthetic_data.write_dataset(tmp_path / "May", count=6)
+    import_avatar(tmp_path / "repo", "may", dataset=tmp_path / "May")
+    media = AvatarMedia(media_dir(tmp_path / "repo", "may"))
+    assert media.rects.tolist() == rects
+    for n in range(6):
+        original = cv2.imread(str(tmp_path / "May" / "full_body_img" / f"{n}.jpg"))
+        assert np.array_equal(media.background(n), original[..., ::-1])  # the file is kept as is
+        assert np.array_equal(media.faces[n], compositing.face_input(original, rects[n]))
+    assert (tmp_path / "repo" / "avatar_may" / "configs" / "cpu.pbtxt").is_file()
+
+
+def test_video_import_with_crop_rects(tmp_path):
+    video, rects_json, rects = synthetic_data.write_video(tmp_path / "src", count=5)
+    import_avatar(tmp_path / "repo", "obama", video=video, rects=rects_json)
+    media = AvatarMedia(media_dir(tmp_path / "repo", "obama"))
+    assert len(media) == 5 and media.rects.tolist() == rects
+    assert media.background(0).shape == (240, 320, 3)
+
+
+def test_broken_material_gives_clear_errors(tmp_path):
+    synthetic_data.write_dataset(tmp_path / "d", count=3)
+    (tmp_path / "d" / "landmarks" / "2.lms").unlink()
+    with pytest.raises(ImportError_, match=r"landmarks/2.lms is missing"):
+        import_avatar(tmp_path / "repo", "x", dataset=tmp_path / "d")
+    video, rects_json, rects = synthetic_data.write_video(tmp_path / "v", count=3)
+    rects_json.write_text(json.dumps(rects[:2]))
+    with pytest.raises(ImportError_, match="has 3 frames but .* has 2 rectangles"):
+        import_avatar(tmp_path / "repo", "x", video=video, rects=rects_json)
+    rects_json.write_text(json.dumps([[250, 10, 400, 160]] * 3))
+    with pytest.raises(ImportError_, match=r"frame 0: crop rectangle \[250, 10, 400, 160\] is not inside the 320x240 frame"):
+        import_avatar(tmp_path / "repo", "x", video=video, rects=rects_json)
+    assert not media_dir(tmp_path / "repo", "x").exists()  # nothing half-written is left
+    with pytest.raises(ValueError, match="invalid avatar name"):
+        import_avatar(tmp_path / "repo", "../x", dataset=tmp_path / "d")
+
+
+def test_checkpoints_become_numbered_versions(tmp_path):
+    synthetic_data.write_dataset(tmp_path / "d", count=2)
+    repo = tmp_path / "repo"
+    with pytest.raises(ImportError_, match="import its frames first"):
+        import_unet(repo, "may", tmp_path / "none.pth")
+    import_avatar(repo, "may", dataset=tmp_path / "d")
+    torch.save({f"module.{k}": v for k, v in LipSyncUNet().state_dict().items()}, tmp_path / "10.pth")
+    assert import_unet(repo, "may", tmp_path / "10.pth") == 1
+    assert import_unet(repo, "may", tmp_path / "10.pth") == 2
+    assert repository.versions(repo, "may") == [1, 2]
+    assert (repo / "avatar_may" / "2" / "model.onnx").is_file() and (repo / "avatar_may" / "2" / "model.py").is_file()
+
+
+def test_cli_import_reports_wrong_checkpoint_keys(tmp_path, capsys):
+    synthetic_data.write_dataset(tmp_path / "d", count=2)
+    state = LipSyncUNet().state_dict()
+    state.pop("up5.conv.double_conv.0.conv.0.weight")
+    torch.save(state, tmp_path / "bad.pth")
+    code = cli.main(["import", "may", "--dataset", str(tmp_path / "d"), "--checkpoint", str(tmp_path / "bad.pth"),
+                     "--repository", str(tmp_path / "repo")])
+    assert code == 2
+    assert "missing keys: up5.conv.double_conv.0.conv.0.weight" in capsys.readouterr().err
