@@ -20,7 +20,8 @@ build() {  # onnx, then trtexec shape and precision flags
 
 # The encoder stays fp32: its output feeds every frame of the clip.
 build "$repo/audio_encoder/1/model.onnx" \
-  --minShapes=MEL:1x16x80 --optShapes=MEL:1x641x80 --maxShapes=MEL:1x${max_mel}x80
+  --minShapes=MEL:1x16x80,MEL_OFFSET:1x1 --optShapes=MEL:1x641x80,MEL_OFFSET:1x1 \
+  --maxShapes=MEL:1x${max_mel}x80,MEL_OFFSET:1x1
 
 for onnx in "$repo"/avatar_*/[0-9]*/model.onnx; do
   [[ -e "$onnx" ]] || continue

@@ -4,11 +4,19 @@ import shutil
 import socket
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import soundfile
+import torch
 
+import reference
+import synthetic_data
+from lipsync import cli
 from lipsync.avatar import AvatarMedia, media_dir
+from lipsync.client import LipsyncClient
+from lipsync.networks.audio_encoder import AudioEncoder
+from lipsync.networks.unet import LipSyncUNet
 from lipsync.server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,3 +62,32 @@ def speech() -> tuple[np.ndarray, int]:
 @pytest.fixture(scope="session")
 def demo_media() -> AvatarMedia:
     return AvatarMedia(media_dir(REPOSITORY, "demo"))
+
+
+@pytest.fixture(scope="session")
+def parity_avatar(server, grpc_url, tmp_path_factory):
+    """A dataset and a 'module.'-prefixed checkpoint, imported and loaded with one command."""
+    folder = tmp_path_factory.mktemp("synctalk")
+    synthetic_data.write_dataset(folder / "dataset", count=8, seed=4)
+    torch.manual_seed(21)
+    # Realistic ranges: faces in [0, 1], mel in [-4, 4], encoder outputs (post-ReLU) about [0, 5].
+    unet = synthetic_data.calibrated(LipSyncUNet(), ((2, 6, 320, 320), 0, 1), ((2, 32, 16, 16), 0, 5))
+    encoder = synthetic_data.calibrated(AudioEncoder(), ((64, 1, 80, 16), -4, 4))
+    torch.save({f"module.{k}": v for k, v in unet.state_dict().items()}, folder / "30.pth")
+    torch.save(encoder.audio_encoder.state_dict(), folder / "audio_visual_encoder.pth")
+    code = cli.main(["--url", grpc_url, "import", "parity", "--dataset", str(folder / "dataset"), "--checkpoint",
+                     str(folder / "30.pth"), "--audio-encoder", str(folder / "audio_visual_encoder.pth"),
+                     "--repository", str(server.repository), "--load"])
+    assert code == 0
+    LipsyncClient(grpc_url).triton.load_model("audio_encoder")  # serves the imported encoder version
+    # Version 2: default-initialised weights (nearly input-independent, but float32-exact).
+    torch.manual_seed(22)
+    plain = LipSyncUNet().eval()
+    torch.save(plain.state_dict(), folder / "31.pth")
+    code = cli.main(["--url", grpc_url, "import", "parity", "--checkpoint", str(folder / "31.pth"),
+                     "--repository", str(server.repository), "--load"])
+    assert code == 0
+    frames = [cv2.imread(str(folder / "dataset" / "full_body_img" / f"{n}.jpg")) for n in range(8)]
+    rects = [reference.crop_rect(folder / "dataset" / "landmarks" / f"{n}.lms") for n in range(8)]
+    return unet, plain, frames, rects, folder / "audio_visual_encoder.pth"
+

@@ -59,6 +59,13 @@ def walk(count: int, frames_in_dataset: int) -> list[int]:
     return order
 
 
+def crop_rect(lms_path) -> list[int]:
+    """The crop square from a 110-point .lms file, with the reference's float -> int32 cast."""
+    points = np.array([line.split(" ") for line in open(lms_path).read().splitlines()], dtype=np.float32).astype(np.int32)
+    x1, x2, y1 = points[1][0], points[31][0], points[52][1]
+    return [int(x1), int(y1), int(x2), int(y1 + x2 - x1)]
+
+
 def unet_input(frame_bgr: np.ndarray, rect) -> np.ndarray:
     """[6, 320, 320]: the inner crop and its masked copy, /255, as the reference builds them."""
     import cv2

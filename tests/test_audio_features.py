@@ -57,10 +57,22 @@ def encoder_graph(tmp_path_factory):
 def test_encoder_graph_matches_reference_windows_and_context(encoder_graph, mel_frames):
     encoder, session = encoder_graph
     mel = np.random.default_rng(mel_frames).uniform(-4, 4, (mel_frames, 80)).astype(np.float32)
-    (ours,) = session.run(None, {"MEL": mel[None]})
+    (ours,) = session.run(None, {"MEL": mel[None], "MEL_OFFSET": np.zeros((1, 1), np.int64)})
     ref = reference.frame_features(reference.encode(encoder, reference.windows(mel)))
     assert ours.shape == (1, *ref.shape)
     assert np.abs(ours[0] - ref).max() < 1e-4
+
+
+def test_encoder_graph_segment_equals_the_whole_clip_bit_for_bit(encoder_graph):
+    # Streaming: a segment starting at a multiple of 16 mel frames, told its offset, computes
+    # the same frames as the whole clip (away from its left edge), even where the whole clip's
+    # length (384) is a rounding exception and the segment's (384 - 48) is not.
+    _, session = encoder_graph
+    mel = np.random.default_rng(9).uniform(-4, 4, (384, 80)).astype(np.float32)
+    (whole,) = session.run(None, {"MEL": mel[None], "MEL_OFFSET": np.zeros((1, 1), np.int64)})
+    (segment,) = session.run(None, {"MEL": mel[None, 48:], "MEL_OFFSET": np.full((1, 1), 48, np.int64)})
+    assert whole.shape[1] == segment.shape[1] + 15  # 48 mel frames = 15 video frames
+    assert np.array_equal(segment[0, 10:], whole[0, 25:])
 
 
 def test_serialized_pipeline_computes_the_same_mel(tmp_path, pipeline, speech):

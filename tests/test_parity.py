@@ -1,9 +1,7 @@
 """End-to-end parity with the reference inference (tests/reference.py), through the real server:
-a SyncTalk_2D dataset and checkpoint imported with one command, then served."""
+a SyncTalk_2D dataset and checkpoint parity_avatar with one command, then served."""
 import io
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -11,63 +9,27 @@ import tritonclient.grpc as grpcclient
 from PIL import Image
 
 import reference
-import synthetic_data
-from lipsync import cli, compositing
+from lipsync import compositing
 from lipsync.client import LipsyncClient
 from lipsync.networks.audio_encoder import AudioEncoder
-from lipsync.networks.unet import LipSyncUNet
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def imported(server, grpc_url, tmp_path_factory):
-    """A dataset and a 'module.'-prefixed checkpoint, imported and loaded with one command."""
-    folder = tmp_path_factory.mktemp("synctalk")
-    synthetic_data.write_dataset(folder / "dataset", count=8, seed=4)
-    torch.manual_seed(21)
-    # Realistic ranges: faces in [0, 1], mel in [-4, 4], encoder outputs (post-ReLU) about [0, 5].
-    unet = synthetic_data.calibrated(LipSyncUNet(), ((2, 6, 320, 320), 0, 1), ((2, 32, 16, 16), 0, 5))
-    encoder = synthetic_data.calibrated(AudioEncoder(), ((64, 1, 80, 16), -4, 4))
-    torch.save({f"module.{k}": v for k, v in unet.state_dict().items()}, folder / "30.pth")
-    torch.save(encoder.audio_encoder.state_dict(), folder / "audio_visual_encoder.pth")
-    code = cli.main(["--url", grpc_url, "import", "parity", "--dataset", str(folder / "dataset"), "--checkpoint",
-                     str(folder / "30.pth"), "--audio-encoder", str(folder / "audio_visual_encoder.pth"),
-                     "--repository", str(server.repository), "--load"])
-    assert code == 0
-    LipsyncClient(grpc_url).triton.load_model("audio_encoder")  # serves the imported encoder version
-    # Version 2: default-initialised weights (nearly input-independent, but float32-exact).
-    torch.manual_seed(22)
-    plain = LipSyncUNet().eval()
-    torch.save(plain.state_dict(), folder / "31.pth")
-    code = cli.main(["--url", grpc_url, "import", "parity", "--checkpoint", str(folder / "31.pth"),
-                     "--repository", str(server.repository), "--load"])
-    assert code == 0
-    frames = [cv2.imread(str(folder / "dataset" / "full_body_img" / f"{n}.jpg")) for n in range(8)]
-    rects = [reference_rect(folder / "dataset" / "landmarks" / f"{n}.lms") for n in range(8)]
-    return unet, plain, frames, rects, folder / "audio_visual_encoder.pth"
-
-
-def reference_rect(lms: Path) -> list[int]:
-    points = np.array([line.split(" ") for line in lms.read_text().splitlines()], dtype=np.float32).astype(np.int32)
-    x1, x2, y1 = points[1][0], points[31][0], points[52][1]
-    return [int(x1), int(y1), int(x2), int(y1 + x2 - x1)]
-
-
-@pytest.fixture(scope="module")
-def encoder(imported):
+def encoder(parity_avatar):
     """The reference's way of loading the encoder checkpoint: the bare Sequential, prefixed."""
     model = AudioEncoder().eval()
-    state = torch.load(imported[4], weights_only=True)
+    state = torch.load(parity_avatar[4], weights_only=True)
     model.load_state_dict({f"audio_encoder.{k}": v for k, v in state.items()})
     return model
 
 
 @pytest.mark.parametrize("version, tolerance", [(2, 1e-4), (1, 5e-4)])
-def test_served_network_equals_the_checkpoint(imported, grpc_url, version, tolerance):
+def test_served_network_equals_the_checkpoint(parity_avatar, grpc_url, version, tolerance):
     # Version 1 has realistic activations: there float32 itself moves about 1.7e-4 from float64
     # and PyTorch differs by 1e-4 between 1 and 2 threads, so 1e-4 is below float32's noise.
-    unet = imported[0] if version == 1 else imported[1]
+    unet = parity_avatar[0] if version == 1 else parity_avatar[1]
     rng = np.random.default_rng(5)
     crops = rng.integers(0, 256, (4, 320, 320, 3), dtype=np.uint8)
     audio = rng.standard_normal((4, 32, 16, 16)).astype(np.float32)
@@ -101,8 +63,8 @@ def raw_faces(grpc_url, audio, start):
     return client.infer("lipsync_faces", inputs).as_numpy("FACES_RAW")[0]
 
 
-def test_ensemble_matches_the_reference_inference(imported, encoder, grpc_url, speech):
-    unet, _, frames, rects, _ = imported
+def test_ensemble_matches_the_reference_inference(parity_avatar, encoder, grpc_url, speech):
+    unet, _, frames, rects, _ = parity_avatar
     audio = speech[0][:20000]
     expected_raw, expected_frames = reference.render(audio, frames, rects, encoder, unet)
     # The reference player steps before it reads, so its walk is START_FRAME=1 here.
@@ -120,9 +82,9 @@ def test_ensemble_matches_the_reference_inference(imported, encoder, grpc_url, s
         assert error.mean() < 0.1 and np.percentile(error, 99.9) < 12
 
 
-def test_wrong_walk_or_audio_would_be_caught(imported, encoder, grpc_url, speech):
+def test_wrong_walk_or_audio_would_be_caught(parity_avatar, encoder, grpc_url, speech):
     # Sensitivity of the parity test: a shifted start or shifted audio does not match.
-    unet, _, frames, rects, _ = imported
+    unet, _, frames, rects, _ = parity_avatar
     audio = speech[0][:20000]
     expected_raw, _ = reference.render(audio, frames, rects, encoder, unet)
     assert np.abs(raw_faces(grpc_url, audio, start=0) - expected_raw).max() > 1e-2

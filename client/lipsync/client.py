@@ -8,9 +8,12 @@
 """
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
+
+import av
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -18,9 +21,11 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from . import avatar as avatar_names
-from . import framing
+from . import framing, streaming
+from .streaming import Segment
 
 ENSEMBLE = "lipsync"
+RAW_ENSEMBLE = "lipsync_faces"
 
 
 @dataclass
@@ -117,8 +122,11 @@ class LipsyncClient:
     # Rendering ----------------------------------------------------------------------------
 
     def render(self, audio: np.ndarray, sample_rate: int, avatar: str, version: int | None = None,
-               start_frame: int = 0) -> list[bytes]:
-        """JPEG frames (25 fps) of `avatar` speaking `audio` (mono float32 in [-1, 1])."""
+               start_frame: int = 0, segment: Segment | None = None, raw: bool = False) -> list:
+        """JPEG frames (25 fps) of `avatar` speaking `audio` (mono float32 in [-1, 1]).
+
+        `segment` renders part of a stream (see stream()); `raw` returns the network's float
+        output per frame ([3, 320, 320], BGR, from the lipsync_faces model) instead of JPEGs."""
         module = grpcclient if self.protocol == "grpc" else httpclient
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1)
         tensors = [
@@ -129,15 +137,62 @@ class LipsyncClient:
         ]
         if version is not None:
             tensors.append(("AVATAR_VERSION", np.array([[version]], np.int64), "INT64"))
+        if segment is not None:
+            for name, value in (("AUDIO_OFFSET", segment.begin), ("FIRST_FRAME", segment.first), ("FRAME_COUNT", segment.count)):
+                tensors.append((name, np.array([[value]], np.int64), "INT64"))
         inputs = []
         for name, value, dtype in tensors:
             tensor = module.InferInput(name, list(value.shape), dtype)
             tensor.set_data_from_numpy(value)
             inputs.append(tensor)
-        outputs = [module.InferRequestedOutput("FRAMES")]
+        model, output = (RAW_ENSEMBLE, "FACES_RAW") if raw else (ENSEMBLE, "FRAMES")
         kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" and self.timeout_s else {}
-        result = self.triton.infer(ENSEMBLE, inputs, outputs=outputs, headers=self.headers, **kwargs)
-        return [bytes(jpeg) for jpeg in result.as_numpy("FRAMES").reshape(-1)]
+        result = self.triton.infer(model, inputs, outputs=[module.InferRequestedOutput(output)], headers=self.headers, **kwargs)
+        if raw:
+            return list(result.as_numpy(output)[0])
+        return [bytes(jpeg) for jpeg in result.as_numpy(output).reshape(-1)]
+
+    def stream(self, chunks: Iterable[np.ndarray], sample_rate: int, avatar: str, version: int | None = None,
+               start_frame: int = 0, max_in_flight: int = 2, raw: bool = False) -> Iterator:
+        """Live rendering: takes audio chunks as they arrive (any sizes) and yields frames in
+        order as soon as they can be rendered exactly, continuing the avatar's loop; the end of
+        `chunks` flushes the rest. Frames are identical to rendering the whole clip at once
+        (for audio at 16 kHz; other rates are resampled here, chunk by chunk, first). A frame
+        needs streaming.LOOKAHEAD_SECONDS (0.49 s) of audio past its start."""
+        resampler = None if sample_rate == framing.SAMPLE_RATE else _StreamResampler(sample_rate)
+        kept, base, received, emitted = np.zeros(0, np.float32), 0, 0, 0
+        pending: deque = deque()
+        with ThreadPoolExecutor(max_in_flight) as pool:
+
+            def submit(upto: int):
+                nonlocal emitted, kept, base
+                part = streaming.segment(emitted, upto, received)
+                audio = kept[part.begin - base : part.end - base]
+                pending.append(pool.submit(self.render, audio, framing.SAMPLE_RATE, avatar, version,
+                                           start_frame + part.stream_frame, part, raw))
+                emitted = upto
+                # Later segments start no earlier than this one's context: drop what precedes it.
+                keep_from = streaming.segment(emitted, emitted, received).begin
+                kept, base = kept[keep_from - base :], keep_from
+
+            for chunk in chunks:
+                samples = np.asarray(chunk, np.float32).reshape(-1)
+                if resampler is not None:
+                    samples = resampler.push(samples)
+                kept, received = np.concatenate([kept, samples]), received + len(samples)
+                ready = streaming.ready_frames(received)
+                if ready > emitted:
+                    submit(ready)
+                while pending and (pending[0].done() or len(pending) > max_in_flight):
+                    yield from pending.popleft().result()
+            if resampler is not None:
+                tail = resampler.push(None)
+                kept, received = np.concatenate([kept, tail]), received + len(tail)
+            total = framing.frame_count(received)
+            if total > emitted:
+                submit(total)
+            while pending:
+                yield from pending.popleft().result()
 
     def render_chunks(self, audio: np.ndarray, sample_rate: int, avatar: str, version: int | None = None,
                       start_frame: int = 0, chunk_seconds: float = 4.0, max_in_flight: int = 4) -> Iterator[bytes]:
@@ -187,3 +242,19 @@ def chunk_plan(samples: int, sample_rate: int, chunk_seconds: float, start_frame
 
 def _mean_ms(duration: dict, count: int) -> float:
     return round(int(duration.get("ns", 0)) / 1e6 / count, 3) if count else 0.0
+
+
+class _StreamResampler:
+    """Resamples a stream to 16 kHz chunk by chunk (FFmpeg's resampler keeps its state)."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=framing.SAMPLE_RATE)
+
+    def push(self, samples: np.ndarray | None) -> np.ndarray:
+        frame = None
+        if samples is not None:
+            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+            frame.sample_rate = self.rate
+        out = [f.to_ndarray().reshape(-1) for f in self.resampler.resample(frame)]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)

@@ -12,6 +12,7 @@ FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 WINDOW = 16  # mel frames per encoder window
 CONTEXT = 8  # encoder vectors on each side of a video frame
+BLOCK_SAMPLES = 5 * SAMPLES_PER_FRAME  # 3200: 5 video frames = 16 mel frames, where windows realign
 MIN_MEL_FRAMES = WINDOW
 MIN_SAMPLES = (MIN_MEL_FRAMES - 1) * HOP  # shortest audio at 16 kHz that yields one window
 MAX_SECONDS = 600  # hard cap of the exported graph; servers configure a lower limit
@@ -33,13 +34,14 @@ def window_count(mel_frames: int) -> int:
     return int((mel_frames - WINDOW) / float(MEL_PER_SECOND) * float(FPS)) + 2
 
 
-def frame_count(samples_16k: int) -> int:
+def frame_count(samples_16k: int, mel_offset: int = 0) -> int:
     """Video frames rendered for audio of this many samples at 16 kHz.
 
     The encoder outputs are padded with a copy of the first and last vector, and every padded
-    vector yields one frame: window_count + 2.
+    vector yields one frame: window_count + 2. For the last segment of a stream that starts
+    `mel_offset` mel frames in (a multiple of 16), the count follows the whole stream's length.
     """
-    return window_count(mel_frame_count(samples_16k)) + 2
+    return window_count(mel_frame_count(samples_16k) + mel_offset) - mel_offset * FPS // MEL_PER_SECOND + 2
 
 
 def window_start(index: int, mel_frames: int) -> int:

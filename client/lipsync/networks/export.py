@@ -13,7 +13,9 @@ OPSET = 17
 def export_audio_encoder(encoder: AudioEncoder, path: Path) -> None:
     graph = ServingAudioEncoder(encoder).eval()
     mel = torch.zeros(1, 641, 80)
-    _export(graph, (mel,), path, ["MEL"], ["AUDIO_FEATURES"], {"MEL": {1: "mel_frames"}, "AUDIO_FEATURES": {1: "frames"}})
+    offset = torch.zeros(1, 1, dtype=torch.int64)
+    axes = {"MEL": {1: "mel_frames"}, "AUDIO_FEATURES": {1: "frames"}}
+    _export(graph, (mel, offset), path, ["MEL", "MEL_OFFSET"], ["AUDIO_FEATURES"], axes)
 
 
 def export_unet(unet: LipSyncUNet, path: Path) -> None:

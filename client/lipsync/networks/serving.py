@@ -29,12 +29,15 @@ class ServingAudioEncoder(nn.Module):
         self.encoder = encoder
         self.register_buffer("exceptions", torch.tensor(framing.ROUNDING_EXCEPTIONS, dtype=torch.int64))
 
-    def forward(self, mel: Tensor) -> Tensor:
+    def forward(self, mel: Tensor, mel_offset: Tensor) -> Tensor:
+        """mel [1, T, 80]; mel_offset [1, 1]: mel frames of the stream before this segment (a
+        multiple of 16, so windows stay aligned); 0 for a whole clip. The reference's rounding
+        rule applies to the whole stream's length, T + mel_offset."""
         mel = mel[0]  # [T, 80]
         t = mel.shape[0]
         t_index = torch.full((1,), t, dtype=torch.int64)
         n = (t_index - framing.WINDOW) * framing.FPS // framing.MEL_PER_SECOND + 2
-        n = n - (t_index == self.exceptions).any().to(torch.int64)
+        n = n - ((t_index + mel_offset[0]) == self.exceptions).any().to(torch.int64)
         steps = torch.arange(framing.MAX_MEL_FRAMES, dtype=torch.int64)
         window_ids = steps[: n[0]]
         starts = torch.clamp(window_ids * framing.MEL_PER_SECOND // framing.FPS, max=t - framing.WINDOW)

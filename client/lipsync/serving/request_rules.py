@@ -52,3 +52,21 @@ def check_start_frame(start: int) -> None:
 def check_version(version: int) -> None:
     if not 0 <= version <= MAX_VERSION:
         raise InvalidInput(f"AVATAR_VERSION: must be a version number >= 1, or 0 for the latest; got {version}")
+
+
+def check_audio_offset(offset: int, rate: int) -> None:
+    if offset < 0 or offset % framing.BLOCK_SAMPLES:
+        raise InvalidInput(f"AUDIO_OFFSET: must be a multiple of {framing.BLOCK_SAMPLES} samples >= 0, got {offset}")
+    if offset and rate != framing.SAMPLE_RATE:
+        raise InvalidInput(f"AUDIO_OFFSET: streamed segments must be {framing.SAMPLE_RATE} Hz audio, got SAMPLE_RATE {rate}")
+
+
+def frame_range(first: int | None, count: int | None, frames: int) -> tuple[int, int]:
+    """The clip frames to render: FIRST_FRAME (default 0) and FRAME_COUNT (default: the rest)."""
+    first = 0 if first is None else first
+    if not 0 <= first < frames:
+        raise InvalidInput(f"FIRST_FRAME: {first} is outside this audio's {frames} frames")
+    count = frames - first if count is None else count
+    if not 1 <= count <= frames - first:
+        raise InvalidInput(f"FRAME_COUNT: {count} frames from FIRST_FRAME {first} do not fit in {frames} frames")
+    return first, count

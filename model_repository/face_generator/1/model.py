@@ -25,7 +25,8 @@ class TritonPythonModel:
         version = triton.get(request, "AVATAR_VERSION")
         version = int(version[0]) if version is not None else 0
         start = int(triton.get(request, "START_FRAME")[0])
-        features = triton.get(request, "AUDIO_FEATURES")
+        first, count = (int(triton.get(request, name)[0]) for name in ("FIRST_FRAME", "FRAME_COUNT"))
+        features = triton.get(request, "AUDIO_FEATURES")[first : first + count]
         try:
             media = self.avatars.get(name)
         except (OSError, ValueError) as error:

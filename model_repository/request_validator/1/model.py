@@ -1,6 +1,9 @@
 """Validates lip-sync requests (rules: lipsync/serving/request_rules.py)."""
 from pathlib import Path
 
+import numpy as np
+
+from lipsync import framing
 from lipsync.avatar import AvatarStore
 from lipsync.serving import request_rules, triton
 from lipsync.serving.request_rules import InvalidInput
@@ -18,14 +21,28 @@ class TritonPythonModel:
     def _check(self, request):
         audio = triton.get(request, "AUDIO")
         rate = int(triton.get(request, "SAMPLE_RATE")[0])
-        version = triton.get(request, "AVATAR_VERSION")
+        version, offset = _optional(request, "AVATAR_VERSION"), _optional(request, "AUDIO_OFFSET") or 0
         try:
             request_rules.check_sample_rate(rate)
             request_rules.check_audio(audio, rate, self.max_seconds)
             request_rules.check_avatar(triton.text(request, "AVATAR"), self.avatars.exists)
             request_rules.check_start_frame(int(triton.get(request, "START_FRAME")[0]))
             if version is not None:
-                request_rules.check_version(int(version[0]))
+                request_rules.check_version(version)
+            request_rules.check_audio_offset(offset, rate)
+            frames = framing.frame_count(framing.resampled_length(audio.size, rate), offset // framing.HOP)
+            first, count = request_rules.frame_range(_optional(request, "FIRST_FRAME"), _optional(request, "FRAME_COUNT"), frames)
         except InvalidInput as error:
             return triton.invalid_arg(str(error))
-        return triton.respond(CHECKED_AUDIO=audio, CHECKED_SAMPLE_RATE=triton.get(request, "SAMPLE_RATE"))
+        return triton.respond(
+            CHECKED_AUDIO=audio,
+            CHECKED_SAMPLE_RATE=triton.get(request, "SAMPLE_RATE"),
+            MEL_OFFSET=np.array([offset // framing.HOP], np.int64),
+            FIRST_FRAME_OUT=np.array([first], np.int64),
+            FRAME_COUNT_OUT=np.array([count], np.int64),
+        )
+
+
+def _optional(request, name: str) -> int | None:
+    value = triton.get(request, name)
+    return None if value is None else int(value[0])
