@@ -47,3 +47,19 @@ def test_start_frame():
         check_start_frame(-1)
     check_start_frame(0)
     check_start_frame(10**9)
+
+
+def test_stream_segment_inputs():
+    from lipsync.serving.request_rules import check_audio_offset, frame_range
+
+    check_audio_offset(6400, 16000)
+    with pytest.raises(InvalidInput, match="AUDIO_OFFSET: must be a multiple of 3200"):
+        check_audio_offset(1000, 16000)
+    with pytest.raises(InvalidInput, match="AUDIO_OFFSET: streamed segments must be 16000 Hz"):
+        check_audio_offset(3200, 44100)
+    assert frame_range(None, None, 24) == (0, 24)
+    assert frame_range(10, None, 24) == (10, 14)
+    with pytest.raises(InvalidInput, match="FIRST_FRAME: 24 is outside this audio's 24 frames"):
+        frame_range(24, None, 24)
+    with pytest.raises(InvalidInput, match="FRAME_COUNT: 5 frames from FIRST_FRAME 20 do not fit in 24 frames"):
+        frame_range(20, 5, 24)

@@ -182,3 +182,26 @@ def test_cli_renders_an_mp4_with_sound(grpc_url, tmp_path, speech):
         assert video.codec_context.name == "h264" and sound.codec_context.name == "aac"
         assert sum(1 for _ in container.decode(video)) == expected_frames(16000, 16000)
         assert (video.codec_context.width, video.codec_context.height) == (1280, 720)
+
+
+def test_cli_streams_a_pipe_into_jpegs(grpc_url, tmp_path, speech, monkeypatch, capsys):
+    import io as stdio
+    import sys
+
+    pcm = (np.clip(speech[0][:16000], -1, 1) * 32767).astype("<i2").tobytes()
+    monkeypatch.setattr(sys, "stdin", stdio.TextIOWrapper(stdio.BytesIO(pcm)))
+    code = cli.main(["--url", grpc_url, "stream", "-", "--avatar", "demo", "--chunk-ms", "200", "-o", str(tmp_path / "live")])
+    assert code == 0
+    assert len(list((tmp_path / "live").glob("*.jpg"))) == expected_frames(16000, 16000)
+    assert "first frame after" in capsys.readouterr().out
+
+
+def test_cli_streams_a_file_into_an_mp4(grpc_url, tmp_path, speech):
+    import soundfile
+
+    wav = tmp_path / "speech.wav"
+    soundfile.write(wav, speech[0][:12000], 16000)
+    assert cli.main(["--url", grpc_url, "stream", str(wav), "--avatar", "demo", "-o", str(tmp_path / "live.mp4")]) == 0
+    with av.open(str(tmp_path / "live.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == expected_frames(12000, 16000)
+        assert container.streams.audio[0].codec_context.name == "aac"

@@ -6,7 +6,10 @@
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
 
 from tqdm import tqdm
 from tritonclient.utils import InferenceServerException
@@ -30,6 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--in-flight", type=int, default=2, help="requests in flight at once")
     render.add_argument("-o", "--output", type=Path, required=True,
                         help="an .mp4 (H.264 + AAC), or a folder that receives 000000.jpg, 000001.jpg, ...")
+
+    live = commands.add_parser("stream", help="render audio as it arrives (a file read in chunks, or a pipe)")
+    live.add_argument("audio", help="an audio file, or - for raw 16-bit little-endian mono PCM on stdin")
+    live.add_argument("--rate", type=int, default=16000, help="sample rate of the PCM on stdin")
+    live.add_argument("--avatar", required=True)
+    live.add_argument("--version", type=int, default=None)
+    live.add_argument("--start-frame", type=int, default=0)
+    live.add_argument("--chunk-ms", type=int, default=200, help="audio per chunk")
+    live.add_argument("--realtime", action="store_true", help="send a file's chunks at the pace of speech")
+    live.add_argument("-o", "--output", type=Path, required=True, help="an .mp4, or a folder for JPEG frames")
 
     imports = commands.add_parser("import", help="make a SyncTalk_2D checkpoint and dataset a served avatar")
     imports.add_argument("name", help="avatar name (a-z, 0-9, '_', '-')")
@@ -106,6 +119,51 @@ def _import(args) -> int:
     return 0
 
 
+def _stream(client: LipsyncClient, args) -> int:
+    received: list[np.ndarray] = []
+    if args.audio == "-":
+        rate, source = args.rate, _pcm_chunks(sys.stdin.buffer, args.rate * args.chunk_ms // 1000)
+    else:
+        audio, rate = media_io.read_audio(Path(args.audio))
+        step = max(1, rate * args.chunk_ms // 1000)
+        source = (audio[i : i + step] for i in range(0, len(audio), step))
+
+    def arriving():
+        started = time.monotonic()
+        for chunk in source:
+            received.append(chunk)
+            if args.realtime:
+                ahead = sum(len(c) for c in received) / rate - (time.monotonic() - started)
+                time.sleep(max(0.0, ahead))
+            yield chunk
+
+    frames = client.stream(arriving(), rate, args.avatar, args.version, args.start_frame)
+    first_frame_at = []
+    started = time.monotonic()
+
+    def counted():
+        with tqdm(unit="frame", desc=f"streaming {args.avatar}") as progress:
+            for jpeg in frames:
+                if not first_frame_at:
+                    first_frame_at.append(time.monotonic() - started)
+                progress.update(1)
+                yield jpeg
+
+    if args.output.suffix.lower() == ".mp4":
+        # The MP4's sound track is muxed after the video, once the stream has ended.
+        written = media_io.write_mp4(args.output, counted(), lambda: np.concatenate(received), rate)
+    else:
+        written = media_io.write_jpegs(args.output, counted())
+    first = f", first frame after {first_frame_at[0]:.2f} s" if first_frame_at else ""
+    print(f"wrote {args.output}: {written} frames{first}")
+    return 0
+
+
+def _pcm_chunks(stream, samples: int):
+    while block := stream.read(2 * samples):
+        yield np.frombuffer(block[: len(block) // 2 * 2], "<i2").astype(np.float32) / 32768.0
+
+
 def _avatars(client: LipsyncClient, args) -> int:
     for avatar in client.avatars():
         versions = ", ".join(f"{v}: {state}" for v, state in sorted(avatar.versions.items())) or "not loaded"
@@ -132,6 +190,7 @@ def _print_json(value) -> int:
 
 COMMANDS = {
     "render": _render,
+    "stream": _stream,
     "avatars": _avatars,
     "load": _load,
     "unload": _unload,

@@ -2,7 +2,7 @@
 import io
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import av
 import numpy as np
@@ -30,8 +30,12 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     return audio.astype(np.float32, copy=False), rate
 
 
-def write_mp4(path: Path, jpeg_frames: Iterable[bytes], audio: np.ndarray, sample_rate: int, crf: int = 20) -> int:
-    """Writes 25 fps H.264 video from JPEG frames with the audio as AAC; returns frames written."""
+def write_mp4(path: Path, jpeg_frames: Iterable[bytes], audio: np.ndarray | Callable[[], np.ndarray],
+              sample_rate: int, crf: int = 20) -> int:
+    """Writes 25 fps H.264 video from JPEG frames with the audio as AAC; returns frames written.
+
+    The sound track is written after the last frame; `audio` may be a function that returns it
+    then (for a live stream, whose audio is complete only when its frames are)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with av.open(str(path), mode="w") as container:
@@ -49,7 +53,8 @@ def write_mp4(path: Path, jpeg_frames: Iterable[bytes], audio: np.ndarray, sampl
             container.mux(video.encode(frame))
             count += 1
         container.mux(video.encode(None))
-        samples = av.AudioFrame.from_ndarray(audio.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
+        track = audio() if callable(audio) else audio
+        samples = av.AudioFrame.from_ndarray(np.asarray(track, np.float32).reshape(1, -1), format="flt", layout="mono")
         samples.sample_rate = sample_rate
         samples.pts = 0
         for converted in av.AudioResampler(format="fltp", layout="mono", rate=sample_rate).resample(samples):
