@@ -9,7 +9,7 @@ import torch
 import synthetic_data
 from lipsync import cli, compositing, repository
 from lipsync.avatar import AvatarMedia, media_dir
-from lipsync.importer import ImportError_, import_avatar, import_unet
+from lipsync.importer import AvatarImportError, import_avatar, import_unet
 from lipsync.networks.unet import LipSyncUNet
 
 
@@ -36,14 +36,14 @@ def test_video_import_with_crop_rects(tmp_path):
 def test_broken_material_gives_clear_errors(tmp_path):
     synthetic_data.write_dataset(tmp_path / "d", count=3)
     (tmp_path / "d" / "landmarks" / "2.lms").unlink()
-    with pytest.raises(ImportError_, match=r"landmarks/2.lms is missing"):
+    with pytest.raises(AvatarImportError, match=r"landmarks/2.lms is missing"):
         import_avatar(tmp_path / "repo", "x", dataset=tmp_path / "d")
     video, rects_json, rects = synthetic_data.write_video(tmp_path / "v", count=3)
     rects_json.write_text(json.dumps(rects[:2]))
-    with pytest.raises(ImportError_, match="has 3 frames but .* has 2 rectangles"):
+    with pytest.raises(AvatarImportError, match="has 3 frames but .* has 2 rectangles"):
         import_avatar(tmp_path / "repo", "x", video=video, rects=rects_json)
     rects_json.write_text(json.dumps([[250, 10, 400, 160]] * 3))
-    with pytest.raises(ImportError_, match=r"frame 0: crop rectangle \[250, 10, 400, 160\] is not inside the 320x240 frame"):
+    with pytest.raises(AvatarImportError, match=r"frame 0: crop rectangle \[250, 10, 400, 160\] is not inside the 320x240 frame"):
         import_avatar(tmp_path / "repo", "x", video=video, rects=rects_json)
     assert not media_dir(tmp_path / "repo", "x").exists()  # nothing half-written is left
     with pytest.raises(ValueError, match="invalid avatar name"):
@@ -53,7 +53,7 @@ def test_broken_material_gives_clear_errors(tmp_path):
 def test_checkpoints_become_numbered_versions(tmp_path):
     synthetic_data.write_dataset(tmp_path / "d", count=2)
     repo = tmp_path / "repo"
-    with pytest.raises(ImportError_, match="import its frames first"):
+    with pytest.raises(AvatarImportError, match="import its frames first"):
         import_unet(repo, "may", tmp_path / "none.pth")
     import_avatar(repo, "may", dataset=tmp_path / "d")
     torch.save({f"module.{k}": v for k, v in LipSyncUNet().state_dict().items()}, tmp_path / "10.pth")

@@ -101,7 +101,7 @@ def _render(client: LipsyncClient, args) -> int:
 
 def _import(args) -> int:
     from .checkpoints import CheckpointError
-    from .importer import ImportError_, import_audio_encoder, import_avatar, import_unet
+    from .importer import AvatarImportError, import_audio_encoder, import_avatar, import_unet
 
     try:
         if args.dataset or args.video:
@@ -113,7 +113,7 @@ def _import(args) -> int:
         if args.audio_encoder:
             version = import_audio_encoder(args.repository, args.audio_encoder)
             print(f"wrote audio_encoder version {version} from {args.audio_encoder} (load audio_encoder to serve it)")
-    except (ImportError_, CheckpointError, ValueError) as error:
+    except (AvatarImportError, CheckpointError, ValueError) as error:
         print(f"lipsync import: {error}", file=sys.stderr)
         return 2
     return 0

@@ -17,7 +17,7 @@ from . import avatar, checkpoints, repository
 JAW_LEFT, JAW_RIGHT, CROP_TOP = 1, 31, 52
 
 
-class ImportError_(ValueError):
+class AvatarImportError(ValueError):
     """Input material that cannot become an avatar; the message says which file and why."""
 
 
@@ -26,9 +26,9 @@ def crop_from_landmarks(path: Path) -> list[int]:
     try:
         points = np.array([line.split() for line in path.read_text().splitlines() if line.strip()], dtype=np.float32)
     except ValueError as error:
-        raise ImportError_(f"{path}: not 'x y' pairs per line ({error})") from None
+        raise AvatarImportError(f"{path}: not 'x y' pairs per line ({error})") from None
     if points.ndim != 2 or points.shape[1] != 2 or len(points) <= CROP_TOP:
-        raise ImportError_(f"{path}: expected 110 'x y' landmark lines, found {len(points)}")
+        raise AvatarImportError(f"{path}: expected 110 'x y' landmark lines, found {len(points)}")
     points = points.astype(np.int32)
     x1, x2, y1 = int(points[JAW_LEFT][0]), int(points[JAW_RIGHT][0]), int(points[CROP_TOP][1])
     return [x1, y1, x2, y1 + (x2 - x1)]
@@ -38,15 +38,15 @@ def read_dataset(folder: Path) -> tuple[list[Path], list[list[int]]]:
     """Frames and crops of a SyncTalk_2D dataset folder: full_body_img/<n>.jpg, landmarks/<n>.lms."""
     images = {int(p.stem): p for p in (folder / "full_body_img").glob("*.jpg") if p.stem.isdigit()}
     if not images:
-        raise ImportError_(f"{folder}: no full_body_img/<n>.jpg frames")
+        raise AvatarImportError(f"{folder}: no full_body_img/<n>.jpg frames")
     order = sorted(images)
     if order != list(range(len(order))):
-        raise ImportError_(f"{folder}: frames must be numbered 0..{len(order) - 1} without gaps")
+        raise AvatarImportError(f"{folder}: frames must be numbered 0..{len(order) - 1} without gaps")
     rects = []
     for n in order:
         lms = folder / "landmarks" / f"{n}.lms"
         if not lms.is_file():
-            raise ImportError_(f"{folder}: landmarks/{n}.lms is missing for full_body_img/{n}.jpg")
+            raise AvatarImportError(f"{folder}: landmarks/{n}.lms is missing for full_body_img/{n}.jpg")
         rects.append(crop_from_landmarks(lms))
     return [images[n] for n in order], rects
 
@@ -56,13 +56,13 @@ def read_video(video: Path, rects_json: Path) -> tuple[Iterator[np.ndarray], lis
     try:
         rects = json.loads(rects_json.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ImportError_(f"{rects_json}: {error}") from None
+        raise AvatarImportError(f"{rects_json}: {error}") from None
     if not (isinstance(rects, list) and all(isinstance(r, list) and len(r) == 4 for r in rects)):
-        raise ImportError_(f"{rects_json}: expected [[x1, y1, x2, y2], ...]")
+        raise AvatarImportError(f"{rects_json}: expected [[x1, y1, x2, y2], ...]")
     with av.open(str(video)) as container:
         count = sum(1 for _ in container.decode(video=0))
     if count != len(rects):
-        raise ImportError_(f"{video} has {count} frames but {rects_json} has {len(rects)} rectangles")
+        raise AvatarImportError(f"{video} has {count} frames but {rects_json} has {len(rects)} rectangles")
 
     def frames():
         with av.open(str(video)) as container:
@@ -80,18 +80,18 @@ def import_avatar(repo: Path, name: str, dataset: Path | None = None, video: Pat
     elif video is not None and rects is not None:
         frames, crops = read_video(video, rects)
     else:
-        raise ImportError_("give a SyncTalk_2D dataset folder, or a video and its crop_rects.json")
+        raise AvatarImportError("give a SyncTalk_2D dataset folder, or a video and its crop_rects.json")
     try:
         return repository.write_media(repo, name, frames, crops)
     except ValueError as error:
-        raise ImportError_(f"avatar {name!r}: {error}") from None
+        raise AvatarImportError(f"avatar {name!r}: {error}") from None
 
 
 def import_unet(repo: Path, name: str, checkpoint: Path, version: int | None = None) -> int:
     """The checkpoint as the avatar's given or next version; the avatar's media must exist."""
     avatar.check_name(name)
     if not (avatar.media_dir(repo, name) / "rects.json").is_file():
-        raise ImportError_(f"avatar {name!r} has no media in {repo}: import its frames first")
+        raise AvatarImportError(f"avatar {name!r} has no media in {repo}: import its frames first")
     return repository.add_version(repo, name, checkpoints.load_unet(checkpoint), version)
 
 
