@@ -1,7 +1,7 @@
 # make demo   - set up, build artifacts, serve, render assets/sample.wav to out/demo.mp4, stop
 # make test   - set up, build artifacts, run the whole test suite (starts its own server)
 # make serve  - serve the model repository on 127.0.0.1 (gRPC 8001, HTTP 8000) until Ctrl-C
-# make bench  - frames/s of the ensemble vs bare ONNX Runtime (perf/bench_ensemble.py)
+# make bench  - benchmark report in out/bench/ (perf/bench.py)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -19,7 +19,7 @@ artifacts: $(STAMPS)/artifacts
 $(STAMPS)/venv: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[server,build,test]"
+	$(PY) -m pip install --quiet -e ".[server,build,test,bench]"
 	@mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/artifacts: $(STAMPS)/venv $(ARTIFACT_SOURCES)
@@ -37,7 +37,7 @@ serve: artifacts
 	$(PY) -m lipsync.server
 
 bench: artifacts
-	$(PY) perf/bench_ensemble.py
+	$(PY) perf/bench.py
 
 clean:
 	rm -rf $(STAMPS) out build assets model_repository/avatar_* model_repository/*/1/model.onnx

@@ -1,0 +1,110 @@
+"""`make bench`: one run that measures the CPU profile side by side and writes out/bench/
+report.json, report.md and throughput_latency.png.
+
+    a. bare networks (encoder + UNet) in ONNX Runtime, one process: the ceiling
+    b. the ensemble end to end over gRPC at several concurrency levels
+    c. the reference's sequential loop in PyTorch eager: the baseline
+    d. audio preprocessing (mel + encoder) latency for 8 frames of audio
+    e. server memory (tritonserver and its stubs) and /dev/shm after 100 and 1000 requests
+
+Ratios are taken within the run (b/a, b/c), because this machine's speed drifts between runs.
+"""
+import argparse
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import measure
+import report
+from lipsync import checkpoints, demo, framing, mel_pipeline
+from lipsync.avatar import AvatarMedia, media_dir
+from lipsync.server import TritonServer
+
+ROOT = Path(__file__).resolve().parents[1]
+REPOSITORY = ROOT / "model_repository"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=4.0, help="audio per ensemble request")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--rounds", type=int, default=2, help="requests per concurrent client and level")
+    parser.add_argument("--sequential-frames", type=int, default=25)
+    parser.add_argument("--memory-requests", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=8, help="face_generator's frames_per_unet_request")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime / PyTorch threads, as served")
+    parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench")
+    args = parser.parse_args()
+    args.output.mkdir(parents=True, exist_ok=True)
+
+    audio = demo.speech(args.seconds, framing.SAMPLE_RATE, seed=1)
+    version = max(int(p.parent.name) for p in (REPOSITORY / "avatar_demo").glob("[0-9]*/model.onnx"))
+    unet_onnx = REPOSITORY / "avatar_demo" / str(version) / "model.onnx"
+    encoder_onnx = max((REPOSITORY / "audio_encoder").glob("[0-9]*/model.onnx"), key=lambda p: int(p.parent.name))
+    pipe = mel_pipeline.build(batch_size=1, num_threads=1)
+    pipe.build()
+    pipe.feed_input("AUDIO", [audio])
+    pipe.feed_input("SAMPLE_RATE", [np.array([framing.SAMPLE_RATE], np.int32)])
+    mel = np.array(pipe.run()[0].at(0))
+    results: dict = {"audio_seconds": args.seconds, "frames_per_request": framing.frame_count(len(audio)),
+                     "unet_batch": args.batch, "threads": args.threads}
+
+    print("a. bare networks", flush=True)
+    bare = [measure.bare_networks_fps(encoder_onnx, unet_onnx, mel, args.batch, args.threads)]
+    print("c. sequential PyTorch baseline", flush=True)
+    encoder = checkpoints.load_audio_encoder(ROOT / "build" / "checkpoints" / "audio_visual_encoder.pth")
+    unet = checkpoints.load_unet(ROOT / "build" / "checkpoints" / "demo" / f"{version}.pth")
+    media = AvatarMedia(media_dir(REPOSITORY, "demo"))
+    results["sequential_fps"] = measure.sequential_fps(audio, encoder, unet, media, args.sequential_frames, args.threads)
+
+    shm_before = measure.shm_mb()
+    ports = dict(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    with TritonServer(REPOSITORY, log=args.output / "server.log", **ports) as server:
+        url = f"127.0.0.1:{server.grpc_port}"
+        print("b. ensemble sweep", flush=True)
+        results["ensemble"] = measure.ensemble_sweep(url, audio, args.concurrency, args.rounds)
+        print("d. audio preprocessing latency", flush=True)
+        audio_ms = measure.audio_latency_ms(url, 8 * framing.SAMPLES_PER_FRAME, 200)
+        results["audio_ms_8_frames"] = measure.summary(audio_ms)
+        print("e. memory under load", flush=True)
+        small = audio[: framing.MIN_SAMPLES]
+        failures = measure.load(url, small, 100, 4)
+        memory = {"rss_mb_after_100": measure.server_rss_mb(server.process.pid), "shm_mb_after_100": measure.shm_mb()}
+        failures += measure.load(url, small, max(0, args.memory_requests - 100), 4)
+        memory.update(rss_mb_after_1000=measure.server_rss_mb(server.process.pid), shm_mb_after_1000=measure.shm_mb(),
+                      failed_requests=failures)
+    time.sleep(1)
+    memory.update(shm_mb_before_server=shm_before, shm_mb_after_server=measure.shm_mb())
+    results["memory"] = memory
+    print("a. bare networks, again", flush=True)
+    bare.append(measure.bare_networks_fps(encoder_onnx, unet_onnx, mel, args.batch, args.threads))
+
+    best = max(results["ensemble"], key=lambda level: level["fps"])
+    results.update(
+        bare_fps=float(np.mean(bare)),
+        bare_fps_before_after=bare,
+        ensemble_fps=best["fps"],
+        best_concurrency=best["concurrency"],
+        pipeline_efficiency=best["fps"] / float(np.mean(bare)),
+        speedup_vs_sequential=best["fps"] / results["sequential_fps"],
+        audio_ms_p99_8_frames=results["audio_ms_8_frames"]["p99"],
+        rss_growth_mb_100_to_1000=memory["rss_mb_after_1000"] - memory["rss_mb_after_100"],
+        live_streams_kept_up=None,  # from `make loadtest` (Locust), when it has been run
+    )
+    report.write(results, args.output)
+    print(json.dumps({k: v for k, v in results.items() if not isinstance(v, (list, dict))}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
