@@ -87,8 +87,29 @@ def ensemble_sweep(url: str, audio: np.ndarray, levels: list[int], rounds: int) 
     return results
 
 
+def audio_processing_ms(encoder_onnx: Path, samples: int, count: int, threads: int) -> list[float]:
+    """(d) Mel (the DALI pipeline) + encoder (ONNX Runtime) for `samples` of audio, in process:
+    the work the server's two audio steps do, without the transport around them."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    encoder = ort.InferenceSession(str(encoder_onnx), options, providers=["CPUExecutionProvider"])
+    pipe = mel_pipeline.build(batch_size=1, num_threads=threads)
+    pipe.build()
+    audio = np.random.default_rng(1).uniform(-0.3, 0.3, samples).astype(np.float32)
+    timings = []
+    for _ in range(count + 5):
+        t = time.perf_counter()
+        pipe.feed_input("AUDIO", [audio])
+        pipe.feed_input("SAMPLE_RATE", [np.array([framing.SAMPLE_RATE], np.int32)])
+        mel = np.array(pipe.run()[0].at(0))
+        encoder.run(None, {"MEL": mel[None], "MEL_OFFSET": np.zeros((1, 1), np.int64)})
+        timings.append((time.perf_counter() - t) * 1000)
+    return timings[5:]
+
+
 def audio_latency_ms(url: str, samples: int, count: int) -> list[float]:
-    """(d) Mel + encoder for `samples` of audio through the server's two audio models."""
+    """(d) Mel + encoder for `samples` of audio through the server's two audio models: two
+    gRPC round trips from this client included."""
     client = grpcclient.InferenceServerClient(url)
     audio = np.random.default_rng(1).uniform(-0.3, 0.3, (1, samples)).astype(np.float32)
     timings = []

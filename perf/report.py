@@ -47,7 +47,8 @@ def _markdown(r: dict) -> str:
 | c. sequential PyTorch eager (baseline) | {r['sequential_fps']:.2f} frames/s |
 | pipeline efficiency b/a | {r['pipeline_efficiency']:.2f} |
 | speed-up over the baseline b/c | {r['speedup_vs_sequential']:.2f} |
-| d. audio preprocessing, 8 frames: p50 / p99 | {r['audio_ms_8_frames']['p50']:.1f} / {r['audio_ms_p99_8_frames']:.1f} ms |
+| d. audio preprocessing (mel + encoder), 8 frames: p50 / p99 | {r['audio_ms_8_frames']['p50']:.1f} / {r['audio_ms_p99_8_frames']:.1f} ms |
+| d. the same through the server, two gRPC round trips: p50 / p99 | {r['audio_round_trip_ms_8_frames']['p50']:.1f} / {r['audio_round_trip_ms_8_frames']['p99']:.1f} ms |
 | e. server RSS after 100 / 1000 requests | {memory['rss_mb_after_100']:.0f} / {memory['rss_mb_after_1000']:.0f} MB (growth {r['rss_growth_mb_100_to_1000']:.1f} MB) |
 | /dev/shm before server / after 100 / after 1000 / after stop | {memory['shm_mb_before_server']:.1f} / {memory['shm_mb_after_100']:.1f} / {memory['shm_mb_after_1000']:.1f} / {memory['shm_mb_after_server']:.1f} MB |
 | failed requests | {memory['failed_requests']} |
