@@ -35,7 +35,7 @@ def run_level(url: str, streams: int, seconds: int, folder: Path) -> dict:
     except subprocess.TimeoutExpired:
         process.kill()  # a hung load generator must not hang the benchmark
         process.wait()
-        raise RuntimeError(f"locust did not finish {seconds} s run within {seconds + 60} s")
+        raise RuntimeError(f"locust did not finish its {seconds} s run within {seconds + 60} s") from None
     return json.loads(result.read_text())
 
 

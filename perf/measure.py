@@ -72,7 +72,7 @@ def ensemble_sweep(url: str, audio: np.ndarray, levels: list[int], rounds: int) 
     for level in levels:
         latencies: list[float] = []
 
-        def one(_):
+        def one(_, latencies=latencies):
             t = time.perf_counter()
             count = len(client.render(audio, framing.SAMPLE_RATE, "demo"))
             latencies.append(time.perf_counter() - t)
