@@ -12,7 +12,6 @@ Ratios are taken within the run (b/a, b/c), because this machine's speed drifts 
 """
 import argparse
 import json
-import socket
 import sys
 import time
 from pathlib import Path
@@ -23,16 +22,11 @@ import measure
 import report
 from lipsync import checkpoints, demo, framing, mel_pipeline
 from lipsync.avatar import AvatarMedia, media_dir
-from lipsync.server import TritonServer
+from lipsync.server import TritonServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> int:

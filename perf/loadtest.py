@@ -8,20 +8,14 @@ sets its live_streams_kept_up.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from lipsync.server import TritonServer
+from lipsync.server import TritonServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_level(url: str, streams: int, seconds: int, folder: Path) -> dict:

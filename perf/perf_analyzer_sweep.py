@@ -9,21 +9,15 @@ make_perf_input.py, and writes out/perf/perf_analyzer.csv. Equivalent command by
         -f out/perf/perf_analyzer.csv --verbose-csv
 """
 import argparse
-import socket
 import subprocess
 import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from lipsync.server import TritonServer
+from lipsync.server import TritonServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> int:

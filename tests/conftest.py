@@ -1,7 +1,6 @@
 """Fixtures: the repository's artifacts (built by `make artifacts`) and one real tritonserver
 per test run, on free loopback ports, serving the CPU profile."""
 import shutil
-import socket
 from pathlib import Path
 
 import cv2
@@ -17,16 +16,11 @@ from lipsync.avatar import AvatarMedia, media_dir
 from lipsync.client import LipsyncClient
 from lipsync.networks.audio_encoder import AudioEncoder
 from lipsync.networks.unet import LipSyncUNet
-from lipsync.server import TritonServer
+from lipsync.server import TritonServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +32,7 @@ def server(tmp_path_factory):
     shutil.copytree(REPOSITORY, repository)
     log = ROOT / "out" / "test-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    triton = TritonServer(repository, http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(), log=log)
+    triton = TritonServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), log=log)
     with triton:
         yield triton
 

@@ -7,6 +7,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -28,6 +29,13 @@ def _python_backend() -> Path:
     if not target.exists():
         shutil.copy2(stub, target)
     return backend
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for servers started by tests and benchmarks)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class TritonServer:
