@@ -48,9 +48,7 @@ def main() -> int:
     encoder_onnx = max((REPOSITORY / "audio_encoder").glob("[0-9]*/model.onnx"), key=lambda p: int(p.parent.name))
     pipe = mel_pipeline.build(batch_size=1, num_threads=1)
     pipe.build()
-    pipe.feed_input("AUDIO", [audio])
-    pipe.feed_input("SAMPLE_RATE", [np.array([framing.SAMPLE_RATE], np.int32)])
-    mel = np.array(pipe.run()[0].at(0))
+    (mel,) = mel_pipeline.run(pipe, [audio], [framing.SAMPLE_RATE])
     results: dict = {"audio_seconds": args.seconds, "frames_per_request": framing.frame_count(len(audio)),
                      "unet_batch": args.batch, "threads": args.threads}
 

@@ -43,9 +43,7 @@ def sequential_fps(audio: np.ndarray, encoder, unet, media: AvatarMedia, frames:
     pipe = mel_pipeline.build(batch_size=1, num_threads=1)
     pipe.build()
     start = time.perf_counter()
-    pipe.feed_input("AUDIO", [audio])
-    pipe.feed_input("SAMPLE_RATE", [np.array([framing.SAMPLE_RATE], np.int32)])
-    mel = np.array(pipe.run()[0].at(0))
+    (mel,) = mel_pipeline.run(pipe, [audio], [framing.SAMPLE_RATE])
     t = mel.shape[0]
     windows = np.stack([mel[framing.window_start(w, t) : framing.window_start(w, t) + 16].T[None]
                         for w in range(framing.window_count(t))]).astype(np.float32)
@@ -99,9 +97,7 @@ def audio_processing_ms(encoder_onnx: Path, samples: int, count: int, threads: i
     timings = []
     for _ in range(count + 5):
         t = time.perf_counter()
-        pipe.feed_input("AUDIO", [audio])
-        pipe.feed_input("SAMPLE_RATE", [np.array([framing.SAMPLE_RATE], np.int32)])
-        mel = np.array(pipe.run()[0].at(0))
+        (mel,) = mel_pipeline.run(pipe, [audio], [framing.SAMPLE_RATE])
         encoder.run(None, {"MEL": mel[None], "MEL_OFFSET": np.zeros((1, 1), np.int64)})
         timings.append((time.perf_counter() - t) * 1000)
     return timings[5:]

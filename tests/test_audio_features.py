@@ -18,10 +18,7 @@ def pipeline():
 
 
 def run_mel(pipe, audio: np.ndarray, rate: int = 16000) -> np.ndarray:
-    pipe.feed_input("AUDIO", [audio.astype(np.float32)])
-    pipe.feed_input("SAMPLE_RATE", [np.array([rate], np.int32)])
-    (mel,) = pipe.run()
-    return np.array(mel.at(0))
+    return mel_pipeline.run(pipe, [audio], [rate])[0]
 
 
 @pytest.mark.parametrize("samples", [framing.MIN_SAMPLES, 16000, 16123, 61440, 128000])

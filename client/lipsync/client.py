@@ -175,19 +175,20 @@ class LipsyncClient:
                 keep_from = streaming.segment(emitted, emitted, received).begin
                 kept, base = kept[keep_from - base :], keep_from
 
+            def receive(samples: np.ndarray):
+                nonlocal kept, received
+                kept, received = np.concatenate([kept, samples]), received + len(samples)
+
             for chunk in chunks:
                 samples = np.asarray(chunk, np.float32).reshape(-1)
-                if resampler is not None:
-                    samples = resampler.push(samples)
-                kept, received = np.concatenate([kept, samples]), received + len(samples)
+                receive(samples if resampler is None else resampler.push(samples))
                 ready = streaming.ready_frames(received)
                 if ready > emitted:
                     submit(ready)
                 while pending and (pending[0].done() or len(pending) > max_in_flight):
                     yield from pending.popleft().result()
             if resampler is not None:
-                tail = resampler.push(None)
-                kept, received = np.concatenate([kept, tail]), received + len(tail)
+                receive(resampler.push(None))
             total = framing.frame_count(received)
             if total > emitted:
                 submit(total)

@@ -4,7 +4,6 @@ video with crop rectangles) and checkpoints (as a new avatar's weights or its ne
 Offline: it writes files; `lipsync load NAME` (or a server restart) makes the server serve them.
 """
 import json
-import re
 from pathlib import Path
 from typing import Iterator
 
@@ -97,10 +96,4 @@ def import_unet(repo: Path, name: str, checkpoint: Path, version: int | None = N
 
 def import_audio_encoder(repo: Path, checkpoint: Path) -> int:
     """The shared encoder checkpoint as audio_encoder's next version (served as the latest)."""
-    from .networks.export import export_audio_encoder
-
-    folder = Path(repo) / "audio_encoder"
-    version = max((int(p.name) for p in folder.glob("*") if re.fullmatch(r"\d+", p.name)), default=0) + 1
-    export_audio_encoder(checkpoints.load_audio_encoder(checkpoint), folder / str(version) / "model.onnx")
-    (folder / str(version) / "model.py").write_text(repository.MODEL_PY)
-    return version
+    return repository.add_encoder_version(repo, checkpoints.load_audio_encoder(checkpoint))

@@ -65,3 +65,11 @@ def build(batch_size: int, num_threads: int, device: str = "cpu"):
     device_id = 0 if device == "gpu" else None
     define = pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1)
     return define(mel_from_inputs)(device)
+
+
+def run(pipeline, clips: list[np.ndarray], rates: list[int]) -> list[np.ndarray]:
+    """Mel [T, 80] of each clip, in one run of a pipeline made by build()."""
+    pipeline.feed_input("AUDIO", [np.asarray(clip, np.float32) for clip in clips])
+    pipeline.feed_input("SAMPLE_RATE", [np.array([rate], np.int32) for rate in rates])
+    (mel,) = pipeline.run()
+    return [np.array(mel.at(i)) for i in range(len(clips))]

@@ -46,19 +46,33 @@ def write_media(repository: Path, name: str, frames: Iterable[np.ndarray | Path]
 
 
 def versions(repository: Path, name: str) -> list[int]:
-    folder = Path(repository) / avatar.model_name(name)
-    return sorted(int(p.name) for p in folder.glob("*") if p.is_dir() and p.name.isdigit())
+    return _versions(Path(repository) / avatar.model_name(name))
 
 
 def add_version(repository: Path, name: str, unet, version: int | None = None) -> int:
     """Exports a LipSyncUNet as the avatar's next (or the given) version; returns the number."""
     from .networks.export import export_unet
 
-    version = version or max(versions(repository, name), default=0) + 1
-    folder = Path(repository) / avatar.model_name(name) / str(version)
-    export_unet(unet, folder / "model.onnx")
-    (folder / "model.py").write_text(MODEL_PY)
+    folder = Path(repository) / avatar.model_name(name)
+    version = version or max(_versions(folder), default=0) + 1
+    export_unet(unet, folder / str(version) / "model.onnx")
+    (folder / str(version) / "model.py").write_text(MODEL_PY)
     return version
+
+
+def add_encoder_version(repository: Path, encoder) -> int:
+    """Exports the shared AudioEncoder as audio_encoder's next version (served as the latest)."""
+    from .networks.export import export_audio_encoder
+
+    folder = Path(repository) / "audio_encoder"
+    version = max(_versions(folder), default=0) + 1
+    export_audio_encoder(encoder, folder / str(version) / "model.onnx")
+    (folder / str(version) / "model.py").write_text(MODEL_PY)
+    return version
+
+
+def _versions(model_folder: Path) -> list[int]:
+    return sorted(int(p.name) for p in model_folder.glob("*") if p.is_dir() and p.name.isdigit())
 
 
 def _write_configs(repository: Path, name: str) -> None:
