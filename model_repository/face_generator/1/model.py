@@ -25,7 +25,7 @@ class TritonPythonModel:
         version = triton.get(request, "AVATAR_VERSION")
         version = int(version[0]) if version is not None else 0
         start = int(triton.get(request, "START_FRAME")[0])
-        first, count = (int(triton.get(request, name)[0]) for name in ("FIRST_FRAME", "FRAME_COUNT"))
+        first, count = (int(triton.get(request, field)[0]) for field in ("FIRST_FRAME", "FRAME_COUNT"))
         features = triton.get(request, "AUDIO_FEATURES")[first : first + count]
         try:
             media = self.avatars.get(name)
@@ -38,9 +38,9 @@ class TritonPythonModel:
             for i in range(0, len(frames), self.chunk)
         ]
         results = await asyncio.gather(*calls)
-        errors = [r for r in results if isinstance(r, str)]
-        if errors:
-            return triton.invalid_arg(errors[0]) if "not loaded" in errors[0] else triton.internal(errors[0])
+        failed = [r for r in results if not isinstance(r, np.ndarray)]
+        if failed:
+            return failed[0]
         raw = np.concatenate(results)
         outputs = {}
         wanted = request.requested_output_names()
@@ -64,6 +64,6 @@ class TritonPythonModel:
             message = response.error().message()
             if "unknown model" in message or "not found" in message or "not ready" in message:
                 which = f"version {version}" if version > 0 else "any version"
-                return f"AVATAR: avatar {name!r} ({which}) is not loaded"
-            return f"avatar {name!r} UNet failed: {message}"
+                return triton.invalid_arg(f"AVATAR: avatar {name!r} ({which}) is not loaded")
+            return triton.internal(f"avatar {name!r} UNet failed: {message}")
         return pb_utils.get_output_tensor_by_name(response, "FACE_RAW").as_numpy()
