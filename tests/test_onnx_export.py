@@ -24,6 +24,10 @@ def test_unet_onnx_matches_pytorch_within_1e4(tmp_path):
         expected = unet(torch.from_numpy(np.concatenate([real, masked], axis=1)), torch.from_numpy(audio)).numpy()
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (ours,) = session.run(["FACE_RAW"], {"FACE": crops, "AUDIO_FEATURES": audio})
+    ours, pixels = session.run(["FACE_RAW", "FACE_RGB"], {"FACE": crops, "AUDIO_FEATURES": audio})
     assert ours.shape == (3, 3, 320, 320)
     assert np.abs(ours - expected).max() < 1e-4
+
+    # FACE_RGB is the reference's (raw * 255).astype(uint8), channels turned to RGB, last axis.
+    assert pixels.dtype == np.uint8 and pixels.shape == (3, 320, 320, 3)
+    np.testing.assert_array_equal(pixels, (ours * 255.0).astype(np.uint8).transpose(0, 2, 3, 1)[..., ::-1])

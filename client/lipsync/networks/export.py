@@ -22,8 +22,9 @@ def export_unet(unet: LipSyncUNet, path: Path) -> None:
     graph = ServingUNet(unet).eval()
     face = torch.zeros(2, FACE, FACE, 3, dtype=torch.uint8)
     audio = torch.zeros(2, 32, 16, 16)
-    axes = {name: {0: "batch"} for name in ("FACE", "AUDIO_FEATURES", "FACE_RAW")}
-    _export(graph, (face, audio), path, ["FACE", "AUDIO_FEATURES"], ["FACE_RAW"], axes)
+    outputs = ["FACE_RAW", "FACE_RGB"]
+    axes = {name: {0: "batch"} for name in ["FACE", "AUDIO_FEATURES", *outputs]}
+    _export(graph, (face, audio), path, ["FACE", "AUDIO_FEATURES"], outputs, axes)
 
 
 def _export(graph, args, path: Path, inputs, outputs, axes) -> None:

@@ -3,7 +3,8 @@
 They wrap the checkpoint networks unchanged and add the per-request arithmetic that the
 reference inference does in Python, so that it runs inside the model servers:
 - ServingAudioEncoder: mel [1, T, 80] -> per-frame encoder windows [1, F, 32, 16, 16];
-- ServingUNet: uint8 BGR face crops -> the network's float output.
+- ServingUNet: uint8 BGR face crops -> the network's float output, and the same as uint8 RGB
+  pixels (what the compositor pastes: a quarter of the bytes to move between processes).
 """
 import torch
 from torch import Tensor, nn
@@ -52,7 +53,10 @@ class ServingAudioEncoder(nn.Module):
 
 
 class ServingUNet(nn.Module):
-    """Takes uint8 BGR crops [B, 320, 320, 3]; builds the masked half and scales inside the graph."""
+    """Takes uint8 BGR crops [B, 320, 320, 3]; builds the masked half and scales inside the graph.
+
+    Returns FACE_RAW (float BGR [B, 3, 320, 320], the network's own output) and FACE_RGB (uint8
+    RGB [B, 320, 320, 3], truncated as the reference's astype(uint8) does)."""
 
     def __init__(self, unet: LipSyncUNet):
         super().__init__()
@@ -61,6 +65,10 @@ class ServingUNet(nn.Module):
         mask[..., MASK_ROWS[0] : MASK_ROWS[1], MASK_COLS[0] : MASK_COLS[1]] = 0
         self.register_buffer("mask", mask)
 
-    def forward(self, face: Tensor, audio: Tensor) -> Tensor:
+    def forward(self, face: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
         real = face.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-        return self.unet(torch.cat([real, real * self.mask], dim=1), audio)
+        raw = self.unet(torch.cat([real, real * self.mask], dim=1), audio)
+        # floor == the reference's truncation for the sigmoid's non-negative output; the clamp
+        # keeps the cast defined (ONNX leaves out-of-range float -> uint8 casts unspecified).
+        pixels = torch.clamp(torch.floor(raw * 255.0), 0.0, 255.0).to(torch.uint8)
+        return raw, pixels.flip(1).permute(0, 2, 3, 1)

@@ -9,6 +9,8 @@ from lipsync import avatar, framing
 from lipsync.avatar import AvatarStore
 from lipsync.serving import triton
 
+UNET_OUTPUTS = {"FACES": "FACE_RGB", "FACES_RAW": "FACE_RAW"}
+
 
 class TritonPythonModel:
     def initialize(self, args):
@@ -33,31 +35,24 @@ class TritonPythonModel:
             return triton.internal(f"avatar {name!r} media unreadable: {error}")
         frames = [framing.pingpong(start + i, len(media)) for i in range(len(features))]
         crops = media.faces[frames]
+        # Each of our outputs is one of the UNet's: uint8 pixels unless a caller asks for floats.
+        wanted = {ours: theirs for ours, theirs in UNET_OUTPUTS.items() if ours in request.requested_output_names()}
         calls = [
-            self._unet(name, version, crops[i : i + self.chunk], features[i : i + self.chunk])
+            self._unet(name, version, crops[i : i + self.chunk], features[i : i + self.chunk], list(wanted.values()))
             for i in range(0, len(frames), self.chunk)
         ]
         results = await asyncio.gather(*calls)
-        failed = [r for r in results if not isinstance(r, np.ndarray)]
+        failed = [r for r in results if not isinstance(r, dict)]
         if failed:
             return failed[0]
-        raw = np.concatenate(results)
-        outputs = {}
-        wanted = request.requested_output_names()
-        if "FACES" in wanted:
-            # The reference's uint8 conversion truncates; BGR -> RGB for the compositor.
-            faces = (raw * 255.0).astype(np.uint8).transpose(0, 2, 3, 1)[..., ::-1]
-            outputs["FACES"] = np.ascontiguousarray(faces)
-        if "FACES_RAW" in wanted:
-            outputs["FACES_RAW"] = raw
-        return triton.respond(**outputs)
+        return triton.respond(**{ours: np.concatenate([r[theirs] for r in results]) for ours, theirs in wanted.items()})
 
-    async def _unet(self, name, version, crops, features):
+    async def _unet(self, name, version, crops, features, outputs):
         request = pb_utils.InferenceRequest(
             model_name=avatar.model_name(name),
             model_version=version if version > 0 else -1,
             inputs=[pb_utils.Tensor("FACE", np.ascontiguousarray(crops)), pb_utils.Tensor("AUDIO_FEATURES", features)],
-            requested_output_names=["FACE_RAW"],
+            requested_output_names=outputs,
         )
         response = await request.async_exec()
         if response.has_error():
@@ -66,4 +61,4 @@ class TritonPythonModel:
                 which = f"version {version}" if version > 0 else "any version"
                 return triton.invalid_arg(f"AVATAR: avatar {name!r} ({which}) is not loaded")
             return triton.internal(f"avatar {name!r} UNet failed: {message}")
-        return pb_utils.get_output_tensor_by_name(response, "FACE_RAW").as_numpy()
+        return {output: pb_utils.get_output_tensor_by_name(response, output).as_numpy() for output in outputs}
