@@ -1,7 +1,8 @@
 """`make bench`: one run that measures the CPU profile side by side and writes out/bench/
 report.json, report.md and throughput_latency.png.
 
-    a. bare networks (encoder + UNet) in ONNX Runtime, one process: the ceiling
+    a. bare networks (encoder + UNet) in ONNX Runtime, one process: the ceiling; and the same
+       with the UNet quantized to INT8 (speed, and PSNR against the float output)
     b. the ensemble end to end over gRPC at several concurrency levels
     c. the reference's sequential loop in PyTorch eager: the baseline
     d. audio preprocessing (mel + encoder) for 8 frames of audio: the processing itself, and
@@ -20,13 +21,12 @@ import numpy as np
 
 import measure
 import report
-from lipsync import checkpoints, demo, framing, mel_pipeline
+from lipsync import checkpoints, demo, framing, mel_pipeline, quantization
 from lipsync.avatar import AvatarMedia, media_dir
 from lipsync.server import TritonServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
-
 
 
 def main() -> int:
@@ -54,6 +54,12 @@ def main() -> int:
 
     print("a. bare networks", flush=True)
     bare = [measure.bare_networks_fps(encoder_onnx, unet_onnx, mel, args.batch, args.threads)]
+    print("a. bare networks with the UNet quantized to INT8", flush=True)
+    int8_onnx = args.output / "int8" / "model.onnx"
+    int8_onnx.parent.mkdir(exist_ok=True)
+    faces = np.load(media_dir(REPOSITORY, "demo") / "faces.npy", mmap_mode="r")
+    results["int8_psnr_db"] = quantization.quantize_model(unet_onnx, int8_onnx, faces, encoder_onnx)
+    results["int8_fps"] = measure.bare_networks_fps(encoder_onnx, int8_onnx, mel, args.batch, args.threads)
     print("d. audio preprocessing, in process", flush=True)
     results["audio_ms_8_frames"] = measure.summary(
         measure.audio_processing_ms(encoder_onnx, 8 * framing.SAMPLES_PER_FRAME, 200, args.threads))
@@ -92,6 +98,7 @@ def main() -> int:
         ensemble_fps=best["fps"],
         best_concurrency=best["concurrency"],
         pipeline_efficiency=best["fps"] / float(np.mean(bare)),
+        int8_speedup=results["int8_fps"] / bare[0],
         speedup_vs_sequential=best["fps"] / results["sequential_fps"],
         audio_ms_p99_8_frames=results["audio_ms_8_frames"]["p99"],
         rss_growth_mb_100_to_1000=memory["rss_mb_after_1000"] - memory["rss_mb_after_100"],

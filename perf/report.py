@@ -43,6 +43,7 @@ def _markdown(r: dict) -> str:
 | measurement | value |
 | --- | --- |
 | a. bare networks, ONNX Runtime (ceiling) | {r['bare_fps']:.2f} frames/s (before/after: {', '.join(f'{v:.2f}' for v in r['bare_fps_before_after'])}) |
+| a. the same, UNet quantized to INT8 | {r['int8_fps']:.2f} frames/s ({r['int8_speedup']:.2f}x the float run before it), {r['int8_psnr_db']:.1f} dB PSNR against float |
 | b. ensemble, best concurrency ({r['best_concurrency']}) | {r['ensemble_fps']:.2f} frames/s |
 | c. sequential PyTorch eager (baseline) | {r['sequential_fps']:.2f} frames/s |
 | pipeline efficiency b/a | {r['pipeline_efficiency']:.2f} |

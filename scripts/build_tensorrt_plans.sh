@@ -25,7 +25,11 @@ build "$repo/audio_encoder/1/model.onnx" \
 
 for onnx in "$repo"/avatar_*/[0-9]*/model.onnx; do
   [[ -e "$onnx" ]] || continue
-  build "$onnx" --fp16 \
+  # Versions made by `lipsync quantize` carry their INT8 scales as QuantizeLinear nodes
+  # (explicit quantization); --int8 lets TensorRT use them. Float versions build as fp16.
+  precision=(--fp16)
+  if grep -qa QuantizeLinear "$onnx"; then precision+=(--int8); fi
+  build "$onnx" "${precision[@]}" \
     --minShapes=FACE:1x320x320x3,AUDIO_FEATURES:1x32x16x16 \
     --optShapes=FACE:16x320x320x3,AUDIO_FEATURES:16x32x16x16 \
     --maxShapes=FACE:32x320x320x3,AUDIO_FEATURES:32x32x16x16

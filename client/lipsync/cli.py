@@ -1,6 +1,7 @@
 """`lipsync`: render speech to an MP4, manage avatars, check the server.
 
     lipsync render speech.wav --avatar demo -o out.mp4
+    lipsync import NAME --dataset DIR --checkpoint EPOCH.pth | quantize NAME
     lipsync avatars | load NAME | unload NAME | stats | health
 """
 import argparse
@@ -55,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     imports.add_argument("--repository", type=Path, default=Path("model_repository"))
     imports.add_argument("--load", action="store_true", help="then load the avatar on the server at --url")
 
+    quantize = commands.add_parser("quantize", help="add an INT8 copy of an avatar's weights as its next version")
+    quantize.add_argument("name")
+    quantize.add_argument("--from-version", type=int, default=None, help="float version to copy (default: latest)")
+    quantize.add_argument("--min-psnr", type=float, default=35.0, help="refuse the copy below this PSNR (dB) against the float output")
+    quantize.add_argument("--repository", type=Path, default=Path("model_repository"))
+    quantize.add_argument("--load", action="store_true", help="then load the avatar on the server at --url")
+
     commands.add_parser("avatars", help="list avatars, their versions and states")
     for verb in ("load", "unload"):
         sub = commands.add_parser(verb, help=f"{verb} an avatar on the server")
@@ -63,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("health", help="server liveness, readiness and avatars")
 
     args = parser.parse_args(argv)
-    if args.command == "import":
-        status = _import(args)
+    if args.command in ("import", "quantize"):
+        status = _import(args) if args.command == "import" else _quantize(args)
         if status or not args.load:
             return status
         args.command = "load"
@@ -116,6 +124,18 @@ def _import(args) -> int:
     except (AvatarImportError, CheckpointError, ValueError) as error:
         print(f"lipsync import: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _quantize(args) -> int:
+    from .quantization import quantize_version
+
+    try:
+        version, quality = quantize_version(args.repository, args.name, args.from_version, args.min_psnr)
+    except ValueError as error:  # includes QualityError and invalid names
+        print(f"lipsync quantize: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote avatar {args.name!r} version {version}: INT8, {quality:.1f} dB PSNR against the float output")
     return 0
 
 
