@@ -2,6 +2,8 @@
 # make test   - set up, build artifacts, run the whole test suite (starts its own server)
 # make serve  - serve the model repository on 127.0.0.1 (gRPC 8001, HTTP 8000) until Ctrl-C
 # make bench  - benchmark report in out/bench/ (perf/bench.py)
+# make bench-ort - ONNX Runtime settings for the UNet side by side (perf/ort_sweep.py)
+# make bench-gpu - UNet + compositing + nvJPEG frames/s on a CUDA machine (perf/gpu_bench.py)
 # make perf-analyzer - perf_analyzer concurrency sweep, CSV in out/perf/
 # make loadtest - Locust live streams (200 ms chunks over HTTP): how many the server keeps up with
 PYTHON ?= python3
@@ -13,7 +15,7 @@ ARTIFACT_SOURCES := scripts/build_artifacts.py $(wildcard client/lipsync/network
 	client/lipsync/demo.py client/lipsync/repository.py client/lipsync/compositing.py \
 	client/lipsync/checkpoints.py $(wildcard client/lipsync/avatar_model/*.pbtxt client/lipsync/avatar_model/configs/*.pbtxt)
 
-.PHONY: demo test serve bench perf-analyzer loadtest setup artifacts clean
+.PHONY: demo test serve bench bench-ort bench-gpu perf-analyzer loadtest setup artifacts clean
 
 setup: $(STAMPS)/venv
 artifacts: $(STAMPS)/artifacts
@@ -40,6 +42,12 @@ serve: artifacts
 
 bench: artifacts
 	$(PY) perf/bench.py
+
+bench-ort: artifacts
+	$(PY) perf/ort_sweep.py
+
+bench-gpu: setup
+	$(PY) perf/gpu_bench.py
 
 $(STAMPS)/perf_analyzer: $(STAMPS)/venv scripts/install_perf_analyzer.sh
 	scripts/install_perf_analyzer.sh $(VENV)

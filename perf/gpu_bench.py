@@ -1,0 +1,217 @@
+"""GPU figures: the avatar UNet at batch 1, 8 and 25, then pasting and JPEG-encoding 1280x720
+frames on the GPU, in frames/s. Run it on any machine with CUDA (PyTorch is all it needs):
+
+    PYTHONPATH=client python perf/gpu_bench.py            # writes out/bench/gpu.json and gpu.md
+
+The network runs as a TensorRT engine built from the exported ONNX graph when the `tensorrt`
+package is installed, otherwise as PyTorch fp16 (autocast) replayed from a CUDA graph per batch
+size. Compositing follows compositing.py on the GPU: crop square -> 328 (bicubic) -> inner 320
+replaced -> back to the square's size -> JPEG with nvJPEG (torchvision.io.encode_jpeg on CUDA
+tensors). Frames/s of "network + compositing" is one stream doing both in turn, no overlap.
+`--device cpu` runs the same code on the CPU (float32, Pillow JPEG) to check the script itself.
+"""
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from lipsync import demo
+from lipsync.networks.export import export_unet
+from lipsync.networks.serving import ServingUNet
+from lipsync.networks.unet import LipSyncUNet
+
+ROOT = Path(__file__).resolve().parents[1]
+CROP, BORDER, QUALITY = 328, 4, 75
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 25])
+    parser.add_argument("--iterations", type=int, default=20, help="timed runs per batch size")
+    parser.add_argument("--checkpoint", type=Path, help="UNet checkpoint (default: random weights; speed is the same)")
+    parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("gpu_bench: no CUDA device here; nothing measured", file=sys.stderr)
+        return 2
+
+    unet = _unet(args.checkpoint).to(device)
+    network = _tensorrt(unet, max(args.batches)) if device.type == "cuda" and _has_tensorrt() else None
+    engine = "TensorRT fp16" if network else ("PyTorch fp16 + CUDA graphs" if device.type == "cuda" else "PyTorch fp32 (CPU check)")
+    network = network or (_cuda_graphs(unet, args.batches, device) if device.type == "cuda" else _eager(unet))
+    frames = list(demo.avatar_frames(count=max(args.batches), seed=0))
+    backgrounds = [torch.from_numpy(np.array(frame)).to(device) for frame, _ in frames]
+    rects = [rect for _, rect in frames]
+    rng = np.random.default_rng(0)
+
+    rows = []
+    for batch in args.batches:
+        faces = torch.from_numpy(rng.integers(0, 256, (batch, 320, 320, 3), dtype=np.uint8)).to(device)
+        audio = torch.from_numpy(rng.standard_normal((batch, 32, 16, 16)).astype(np.float32)).to(device)
+        pixels = network(faces, audio)  # warm-up (and the faces that are pasted below)
+        _composite(backgrounds[:batch], rects[:batch], pixels)
+        net_s = _timed(lambda: network(faces, audio), args.iterations, device)
+        paste_s = _timed(lambda: _composite(backgrounds[:batch], rects[:batch], pixels), args.iterations, device)
+        rows.append({"batch": batch, "network_fps": batch / net_s, "compositing_fps": batch / paste_s,
+                     "network_and_compositing_fps": batch / (net_s + paste_s)})
+        print(json.dumps(rows[-1]), flush=True)
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    result = {"device": name, "engine": engine, "jpeg": _jpeg_engine(device), "frame_size": "1280x720", "rows": rows}
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "gpu.json").write_text(json.dumps(result, indent=2))
+    lines = [f"# GPU figures: {name}", "", f"Network: {engine}; JPEG: {result['jpeg']}; frames 1280x720.", "",
+             "| batch | network frames/s | compositing + JPEG frames/s | both in turn, frames/s |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r['batch']} | {r['network_fps']:.1f} | {r['compositing_fps']:.1f} | {r['network_and_compositing_fps']:.1f} |"
+              for r in rows]
+    (args.output / "gpu.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+def _unet(checkpoint: Path | None) -> LipSyncUNet:
+    if checkpoint:
+        from lipsync.checkpoints import load_unet
+
+        return load_unet(checkpoint)
+    torch.manual_seed(0)
+    return LipSyncUNet().eval()
+
+
+def _eager(unet):
+    graph = ServingUNet(unet).eval()
+
+    def run(faces, audio):
+        with torch.no_grad():
+            return graph(faces, audio)[1]
+
+    return run
+
+
+def _cuda_graphs(unet, batches: list[int], device):
+    """One captured graph per batch size: fp16 convolutions with no per-launch CPU overhead."""
+    graph_module = ServingUNet(unet).eval()
+    captured = {}
+    for batch in batches:
+        faces = torch.zeros(batch, 320, 320, 3, dtype=torch.uint8, device=device)
+        audio = torch.zeros(batch, 32, 16, 16, device=device)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.no_grad(), torch.autocast("cuda", torch.float16, cache_enabled=False), torch.cuda.stream(stream):
+            for _ in range(3):  # warm-up on a side stream, as graph capture requires
+                graph_module(faces, audio)
+        torch.cuda.current_stream().wait_stream(stream)
+        cuda_graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.autocast("cuda", torch.float16, cache_enabled=False), torch.cuda.graph(cuda_graph):
+            output = graph_module(faces, audio)[1]
+        captured[batch] = (cuda_graph, faces, audio, output)
+
+    def run(faces, audio):
+        cuda_graph, static_faces, static_audio, output = captured[faces.shape[0]]
+        static_faces.copy_(faces)
+        static_audio.copy_(audio)
+        cuda_graph.replay()
+        return output
+
+    return run
+
+
+def _has_tensorrt() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _tensorrt(unet, max_batch: int):
+    """A TensorRT fp16 engine from the same ONNX graph the server's plans are built from."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    with tempfile.TemporaryDirectory() as scratch:
+        onnx_path = Path(scratch) / "model.onnx"
+        export_unet(unet.cpu(), onnx_path)
+        unet.cuda()
+        if not parser.parse(onnx_path.read_bytes()):
+            raise RuntimeError(f"TensorRT cannot parse the UNet: {parser.get_error(0)}")
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    for name, shape in (("FACE", (320, 320, 3)), ("AUDIO_FEATURES", (32, 16, 16))):
+        profile.set_shape(name, (1, *shape), (max_batch, *shape), (max_batch, *shape))
+    config.add_optimization_profile(profile)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
+    context = engine.create_execution_context()
+
+    def run(faces, audio):
+        output = torch.empty(faces.shape[0], 320, 320, 3, dtype=torch.uint8, device=faces.device)
+        raw = torch.empty(faces.shape[0], 3, 320, 320, device=faces.device)
+        for name, tensor in (("FACE", faces), ("AUDIO_FEATURES", audio)):
+            context.set_input_shape(name, tuple(tensor.shape))
+            context.set_tensor_address(name, tensor.data_ptr())
+        context.set_tensor_address("FACE_RGB", output.data_ptr())
+        context.set_tensor_address("FACE_RAW", raw.data_ptr())
+        context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
+        return output
+
+    return run
+
+
+def _composite(backgrounds, rects, faces) -> list[bytes]:
+    """compositing.paste_face + encode_jpeg for a batch, on the tensors' device."""
+    frames = []
+    for background, (x1, y1, x2, y2), face in zip(backgrounds, rects, faces):
+        square = background[y1:y2, x1:x2].permute(2, 0, 1)[None].float()
+        crop = F.interpolate(square, size=(CROP, CROP), mode="bicubic", align_corners=False)
+        crop[0, :, BORDER:-BORDER, BORDER:-BORDER] = face.permute(2, 0, 1).float()
+        back = F.interpolate(crop, size=(y2 - y1, x2 - x1), mode="bicubic", align_corners=False)
+        frame = background.permute(2, 0, 1).clone()
+        frame[:, y1:y2, x1:x2] = back[0].round().clamp(0, 255).to(torch.uint8)
+        frames.append(frame)
+    return _encode(frames)
+
+
+def _encode(frames) -> list[bytes]:
+    if frames[0].is_cuda:
+        from torchvision.io import encode_jpeg
+
+        return [bytes(data.cpu().numpy()) for data in encode_jpeg(frames, quality=QUALITY)]
+    encoded = []
+    for frame in frames:
+        buffer = io.BytesIO()
+        Image.fromarray(frame.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=QUALITY)
+        encoded.append(buffer.getvalue())
+    return encoded
+
+
+def _jpeg_engine(device) -> str:
+    return "nvJPEG (torchvision)" if device.type == "cuda" else "Pillow (CPU)"
+
+
+def _timed(work, iterations: int, device) -> float:
+    """Seconds per call, the device drained before and after."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / iterations
+
+
+if __name__ == "__main__":
+    sys.exit(main())
