@@ -5,6 +5,8 @@
 # make bench-ort - ONNX Runtime settings for the UNet side by side (perf/ort_sweep.py)
 # make bench-gpu - UNet + compositing + nvJPEG frames/s on a CUDA machine (perf/gpu_bench.py)
 # make perf-analyzer - perf_analyzer concurrency sweep, CSV in out/perf/
+# make overload - twice the sustainable rate for 60 s: only clean rejections, nothing lost
+# make soak   - 1000 mixed requests: no failures, flat RSS and /dev/shm (perf/soak.py)
 # make loadtest - Locust live streams (200 ms chunks over HTTP): how many the server keeps up with
 PYTHON ?= python3
 VENV := .venv
@@ -15,7 +17,7 @@ ARTIFACT_SOURCES := scripts/build_artifacts.py $(wildcard client/lipsync/network
 	client/lipsync/demo.py client/lipsync/repository.py client/lipsync/compositing.py \
 	client/lipsync/checkpoints.py $(wildcard client/lipsync/avatar_model/*.pbtxt client/lipsync/avatar_model/configs/*.pbtxt)
 
-.PHONY: demo test serve bench bench-ort bench-gpu perf-analyzer loadtest setup artifacts clean
+.PHONY: demo test serve bench bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
 
 setup: $(STAMPS)/venv
 artifacts: $(STAMPS)/artifacts
@@ -48,6 +50,12 @@ bench-ort: artifacts
 
 bench-gpu: setup
 	$(PY) perf/gpu_bench.py
+
+overload: artifacts
+	$(PY) perf/overload.py
+
+soak: artifacts
+	$(PY) perf/soak.py
 
 $(STAMPS)/perf_analyzer: $(STAMPS)/venv scripts/install_perf_analyzer.sh
 	scripts/install_perf_analyzer.sh $(VENV)

@@ -16,6 +16,7 @@ import json
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,8 @@ def main() -> int:
         audio = torch.from_numpy(rng.standard_normal((batch, 32, 16, 16)).astype(np.float32)).to(device)
         pixels = network(faces, audio)  # warm-up (and the faces that are pasted below)
         _composite(backgrounds[:batch], rects[:batch], pixels)
-        net_s = _timed(lambda: network(faces, audio), args.iterations, device)
-        paste_s = _timed(lambda: _composite(backgrounds[:batch], rects[:batch], pixels), args.iterations, device)
+        net_s = _timed(partial(network, faces, audio), args.iterations, device)
+        paste_s = _timed(partial(_composite, backgrounds[:batch], rects[:batch], pixels), args.iterations, device)
         rows.append({"batch": batch, "network_fps": batch / net_s, "compositing_fps": batch / paste_s,
                      "network_and_compositing_fps": batch / (net_s + paste_s)})
         print(json.dumps(rows[-1]), flush=True)

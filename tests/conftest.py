@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
 
 
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """Serves a copy of the model repository, so tests that import avatars leave no trace."""
@@ -45,6 +44,11 @@ def grpc_url(server) -> str:
 @pytest.fixture(scope="session")
 def http_url(server) -> str:
     return f"127.0.0.1:{server.http_port}"
+
+
+@pytest.fixture(scope="session")
+def urls(grpc_url, http_url) -> dict[str, str]:
+    return {"grpc": grpc_url, "http": http_url}
 
 
 @pytest.fixture(scope="session")

@@ -57,11 +57,6 @@ def clients(grpc_url, http_url):
     return {"grpc": LipsyncClient(grpc_url), "http": LipsyncClient(http_url, "http")}
 
 
-@pytest.fixture(scope="module")
-def urls(grpc_url, http_url):
-    return {"grpc": grpc_url, "http": http_url}
-
-
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 @pytest.mark.parametrize("samples, rate", [(HALF_SECOND, 16000), (20000, 44100)])
 def test_frame_count_follows_the_rule(clients, urls, speech, protocol, samples, rate):
@@ -121,32 +116,6 @@ def test_unload_makes_the_avatar_unavailable_and_load_brings_it_back(clients, sp
         client.load_avatar("demo")
     assert {a.name: a for a in client.avatars()}["demo"].versions == {1: "READY", 2: "READY"}
     assert len(client.render(audio, 16000, "demo")) == expected_frames(4000, 16000)
-
-
-BAD_INPUTS = {
-    "empty audio": (dict(audio=np.zeros(0, np.float32)), "AUDIO: is empty"),
-    "NaN in audio": (dict(audio=np.full(8000, np.nan, np.float32)), "AUDIO: contains NaN"),
-    "wrong dtype": (dict(audio=np.zeros(8000, np.float64), audio_type="FP64"), "'AUDIO'"),
-    "unknown avatar": (dict(avatar="nobody"), "AVATAR: unknown avatar 'nobody'"),
-    "avatar path": (dict(avatar="../audio_encoder"), "AVATAR: invalid avatar name"),
-    "negative start frame": (dict(start=-1), "START_FRAME: must be >= 0"),
-    "zero sample rate": (dict(rate=0), "SAMPLE_RATE: 0 Hz is outside"),
-    "unknown version": (dict(version=9), "AVATAR: avatar 'demo' (version 9) is not loaded"),
-}
-
-
-@pytest.mark.parametrize("protocol", ["grpc", "http"])
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_is_invalid_arg_naming_the_input_and_server_keeps_serving(urls, speech, protocol, case):
-    changes, message = BAD_INPUTS[case]
-    request = dict(audio=speech[0][:4000], rate=16000)
-    request.update(changes)
-    with pytest.raises(InferenceServerException) as error:
-        plain_infer(protocol, urls[protocol], **request)
-    assert message in error.value.message()
-    status = str(error.value.status())
-    assert status in ("StatusCode.INVALID_ARGUMENT", "400"), status
-    assert len(plain_infer(protocol, urls[protocol], speech[0][:3000], 16000)) == expected_frames(3000, 16000)
 
 
 def test_chunked_rendering_keeps_order_and_continues_the_loop(clients, speech):

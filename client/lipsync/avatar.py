@@ -54,7 +54,10 @@ class AvatarMedia:
 
     def __init__(self, directory: Path, frame_cache: int = 64):
         self.directory = Path(directory)
-        self.rects = np.asarray(json.loads((self.directory / "rects.json").read_text()), dtype=np.int64)
+        try:
+            self.rects = np.asarray(json.loads((self.directory / "rects.json").read_text()), dtype=np.int64)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"rects.json is not valid JSON: {error}") from None
         self.faces = np.load(self.directory / "faces.npy", mmap_mode="r")
         self.frame_paths = sorted((self.directory / "frames").glob("*.jpg"))
         if not (len(self.rects) == len(self.faces) == len(self.frame_paths) > 0):
@@ -66,6 +69,29 @@ class AvatarMedia:
 
     def __len__(self) -> int:
         return len(self.rects)
+
+    def verify(self) -> None:
+        """Decodes every frame and checks crops and rectangles against it; raises ValueError
+        (or OSError) naming the first problem. Run once, when the avatar loads."""
+        from PIL import Image
+
+        from .compositing import check_rect
+
+        if self.faces.dtype != np.uint8 or self.faces.shape[1:] != (320, 320, 3):
+            raise ValueError(f"faces.npy holds {self.faces.dtype} {list(self.faces.shape)}, not uint8 [N, 320, 320, 3]")
+        if self.rects.ndim != 2 or self.rects.shape[1] != 4:
+            raise ValueError(f"rects.json must list [x1, y1, x2, y2] per frame, got shape {list(self.rects.shape)}")
+        for index, path in enumerate(self.frame_paths):
+            try:
+                with Image.open(path) as image:
+                    image.load()
+                    width, height = image.size
+            except OSError as error:
+                raise ValueError(f"frame {path.name} cannot be decoded: {error}") from None
+            try:
+                check_rect(self.rects[index], width, height)
+            except ValueError as error:
+                raise ValueError(f"frame {path.name}: {error}") from None
 
     def _decode(self, index: int) -> np.ndarray:
         from PIL import Image

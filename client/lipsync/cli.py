@@ -6,6 +6,7 @@
 """
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lipsync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=None, help="server address (default 127.0.0.1:8001 for gRPC, :8000 for HTTP)")
     parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    parser.add_argument("--admin-key", default=os.environ.get("LIPSYNC_ADMIN_KEY"),
+                        help="key for servers that restrict avatars/load/unload (default: $LIPSYNC_ADMIN_KEY)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     render = commands.add_parser("render", help="render an audio file to an MP4 with sound")
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         args.command = "load"
     url = args.url or ("127.0.0.1:8001" if args.protocol == "grpc" else "127.0.0.1:8000")
     try:
-        with LipsyncClient(url, args.protocol) as client:
+        with LipsyncClient(url, args.protocol, admin_key=args.admin_key) as client:
             return COMMANDS[args.command](client, args)
     except InferenceServerException as error:
         print(f"lipsync: server error: {error.message()}", file=sys.stderr)

@@ -25,6 +25,9 @@ from . import framing, streaming
 from .streaming import Segment
 
 ENSEMBLE = "lipsync"
+# With an administrator key set, the server's model-repository API (list, load, unload avatars)
+# answers only requests that carry the key in this header.
+ADMIN_KEY_HEADER = "lipsync-admin-key"
 RAW_ENSEMBLE = "lipsync_faces"
 
 
@@ -40,11 +43,15 @@ class Avatar:
 
 class LipsyncClient:
     def __init__(self, url: str = "127.0.0.1:8001", protocol: str = "grpc", headers: dict[str, str] | None = None,
-                 timeout_s: float | None = None):
+                 timeout_s: float | None = None, admin_key: str | None = None):
+        """`admin_key`: sent (header lipsync-admin-key) to servers that restrict listing,
+        loading and unloading avatars to an administrator."""
         if protocol not in ("grpc", "http"):
             raise ValueError(f"protocol must be 'grpc' or 'http', not {protocol!r}")
         self.url, self.protocol = url, protocol
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        if admin_key:
+            self.headers[ADMIN_KEY_HEADER] = admin_key
         self.timeout_s = timeout_s
         self._local = threading.local()  # HTTP clients are not shared between threads
         self._grpc = grpcclient.InferenceServerClient(url) if protocol == "grpc" else None

@@ -69,7 +69,7 @@ def quantize_version(model_repository: Path, name: str, source_version: int | No
         target = folder / str(versions[-1] + 1)
         target.mkdir()
         shutil.copyfile(quantized, target / "model.onnx")
-    (target / "model.py").write_text(repository.MODEL_PY)
+    (target / "model.py").write_text(repository.AVATAR_MODEL_PY)
     (target / QUALITY_FILE).write_text(json.dumps({
         "precision": "int8", "source_version": source_version, "psnr_db": round(quality, 2),
         "evaluation_frames": EVALUATION_FRAMES, "calibration_frames": CALIBRATION_FRAMES}, indent=2))

@@ -11,8 +11,10 @@ from . import avatar, compositing
 
 TEMPLATES = Path(__file__).parent / "avatar_model"
 JPEG_QUALITY = 95
-# An avatar version's model.py: the shared ONNX Runtime runner, nothing else.
-MODEL_PY = '"""CPU profile: this version\'s model.onnx run by ONNX Runtime."""\nfrom lipsync.serving.onnx_model import TritonPythonModel  # noqa: F401\n'
+# A version's model.py in the CPU profile: a shared runner, nothing else. Avatars check their
+# media and graph when they load; the encoder is a plain ONNX Runtime model.
+AVATAR_MODEL_PY = '"""CPU profile: this avatar version, checked, then run by ONNX Runtime."""\nfrom lipsync.serving.avatar_model import TritonPythonModel  # noqa: F401\n'
+ENCODER_MODEL_PY = '"""CPU profile: this version\'s model.onnx run by ONNX Runtime."""\nfrom lipsync.serving.onnx_model import TritonPythonModel  # noqa: F401\n'
 
 
 def write_media(repository: Path, name: str, frames: Iterable[np.ndarray | Path], rects) -> Path:
@@ -56,7 +58,7 @@ def add_version(repository: Path, name: str, unet, version: int | None = None) -
     folder = Path(repository) / avatar.model_name(name)
     version = version or max(_versions(folder), default=0) + 1
     export_unet(unet, folder / str(version) / "model.onnx")
-    (folder / str(version) / "model.py").write_text(MODEL_PY)
+    (folder / str(version) / "model.py").write_text(AVATAR_MODEL_PY)
     return version
 
 
@@ -67,7 +69,7 @@ def add_encoder_version(repository: Path, encoder) -> int:
     folder = Path(repository) / "audio_encoder"
     version = max(_versions(folder), default=0) + 1
     export_audio_encoder(encoder, folder / str(version) / "model.onnx")
-    (folder / str(version) / "model.py").write_text(MODEL_PY)
+    (folder / str(version) / "model.py").write_text(ENCODER_MODEL_PY)
     return version
 
 

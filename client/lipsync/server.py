@@ -1,7 +1,9 @@
 """Starts the real `tritonserver` on this machine: the binary shipped in the nvidia-pytriton wheel.
 
 `python -m lipsync.server` (what `make serve` runs) serves the model repository with the CPU
-profile and explicit model control on 127.0.0.1 until Ctrl-C. Tests use TritonServer directly.
+profile and explicit model control on 127.0.0.1 until Ctrl-C. With an administrator key
+(--admin-key or LIPSYNC_ADMIN_KEY) the model-repository API needs the key's header; binding
+beyond loopback requires one. Tests use TritonServer directly.
 """
 import argparse
 import os
@@ -17,8 +19,11 @@ from pathlib import Path
 
 import pytriton
 
+from .client import ADMIN_KEY_HEADER
+
 TRITON_HOME = Path(pytriton.__file__).parent / "tritonserver"
 ROOT = Path(__file__).resolve().parents[2]
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _python_backend() -> Path:
@@ -49,12 +54,14 @@ class TritonServer:
         config_name: str = "cpu",
         log: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        admin_key: str | None = None,
     ):
         self.repository = Path(repository)
         self.host, self.http_port, self.grpc_port, self.metrics_port = host, http_port, grpc_port, metrics_port
         self.config_name = config_name
         self.log = log
         self.extra_args = extra_args
+        self.admin_key = admin_key
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
@@ -77,8 +84,15 @@ class TritonServer:
             # Faces and frames cross process boundaries: start each stub's region big enough.
             "--backend-config=python,shm-default-byte-size=16777216",
             "--backend-config=python,shm-growth-byte-size=33554432",
+            *self._restrictions(),
             *self.extra_args,
         ]
+
+    def _restrictions(self) -> list[str]:
+        if not self.admin_key:
+            return []
+        rule = f"model-repository:{ADMIN_KEY_HEADER}={self.admin_key}"
+        return [f"--grpc-restricted-protocol={rule}", f"--http-restricted-api={rule}"]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -138,8 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--profile", default="cpu", help="model config name: configs/<profile>.pbtxt")
+    parser.add_argument("--admin-key", default=os.environ.get("LIPSYNC_ADMIN_KEY"),
+                        help=f"require this key in the {ADMIN_KEY_HEADER!r} header for the model-repository API "
+                             "(list, load, unload); default: $LIPSYNC_ADMIN_KEY")
     args = parser.parse_args(argv)
-    server = TritonServer(args.repository, args.host, args.http_port, args.grpc_port, args.metrics_port, args.profile)
+    if args.host not in LOOPBACK and not args.admin_key:
+        parser.error(f"--host {args.host} exposes the server beyond this machine: set --admin-key (or "
+                     "LIPSYNC_ADMIN_KEY) so that loading and unloading avatars needs the key")
+    server = TritonServer(args.repository, args.host, args.http_port, args.grpc_port, args.metrics_port, args.profile,
+                          admin_key=args.admin_key)
     server.start()
     stop = lambda *_: server.stop()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)

@@ -16,6 +16,11 @@ class TritonPythonModel:
     def initialize(self, args):
         config = triton.model_config(args)
         self.chunk = int(triton.parameter(config, "frames_per_unet_request", "8"))
+        # Admission control: beyond this many frames in the works, new requests are turned away
+        # at once (UNAVAILABLE) rather than queued behind minutes of work. A request arriving
+        # while nothing is in flight is always taken, however long.
+        self.max_frames = int(triton.parameter(config, "max_frames_in_flight", "400"))
+        self.frames_in_flight = 0  # execute() coroutines share one event loop: no lock needed
         self.avatars = AvatarStore(Path(args["model_repository"]).parent)
 
     async def execute(self, requests):
@@ -28,6 +33,16 @@ class TritonPythonModel:
         version = int(version[0]) if version is not None else 0
         start = int(triton.get(request, "START_FRAME")[0])
         first, count = (int(triton.get(request, field)[0]) for field in ("FIRST_FRAME", "FRAME_COUNT"))
+        if self.frames_in_flight and self.frames_in_flight + count > self.max_frames:
+            return triton.unavailable(f"server busy: {self.frames_in_flight} frames in flight, {count} more would pass "
+                                      f"the limit of {self.max_frames}; retry later")
+        self.frames_in_flight += count
+        try:
+            return await self._faces(request, name, version, start, first, count)
+        finally:
+            self.frames_in_flight -= count
+
+    async def _faces(self, request, name, version, start, first, count):
         features = triton.get(request, "AUDIO_FEATURES")[first : first + count]
         try:
             media = self.avatars.get(name)
@@ -60,5 +75,7 @@ class TritonPythonModel:
             if "unknown model" in message or "not found" in message or "not ready" in message:
                 which = f"version {version}" if version > 0 else "any version"
                 return triton.invalid_arg(f"AVATAR: avatar {name!r} ({which}) is not loaded")
+            if response.error().code() == pb_utils.TritonError.UNAVAILABLE:  # the UNet's queue is full
+                return triton.unavailable(f"server busy: avatar {name!r} UNet rejected frames: {message}")
             return triton.internal(f"avatar {name!r} UNet failed: {message}")
         return {output: pb_utils.get_output_tensor_by_name(response, output).as_numpy() for output in outputs}

@@ -1,0 +1,95 @@
+"""`make overload`: twice the sustainable request rate for 60 s, open loop.
+
+Starts the server (CPU profile, loopback), measures the sustainable rate of 1 s requests
+(back-to-back at concurrency 2), then sends requests at twice that rate whatever the server
+does, as users would. Every request ends in one of: served (all its frames), rejected
+(UNAVAILABLE, the admission limit: the client may retry later), or lost (any other error or a
+wrong frame count). Passes when nothing is lost. Writes out/bench/overload.json.
+"""
+import argparse
+import json
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tritonclient.utils import InferenceServerException
+
+from lipsync import demo, framing
+from lipsync.client import LipsyncClient
+from lipsync.server import TritonServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+AUDIO = demo.speech(1.0, framing.SAMPLE_RATE, seed=3)
+FRAMES = framing.frame_count(len(AUDIO))
+
+
+def sustainable_rate(client: LipsyncClient, seconds: float) -> float:
+    """Requests/s the server completes with two requests always waiting."""
+    done, stop = [], time.monotonic() + seconds
+
+    def worker():
+        while time.monotonic() < stop:
+            client.render(AUDIO, framing.SAMPLE_RATE, "demo")
+            done.append(time.monotonic())
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(done) / (max(done) - start)
+
+
+def one(client: LipsyncClient) -> tuple[str, float, str]:
+    started = time.monotonic()
+    try:
+        frames = client.render(AUDIO, framing.SAMPLE_RATE, "demo")
+        outcome, detail = ("served", "") if len(frames) == FRAMES else ("lost", f"{len(frames)} frames")
+    except InferenceServerException as error:
+        unavailable = str(error.status()) in ("StatusCode.UNAVAILABLE", "503")
+        outcome, detail = ("rejected" if unavailable else "lost"), error.message()
+    return outcome, time.monotonic() - started, detail
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0, help="duration of the overload")
+    parser.add_argument("--factor", type=float, default=2.0, help="offered rate / sustainable rate")
+    parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench")
+    args = parser.parse_args()
+    args.output.mkdir(parents=True, exist_ok=True)
+    ports = dict(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    with TritonServer(ROOT / "model_repository", log=args.output / "overload-server.log", **ports) as server:
+        client = LipsyncClient(f"127.0.0.1:{server.grpc_port}")
+        rate = sustainable_rate(client, 20.0)
+        offered = args.factor * rate
+        print(f"sustainable {rate:.3f} requests/s ({rate * FRAMES:.1f} frames/s); offering {offered:.3f} for {args.seconds:.0f} s",
+              flush=True)
+        with ThreadPoolExecutor(256) as pool:
+            pending, start = [], time.monotonic()
+            while (elapsed := time.monotonic() - start) < args.seconds:
+                pending.append(pool.submit(one, client))
+                time.sleep(max(0.0, len(pending) / offered - elapsed))
+            results = [p.result() for p in pending]
+    outcomes = {kind: [r for r in results if r[0] == kind] for kind in ("served", "rejected", "lost")}
+    seconds = {kind: [r[1] for r in rows] for kind, rows in outcomes.items()}
+    report = {
+        "frames_per_request": FRAMES, "sustainable_requests_per_s": rate, "offered_requests_per_s": offered,
+        "duration_s": args.seconds, "requests": len(results),
+        **{kind: len(rows) for kind, rows in outcomes.items()},
+        **{f"{kind}_latency_s": {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)), "max": max(v)}
+           for kind, v in seconds.items() if v},
+        "lost_details": sorted({r[2] for r in outcomes["lost"]}),
+        "rejection_message": outcomes["rejected"][0][2] if outcomes["rejected"] else None,
+    }
+    (args.output / "overload.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return 1 if outcomes["lost"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
