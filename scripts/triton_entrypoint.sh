@@ -10,4 +10,15 @@ if [[ -n "${LIPSYNC_ADMIN_KEY:-}" ]]; then
   args+=(--grpc-restricted-protocol="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
   args+=(--http-restricted-api="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
 fi
-exec tritonserver "${args[@]}" "$@"
+tritonserver "${args[@]}" "$@" &
+server=$!
+# On SIGTERM (docker stop, Kubernetes), drain first so that requests in flight finish
+# (lipsync/drain.py says why Triton's own SIGTERM handling is not enough), then stop.
+stop() { python3 -m lipsync.drain 127.0.0.1:8000 --timeout 30 || true; kill -TERM "$server"; }
+trap stop TERM INT
+set +e
+wait "$server"; status=$?
+if (( status > 128 )) && kill -0 "$server" 2>/dev/null; then  # the trap ran: wait for the exit
+  wait "$server"; status=$?
+fi
+exit "$status"

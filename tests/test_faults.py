@@ -1,9 +1,12 @@
-"""Faults and control on a server of its own (started with an administrator key): the
-model-repository API needs the key, a killed model process fails only its requests,
-a restart brings every avatar back as it was, and SIGTERM lets in-flight requests finish."""
+"""Faults and control through the real launcher (`python -m lipsync.server`, what `make serve`
+runs) with an administrator key: the model-repository API needs the key; a killed model
+process fails only the requests it held and the launcher restarts the server; SIGTERM lets
+in-flight requests finish; a restart brings every avatar back as it was."""
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,99 +18,118 @@ from tritonclient.utils import InferenceServerException
 
 from lipsync import framing
 from lipsync.client import LipsyncClient
-from lipsync.server import TritonServer, free_port
+from lipsync.server import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-admin-key"
 AUDIO = (0.1 * np.sin(np.arange(24000) / 9)).astype(np.float32)  # 1.5 s: 36 frames
+FRAMES = framing.frame_count(len(AUDIO))
+
+
+class Launcher:
+    """`python -m lipsync.server` in a process of its own, on free loopback ports."""
+
+    def __init__(self, repository: Path, log: Path):
+        self.repository, self.log = repository, log
+        self.ports = {"grpc": free_port(), "http": free_port(), "metrics": free_port()}
+        self.process: subprocess.Popen | None = None
+
+    def url(self, protocol: str = "grpc") -> str:
+        return f"127.0.0.1:{self.ports[protocol]}"
+
+    def start(self) -> "Launcher":
+        command = [sys.executable, "-m", "lipsync.server", "--repository", str(self.repository), "--admin-key", KEY,
+                   *(f"--{name}-port={port}" for name, port in self.ports.items())]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        LipsyncClient(self.url()).wait_until_ready(180)
+        return self
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(90)
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory):
-    repository = tmp_path_factory.mktemp("guarded") / "model_repository"
+def launcher(tmp_path_factory):
+    repository = tmp_path_factory.mktemp("launched") / "model_repository"
     shutil.copytree(ROOT / "model_repository", repository)
-    server = TritonServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                          log=ROOT / "out" / "fault-server.log", admin_key=KEY)
-    with server:
-        yield server
+    log = ROOT / "out" / "fault-server.log"
+    log.unlink(missing_ok=True)
+    launched = Launcher(repository, log).start()
+    yield launched
+    launched.stop()
 
 
-def url(server) -> str:
-    return f"127.0.0.1:{server.grpc_port}"
-
-
-def stub_pids(server, model: str) -> list[int]:
-    """The python-backend stub processes serving `model` (their command line names it)."""
+def stub_pids(model: str) -> list[int]:
+    """Live python-backend stub processes serving `model` (their command line names it)."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if command and command[0].endswith(b"triton_python_backend_stub") and any(f"/{model}/".encode() in a for a in command):
+        if command[0].endswith(b"triton_python_backend_stub") and any(f"/{model}/".encode() in a for a in command):
             pids.append(int(entry.name))
     return pids
 
 
-@pytest.mark.parametrize("protocol, port", [("grpc", "grpc_port"), ("http", "http_port")])
-def test_model_control_needs_the_admin_key(guarded, protocol, port):
-    address = f"127.0.0.1:{getattr(guarded, port)}"
-    anonymous, admin = LipsyncClient(address, protocol), LipsyncClient(address, protocol, admin_key=KEY)
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_model_control_needs_the_admin_key(launcher, protocol):
+    anonymous = LipsyncClient(launcher.url(protocol), protocol)
+    admin = LipsyncClient(launcher.url(protocol), protocol, admin_key=KEY)
     for call in (anonymous.avatars, lambda: anonymous.unload_avatar("demo"), lambda: anonymous.load_avatar("demo")):
         with pytest.raises(InferenceServerException) as error:
             call()
         assert "restricted" in error.value.message() and "lipsync-admin-key" in error.value.message()
     assert {a.name: a.ready for a in admin.avatars()}["demo"]
-    admin.load_avatar("demo")  # reloading with the key works
-    assert len(anonymous.render(AUDIO, 16000, "demo")) == framing.frame_count(len(AUDIO))  # inference needs no key
+    admin.load_avatar("demo")  # with the key, loading works
+    assert len(anonymous.render(AUDIO, 16000, "demo")) == FRAMES  # inference needs no key
 
 
-def test_killed_model_process_fails_its_requests_and_the_server_recovers(guarded):
-    client = LipsyncClient(url(guarded))
+def test_killed_model_process_fails_its_requests_and_the_server_serves_again(launcher):
+    client = LipsyncClient(launcher.url())
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(client.render, np.tile(AUDIO, 3), 16000, "demo")
         time.sleep(2.0)  # the request is in the UNet by now: 108 frames take over 10 s here
-        victims = stub_pids(guarded, "avatar_demo")
-        assert victims, "no stub process found for avatar_demo"
-        for pid in victims:
+        for pid in stub_pids("avatar_demo"):
             os.kill(pid, signal.SIGKILL)
         with pytest.raises(InferenceServerException) as error:
             pending.result(timeout=120)
-    assert "avatar 'demo' UNet failed" in error.value.message()
-    # The python backend restarts the stub on the next request; later requests succeed.
-    deadline, frames = time.monotonic() + 120, None
+    assert "avatar 'demo' UNet failed: Stub process" in error.value.message()
+    assert "StatusCode.INTERNAL" in str(error.value.status())
+    # Triton 24.x does not restart a dead model process; the launcher restarts the server.
+    deadline, frames = time.monotonic() + 240, None
     while frames is None and time.monotonic() < deadline:
         try:
             frames = client.render(AUDIO, 16000, "demo")
         except InferenceServerException:
-            time.sleep(2)
-    assert frames is not None and len(frames) == framing.frame_count(len(AUDIO))
+            time.sleep(3)
+    assert frames is not None and len(frames) == FRAMES
+    assert "died: restarting tritonserver" in launcher.log.read_text(errors="replace")
 
 
-def test_restart_brings_every_avatar_back_as_it_was(guarded):
-    admin = LipsyncClient(url(guarded), admin_key=KEY)
+def test_sigterm_finishes_in_flight_requests_and_a_restart_brings_avatars_back(launcher):
+    admin = LipsyncClient(launcher.url(), admin_key=KEY)
     before = {a.name: a.versions for a in admin.avatars()}
-    frames = admin.render(AUDIO, 16000, "demo", version=1)
-    guarded.stop()
-    guarded.start().wait_ready()
-    admin = LipsyncClient(url(guarded), admin_key=KEY)
-    assert {a.name: a.versions for a in admin.avatars()} == before
-    assert admin.render(AUDIO, 16000, "demo", version=1) == frames
-
-
-def test_sigterm_lets_in_flight_requests_finish(guarded):
-    client = LipsyncClient(url(guarded))
+    reference = admin.render(AUDIO, 16000, "demo", version=1)
     started = threading.Barrier(3)
 
     def render(start):
         started.wait()
-        return len(client.render(AUDIO, 16000, "demo", start_frame=start))
+        return len(admin.render(AUDIO, 16000, "demo", start_frame=start))
 
     with ThreadPoolExecutor(2) as pool:
         pending = [pool.submit(render, s) for s in (0, 50)]
         started.wait()
         time.sleep(1.0)  # both requests are in the server: 72 frames take several seconds here
-        guarded.process.send_signal(signal.SIGTERM)
-        assert [p.result(timeout=60) for p in pending] == [framing.frame_count(len(AUDIO))] * 2
-    assert guarded.process.wait(timeout=60) == 0
+        launcher.process.send_signal(signal.SIGTERM)
+        assert [p.result(timeout=60) for p in pending] == [FRAMES, FRAMES]
+    assert launcher.process.wait(60) == 0
+
+    launcher.start()
+    admin = LipsyncClient(launcher.url(), admin_key=KEY)
+    assert {a.name: a.versions for a in admin.avatars()} == before
+    assert admin.render(AUDIO, 16000, "demo", version=1) == reference

@@ -51,7 +51,9 @@ class LipsyncClient:
         self.url, self.protocol = url, protocol
         self.headers = dict(headers or {})
         if admin_key:
-            self.headers[ADMIN_KEY_HEADER] = admin_key
+            # Triton's gRPC endpoint reads restricted-protocol keys with this prefix.
+            prefix = "triton-grpc-protocol-" if protocol == "grpc" else ""
+            self.headers[prefix + ADMIN_KEY_HEADER] = admin_key
         self.timeout_s = timeout_s
         self._local = threading.local()  # HTTP clients are not shared between threads
         self._grpc = grpcclient.InferenceServerClient(url) if protocol == "grpc" else None

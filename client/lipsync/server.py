@@ -13,12 +13,14 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytriton
 
+from . import drain
 from .client import ADMIN_KEY_HEADER
 
 TRITON_HOME = Path(pytriton.__file__).parent / "tritonserver"
@@ -126,15 +128,50 @@ class TritonServer:
         raise TimeoutError(f"tritonserver was not ready within {timeout:.0f} s")
 
     def stop(self, timeout: float = 40.0) -> int:
-        """SIGTERM (Triton finishes in-flight requests), SIGKILL if it does not exit in time."""
+        """Drains, then SIGTERM; SIGKILL if the server does not exit in time."""
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
+        self.drain()
         self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+
+    def drain(self, timeout: float = 30.0) -> None:
+        address = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        drain.drain(f"{address}:{self.http_port}", self.admin_key, timeout)
+
+    def crashed_stubs(self) -> list[int]:
+        """Model processes (python-backend stubs) of this server that died: Triton 24.x neither
+        restarts nor reaps them, so they stay behind as zombies, and their models fail."""
+        crashed = []
+        for entry in Path("/proc").iterdir():
+            try:
+                state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            except (OSError, ValueError):
+                continue
+            if state == "Z" and int(parent) == self.process.pid:
+                crashed.append(int(entry.name))
+        return crashed
+
+    def supervise(self, stop: threading.Event, poll_s: float = 1.0) -> int:
+        """Serves until the server exits or `stop` is set (then drains and stops it); returns its
+        exit code. Restarts the server whenever one of its model processes has died: the
+        restart brings every model back as the repository has it."""
+        while True:
+            try:
+                return self.process.wait(poll_s)
+            except subprocess.TimeoutExpired:
+                pass
+            if stop.is_set():
+                return self.stop()
+            if self.crashed_stubs():
+                print(f"lipsync.server: model process {self.crashed_stubs()} died: restarting tritonserver", flush=True)
+                self.stop()
+                self.start().wait_ready()
+                print("lipsync.server: ready again", flush=True)
 
     def __enter__(self) -> "TritonServer":
         self.start().wait_ready()
@@ -162,12 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     server = TritonServer(args.repository, args.host, args.http_port, args.grpc_port, args.metrics_port, args.profile,
                           admin_key=args.admin_key)
     server.start()
-    stop = lambda *_: server.stop()  # noqa: E731
-    signal.signal(signal.SIGTERM, stop)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # drain and stop, as Ctrl-C does
     try:
         server.wait_ready()
         print(f"lip-sync server ready: gRPC {args.host}:{args.grpc_port}, HTTP {args.host}:{args.http_port} (Ctrl-C stops)", flush=True)
-        return server.process.wait()
+        return server.supervise(stop)
     except KeyboardInterrupt:
         return server.stop()
 

@@ -74,7 +74,7 @@ class TritonPythonModel:
             message = response.error().message()
             if "unknown model" in message or "not found" in message or "not ready" in message:
                 which = f"version {version}" if version > 0 else "any version"
-                return triton.invalid_arg(f"AVATAR: avatar {name!r} ({which}) is not loaded")
+                return triton.invalid_arg(f"AVATAR: avatar {name!r} ({which}) is not loaded ({message})")
             if response.error().code() == pb_utils.TritonError.UNAVAILABLE:  # the UNet's queue is full
                 return triton.unavailable(f"server busy: avatar {name!r} UNet rejected frames: {message}")
             return triton.internal(f"avatar {name!r} UNet failed: {message}")

@@ -1,0 +1,54 @@
+"""Lets a server's requests in flight finish before it stops.
+
+Triton's own SIGTERM handling stops every model's scheduler at once, which fails an ensemble
+request caught between two steps. Unloading the ensembles first refuses new requests while the
+in-flight ones go on through the step models; an ensemble's unload completes when its in-flight
+requests have. Used by `python -m lipsync.server` and by the container's entrypoint:
+
+    python3 -m lipsync.drain 127.0.0.1:8000 [--timeout 30]      # key from $LIPSYNC_ADMIN_KEY
+"""
+import argparse
+import os
+import sys
+import time
+
+import tritonclient.http as httpclient
+
+from .client import ADMIN_KEY_HEADER, ENSEMBLE, RAW_ENSEMBLE
+
+ENSEMBLES = (ENSEMBLE, RAW_ENSEMBLE)
+
+
+def drain(http_address: str, admin_key: str | None, timeout: float = 30.0) -> bool:
+    """Unloads the ensembles and waits (at most `timeout`) until they are gone; False if the
+    server could not be drained (it should be stopped all the same)."""
+    client = httpclient.InferenceServerClient(http_address, network_timeout=timeout)
+    headers = {ADMIN_KEY_HEADER: admin_key} if admin_key else None
+    deadline = time.monotonic() + timeout
+    try:
+        for ensemble in ENSEMBLES:
+            client.unload_model(ensemble, headers=headers)
+        # Unloading is asynchronous: an ensemble is gone once its state leaves UNLOADING.
+        while time.monotonic() < deadline:
+            states = {e["name"]: e.get("state") for e in client.get_model_repository_index(headers=headers)}
+            if not any(states.get(e) in ("READY", "UNLOADING") for e in ENSEMBLES):
+                return True
+            time.sleep(0.2)
+        return False
+    except Exception as error:
+        print(f"lipsync drain: {error}", file=sys.stderr)
+        return False
+    finally:
+        client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("http_address", help="the server's HTTP endpoint, host:port")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    return 0 if drain(args.http_address, os.environ.get("LIPSYNC_ADMIN_KEY"), args.timeout) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
