@@ -63,16 +63,23 @@ def launcher(tmp_path_factory):
     launched.stop()
 
 
-def stub_pids(model: str) -> list[int]:
-    """Live python-backend stub processes serving `model` (their command line names it)."""
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def stub_pids(launcher: Launcher, model: str) -> list[int]:
+    """Live python-backend stubs serving `model` under this launcher's tritonserver (other
+    servers, such as the session's, run stubs for the same model names)."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            if not command[0].endswith(b"triton_python_backend_stub") or not any(f"/{model}/".encode() in a for a in command):
+                continue
+            if parent(parent(int(entry.name))) == launcher.process.pid:
+                pids.append(int(entry.name))
+        except (OSError, ValueError):
             continue
-        if command[0].endswith(b"triton_python_backend_stub") and any(f"/{model}/".encode() in a for a in command):
-            pids.append(int(entry.name))
     return pids
 
 
@@ -94,7 +101,9 @@ def test_killed_model_process_fails_its_requests_and_the_server_serves_again(lau
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(client.render, np.tile(AUDIO, 3), 16000, "demo")
         time.sleep(2.0)  # the request is in the UNet by now: 108 frames take over 10 s here
-        for pid in stub_pids("avatar_demo"):
+        victims = stub_pids(launcher, "avatar_demo")
+        assert victims
+        for pid in victims:
             os.kill(pid, signal.SIGKILL)
         with pytest.raises(InferenceServerException) as error:
             pending.result(timeout=120)

@@ -16,9 +16,9 @@ class TritonPythonModel:
     def initialize(self, args):
         config = triton.model_config(args)
         self.chunk = int(triton.parameter(config, "frames_per_unet_request", "8"))
-        # Admission control: beyond this many frames in the works, new requests are turned away
-        # at once (UNAVAILABLE) rather than queued behind minutes of work. A request arriving
-        # while nothing is in flight is always taken, however long.
+        # Admission control: beyond this many frames in the works, requests are turned away at
+        # once (UNAVAILABLE) rather than run behind minutes of work; the first is always taken,
+        # however long. (Requests beyond one execute() wait in the bounded queue of config.pbtxt.)
         self.max_frames = int(triton.parameter(config, "max_frames_in_flight", "400"))
         self.frames_in_flight = 0  # execute() coroutines share one event loop: no lock needed
         self.avatars = AvatarStore(Path(args["model_repository"]).parent)
