@@ -32,7 +32,7 @@ def one(clients: dict, index: int) -> str:
     """'ok', or what went wrong."""
     client = clients["grpc" if index % 2 else "http"]
     rng = np.random.default_rng(index)
-    request = dict(audio=SPEECH[: int(rng.integers(framing.MIN_SAMPLES, 8000))], rate=framing.SAMPLE_RATE, avatar="demo")
+    request = dict(audio=SPEECH[: int(rng.integers(framing.MIN_SAMPLES, 4800))], rate=framing.SAMPLE_RATE, avatar="demo")
     if index % 10 == 9:
         request.update(BAD[index // 10 % len(BAD)])
     try:
