@@ -107,8 +107,11 @@ class TritonServer:
 
     def start(self) -> "TritonServer":
         output = open(self.log, "ab") if self.log else None
+        # A session of its own: Ctrl-C in a terminal reaches only the launcher, which drains
+        # first; Triton's own SIGINT handling would fail requests caught between two steps.
         self.process = subprocess.Popen(
-            self.command(), env=self.environment(), stdout=output or None, stderr=subprocess.STDOUT if output else None
+            self.command(), env=self.environment(), stdout=output or None, stderr=subprocess.STDOUT if output else None,
+            start_new_session=True,
         )
         return self
 
@@ -140,6 +143,7 @@ class TritonServer:
             return self.process.wait()
 
     def drain(self, timeout: float = 30.0) -> None:
+        """Lets requests in flight finish and refuses new ones (lipsync/drain.py)."""
         address = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         drain.drain(f"{address}:{self.http_port}", self.admin_key, timeout)
 
