@@ -4,7 +4,7 @@ set -euo pipefail
 repo=/models
 python3 /opt/lipsync/scripts/serialize_dali.py --output "$repo/audio_features/1/model.dali"
 /opt/lipsync/scripts/build_tensorrt_plans.sh "$repo"
-args=(--model-repository="$repo" --model-control-mode=explicit --load-model='*' --exit-timeout-secs=30)
+args=(--model-repository="$repo" --model-control-mode=explicit --load-model='*' --exit-timeout-secs=30 --strict-readiness=false)
 # Loading and unloading avatars is an administrator's call: require a key once exposed.
 if [[ -n "${LIPSYNC_ADMIN_KEY:-}" ]]; then
   args+=(--grpc-restricted-protocol="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")

@@ -83,6 +83,9 @@ class TritonServer:
             f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
             "--exit-timeout-secs=30",
+            # Readiness is the server's and its ensembles' (the client checks `lipsync`): one
+            # avatar that failed to load must not take the whole server out of rotation.
+            "--strict-readiness=false",
             # Faces and frames cross process boundaries: start each stub's region big enough.
             "--backend-config=python,shm-default-byte-size=16777216",
             "--backend-config=python,shm-growth-byte-size=33554432",
