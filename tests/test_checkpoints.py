@@ -43,3 +43,14 @@ def test_pickled_objects_are_refused(tmp_path):
     torch.save(LipSyncUNet(), tmp_path / "whole_model.pth")  # a pickled module, not a state_dict
     with pytest.raises(CheckpointError, match="not a loadable PyTorch checkpoint"):
         load_unet(tmp_path / "whole_model.pth")
+
+
+def test_unet_width_is_read_from_the_checkpoint(tmp_path):
+    state = LipSyncUNet(base_channels=16).state_dict()
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, tmp_path / "narrow.pth")
+    loaded = load_unet(tmp_path / "narrow.pth")
+    assert loaded.base_channels == 16 and loaded.inc.inconv[0].conv[6].weight.dtype == torch.float32
+    state["up5.conv.double_conv.0.conv.0.weight"] = torch.zeros(3, 3, 1, 1)  # one layer of another width
+    torch.save(state, tmp_path / "mixed.pth")
+    with pytest.raises(CheckpointError, match="up5.conv.double_conv.0.conv.0.weight: checkpoint"):
+        load_unet(tmp_path / "mixed.pth")

@@ -1,6 +1,7 @@
 """Loads SyncTalk_2D checkpoints into the networks (weights_only=True: no code is unpickled).
 
-- UNet: `<epoch>.pth`, a plain state_dict; multi-GPU training adds a `module.` prefix.
+- UNet: `<epoch>.pth`, a plain state_dict; multi-GPU training adds a `module.` prefix. The
+  width is read from the first layer's weights (32 channels: the reference network).
 - audio encoder: the bare Sequential's state_dict (`0.conv_block.0.weight`, ...).
 """
 from pathlib import Path
@@ -15,9 +16,14 @@ class CheckpointError(ValueError):
     pass
 
 
+WIDTH_KEY = "inc.inconv.0.conv.6.weight"  # the first level's 1x1 projection: [base, hidden, 1, 1]
+
+
 def load_unet(path: Path) -> LipSyncUNet:
-    model = LipSyncUNet()
-    _load_into(model, _state_dict(path), path)
+    state = _state_dict(path)
+    width = state.get(WIDTH_KEY)
+    model = LipSyncUNet(width.shape[0]) if width is not None and width.ndim == 4 else LipSyncUNet()
+    _load_into(model, state, path)
     return model.eval()
 
 

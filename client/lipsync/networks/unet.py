@@ -4,12 +4,22 @@ Inputs: face [B, 6, 320, 320] in [0, 1], BGR (real crop, then the same crop with
 area blacked out) and audio [B, 32, 16, 16]; output [B, 3, 320, 320] after a sigmoid, BGR.
 Module names (`audio_model`, `fuse_conv`, `inc`, `down1..5`, `up1..5`, `outc`) match the
 checkpoints, so a trained `<epoch>.pth` loads with `load_state_dict`.
+
+`base_channels` sets the width: 32 is the reference network; the demo avatar is trained at 8
+(a quarter of the width, a sixteenth of the weights) to fit a CPU training budget. The audio
+input keeps its 32 channels at any width.
 """
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-CHANNELS = (32, 64, 128, 256, 512)
+REFERENCE_WIDTH = 32
+AUDIO_CHANNELS = 32  # 16 encoder vectors of 512 seen as 32 x 16 x 16
+
+
+def channels(base: int) -> tuple[int, ...]:
+    """Channels of the five resolution levels for a network whose first level has `base`."""
+    return tuple(base * factor for factor in (1, 2, 4, 8, 16))
 
 
 class InvertedResidual(nn.Module):
@@ -87,12 +97,11 @@ class OutConv(nn.Module):
 
 
 class AudioConvAve(nn.Module):
-    """32x16x16 encoder-vector window -> 512x10x10, the bottleneck's size."""
+    """32x16x16 encoder-vector window -> c[4] x 10 x 10, the bottleneck's size."""
 
-    def __init__(self):
+    def __init__(self, c: tuple[int, ...]):
         super().__init__()
-        c = CHANNELS
-        self.conv1 = InvertedResidual(c[0], c[1], 1, residual=False)
+        self.conv1 = InvertedResidual(AUDIO_CHANNELS, c[1], 1, residual=False)
         self.conv2 = InvertedResidual(c[1], c[2], 1, residual=False)
         self.conv3 = nn.Conv2d(c[2], c[3], kernel_size=3, padding=1, stride=1)
         self.bn3 = nn.BatchNorm2d(c[3])
@@ -112,10 +121,11 @@ class AudioConvAve(nn.Module):
 
 
 class LipSyncUNet(nn.Module):
-    def __init__(self):
+    def __init__(self, base_channels: int = REFERENCE_WIDTH):
         super().__init__()
-        c = CHANNELS
-        self.audio_model = AudioConvAve()
+        c = channels(base_channels)
+        self.base_channels = base_channels
+        self.audio_model = AudioConvAve(c)
         self.fuse_conv = nn.Sequential(DoubleConvDW(c[4] * 2, c[4], stride=1), DoubleConvDW(c[4], c[3], stride=1))
         self.inc = InConvDw(6, c[0])
         self.down1 = Down(c[0], c[0])
