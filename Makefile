@@ -1,5 +1,6 @@
 # make demo   - set up, build artifacts, serve, render assets/sample.wav to out/demo.mp4, stop
 # make test   - set up, build artifacts, run the whole test suite (starts its own server)
+# make train  - retrain the demo avatar's networks into checkpoints/ (about 25 min on 2 cores)
 # make serve  - serve the model repository on 127.0.0.1 (gRPC 8001, HTTP 8000) until Ctrl-C
 # make bench  - benchmark report in out/bench/ (perf/bench.py)
 # make bench-ort - ONNX Runtime settings for the UNet side by side (perf/ort_sweep.py)
@@ -15,9 +16,10 @@ STAMPS := .stamps
 # Generated from the code below; rebuilt when it changes.
 ARTIFACT_SOURCES := scripts/build_artifacts.py $(wildcard client/lipsync/networks/*.py) \
 	client/lipsync/demo.py client/lipsync/repository.py client/lipsync/compositing.py \
-	client/lipsync/checkpoints.py $(wildcard client/lipsync/avatar_model/*.pbtxt client/lipsync/avatar_model/configs/*.pbtxt)
+	client/lipsync/checkpoints.py client/lipsync/importer.py $(wildcard checkpoints/*.pth checkpoints/demo/*.pth) \
+	$(wildcard client/lipsync/avatar_model/*.pbtxt client/lipsync/avatar_model/configs/*.pbtxt)
 
-.PHONY: demo test serve bench bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
+.PHONY: demo test train serve bench bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
 
 setup: $(STAMPS)/venv
 artifacts: $(STAMPS)/artifacts
@@ -29,7 +31,7 @@ $(STAMPS)/venv: pyproject.toml
 	@mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/artifacts: $(STAMPS)/venv $(ARTIFACT_SOURCES)
-	rm -rf model_repository/avatar_demo model_repository/audio_encoder/1/model.onnx
+	rm -rf model_repository/avatar_demo model_repository/audio_encoder/1/model.onnx build/dataset/demo assets/sample.wav
 	$(PY) scripts/build_artifacts.py
 	@touch $@
 
@@ -38,6 +40,10 @@ demo: artifacts
 
 test: artifacts
 	$(PY) -m pytest
+
+train: setup
+	rm -rf build/dataset/demo_train
+	$(PY) scripts/train_demo.py
 
 serve: artifacts
 	$(PY) -m lipsync.server

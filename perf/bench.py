@@ -43,8 +43,7 @@ def main() -> int:
     args.output.mkdir(parents=True, exist_ok=True)
 
     audio = demo.speech(args.seconds, framing.SAMPLE_RATE, seed=1)
-    version = max(int(p.parent.name) for p in (REPOSITORY / "avatar_demo").glob("[0-9]*/model.onnx"))
-    unet_onnx = REPOSITORY / "avatar_demo" / str(version) / "model.onnx"
+    unet_onnx = REPOSITORY / "avatar_demo" / str(demo.BENCHMARK_VERSION) / "model.onnx"
     encoder_onnx = max((REPOSITORY / "audio_encoder").glob("[0-9]*/model.onnx"), key=lambda p: int(p.parent.name))
     pipe = mel_pipeline.build(batch_size=1, num_threads=1)
     pipe.build()
@@ -64,8 +63,8 @@ def main() -> int:
     results["audio_ms_8_frames"] = measure.summary(
         measure.audio_processing_ms(encoder_onnx, 8 * framing.SAMPLES_PER_FRAME, 200, args.threads))
     print("c. sequential PyTorch baseline", flush=True)
-    encoder = checkpoints.load_audio_encoder(ROOT / "build" / "checkpoints" / "audio_visual_encoder.pth")
-    unet = checkpoints.load_unet(ROOT / "build" / "checkpoints" / "demo" / f"{version}.pth")
+    encoder = checkpoints.load_audio_encoder(ROOT / "checkpoints" / "audio_visual_encoder.pth")
+    unet = checkpoints.load_unet(ROOT / "build" / "checkpoints" / "demo" / f"{demo.BENCHMARK_VERSION}.pth")
     media = AvatarMedia(media_dir(REPOSITORY, "demo"))
     results["sequential_fps"] = measure.sequential_fps(audio, encoder, unet, media, args.sequential_frames, args.threads)
 

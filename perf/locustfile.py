@@ -48,7 +48,7 @@ class LiveStream(User):
         audio = SPEECH[np.arange(part.begin, part.end) % len(SPEECH)]
         started, error, frames = time.perf_counter(), None, []
         try:
-            frames = self.lipsync.render(audio, framing.SAMPLE_RATE, "demo", start_frame=part.stream_frame, segment=part)
+            frames = self.lipsync.render(audio, framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION, start_frame=part.stream_frame, segment=part)
         except Exception as exception:  # reported to Locust as a failed request
             error = exception
         elapsed_ms = (time.perf_counter() - started) * 1000

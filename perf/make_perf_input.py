@@ -13,6 +13,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--clips", type=int, default=3)
     parser.add_argument("--avatar", default="demo")
+    parser.add_argument("--version", type=int, default=demo.BENCHMARK_VERSION, help="0: the latest")
     args = parser.parse_args()
     entries = []
     for seed in range(args.clips):
@@ -22,6 +23,7 @@ def main() -> int:
             "SAMPLE_RATE": {"content": [framing.SAMPLE_RATE], "shape": [1]},
             "AVATAR": {"content": [args.avatar], "shape": [1]},
             "START_FRAME": {"content": [seed * 10], "shape": [1]},
+            "AVATAR_VERSION": {"content": [args.version], "shape": [1]},
         })
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"data": entries}))

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import torch
 import tritonclient.grpc as grpcclient
 
-from lipsync import compositing, framing, mel_pipeline
+from lipsync import compositing, demo, framing, mel_pipeline
 from lipsync.avatar import AvatarMedia
 from lipsync.client import LipsyncClient
 
@@ -66,14 +66,14 @@ def sequential_fps(audio: np.ndarray, encoder, unet, media: AvatarMedia, frames:
 def ensemble_sweep(url: str, audio: np.ndarray, levels: list[int], rounds: int) -> list[dict]:
     """(b) The ensemble end to end over gRPC, `rounds` requests per client at each concurrency."""
     client = LipsyncClient(url)
-    client.render(audio[: framing.SAMPLE_RATE], framing.SAMPLE_RATE, "demo")  # warm-up
+    client.render(audio[: framing.SAMPLE_RATE], framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION)  # warm-up
     results = []
     for level in levels:
         latencies: list[float] = []
 
         def one(_, latencies=latencies):
             t = time.perf_counter()
-            count = len(client.render(audio, framing.SAMPLE_RATE, "demo"))
+            count = len(client.render(audio, framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION))
             latencies.append(time.perf_counter() - t)
             return count
 
@@ -164,7 +164,7 @@ def load(url: str, audio: np.ndarray, requests: int, concurrency: int) -> int:
 
     def one(_):
         try:
-            client.render(audio, framing.SAMPLE_RATE, "demo")
+            client.render(audio, framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION)
             return 0
         except Exception:
             return 1

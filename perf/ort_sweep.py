@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from lipsync import demo
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVED = {"batch": 8, "threads": 2, "optimization": "all", "spinning": True, "processes": 1}
 LEVELS = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
@@ -53,12 +55,12 @@ def measure(model: str, setting: dict, frames: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=None, help="UNet model.onnx (default: demo avatar's latest)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="UNet model.onnx (default: the demo avatar's reference-size version)")
     parser.add_argument("--frames", type=int, default=48, help="frames per measurement")
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench")
     args = parser.parse_args()
-    model = args.model or max((ROOT / "model_repository" / "avatar_demo").glob("[0-9]*/model.onnx"),
-                              key=lambda p: int(p.parent.name))
+    model = args.model or ROOT / "model_repository" / "avatar_demo" / str(demo.BENCHMARK_VERSION) / "model.onnx"
     changes = [{}, {"batch": 1}, {"batch": 4}, {"threads": 1}, {"spinning": False}, {"optimization": "basic"},
                {"processes": 2, "threads": 1}, {"processes": 2, "threads": 1, "spinning": False}, {}]
     rows = []

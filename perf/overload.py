@@ -32,7 +32,7 @@ def sustainable_rate(client: LipsyncClient, seconds: float) -> float:
 
     def worker():
         while time.monotonic() < stop:
-            client.render(AUDIO, framing.SAMPLE_RATE, "demo")
+            client.render(AUDIO, framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION)
             done.append(time.monotonic())
 
     start = time.monotonic()
@@ -47,7 +47,7 @@ def sustainable_rate(client: LipsyncClient, seconds: float) -> float:
 def one(client: LipsyncClient) -> tuple[str, float, str]:
     started = time.monotonic()
     try:
-        frames = client.render(AUDIO, framing.SAMPLE_RATE, "demo")
+        frames = client.render(AUDIO, framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION)
         outcome, detail = ("served", "") if len(frames) == FRAMES else ("lost", f"{len(frames)} frames")
     except InferenceServerException as error:
         unavailable = str(error.status()) in ("StatusCode.UNAVAILABLE", "503")

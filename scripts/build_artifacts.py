@@ -1,11 +1,12 @@
 """Builds everything the CPU profile serves that is not in git (idempotent; `make artifacts`).
 
-- build/checkpoints/: seeded, untrained checkpoints in SyncTalk_2D's file formats;
-- model_repository/audio_encoder/1/model.onnx, loaded from the encoder checkpoint;
-- model_repository/avatar_demo/: the drawn demo avatar, versions 1 and 2 from two UNet
-  checkpoints (different seeds: "retrained weights");
-- assets/sample.wav: speech-like audio for the demo.
-Checkpoints go through lipsync.checkpoints exactly as imported ones would.
+- model_repository/audio_encoder/1/model.onnx from the trained checkpoint in checkpoints/;
+- model_repository/avatar_demo/: the drawn person, idle (a SyncTalk_2D dataset written to
+  build/dataset/demo/, then imported), with two versions (lipsync.demo says why):
+  1, the reference-size UNet, seeded and untrained (its checkpoint goes to build/checkpoints/);
+  2, the trained narrow UNet from checkpoints/demo/ (scripts/train_demo.py made it);
+- assets/sample.wav: two phrases of speech-like audio with a pause (seeds the training never used).
+Checkpoints and the dataset go through the importer exactly as a user's would.
 """
 import argparse
 import sys
@@ -14,46 +15,48 @@ from pathlib import Path
 import soundfile
 import torch
 
-from lipsync import checkpoints, demo, repository
-from lipsync.networks.audio_encoder import AudioEncoder
+from lipsync import checkpoints, demo, importer
 from lipsync.networks.export import export_audio_encoder
 from lipsync.networks.unet import LipSyncUNet
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAINED = ROOT / "checkpoints"
 
 
-def save_checkpoint(network: torch.nn.Module, path: Path) -> Path:
-    """Saves the network's (seeded, initial) weights as a plain state_dict, once."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(network.state_dict(), path)
-    return path
+def trained_unet(folder: Path) -> Path:
+    """The newest `<epoch>.pth` of a SyncTalk_2D checkpoint folder."""
+    epochs = [p for p in folder.glob("*.pth") if p.stem.isdigit()]
+    if not epochs:
+        raise SystemExit(f"no <epoch>.pth in {folder}: run `make train` (scripts/train_demo.py)")
+    return max(epochs, key=lambda p: int(p.stem))
 
 
 def build(repo: Path, build_dir: Path, assets: Path, frames: int) -> None:
-    ckpt = build_dir / "checkpoints"
-    torch.manual_seed(0)
-    encoder_ckpt = save_checkpoint(AudioEncoder().audio_encoder, ckpt / "audio_visual_encoder.pth")
     encoder_onnx = repo / "audio_encoder" / "1" / "model.onnx"
     if not encoder_onnx.exists():
-        export_audio_encoder(checkpoints.load_audio_encoder(encoder_ckpt), encoder_onnx)
+        export_audio_encoder(checkpoints.load_audio_encoder(TRAINED / "audio_visual_encoder.pth"), encoder_onnx)
         print(f"wrote {encoder_onnx}")
 
     if not (repo / "avatar_demo" / "media" / "rects.json").exists():
-        pairs = list(demo.avatar_frames(frames))
-        repository.write_media(repo, "demo", (f for f, _ in pairs), [r for _, r in pairs])
-        print(f"wrote demo avatar media ({frames} frames)")
-    for version in (1, 2):
+        dataset = build_dir / "dataset" / "demo"
+        if not (dataset / "full_body_img").exists():
+            demo.write_dataset(dataset, demo.avatar_frames(frames))
+        importer.import_avatar(repo, "demo", dataset=dataset)
+        print(f"imported the demo avatar from {dataset} ({frames} frames)")
+    untrained = build_dir / "checkpoints" / "demo" / f"{demo.BENCHMARK_VERSION}.pth"
+    if not untrained.exists():
+        untrained.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(demo.BENCHMARK_VERSION)
+        torch.save(LipSyncUNet().state_dict(), untrained)
+    for version, checkpoint in ((demo.BENCHMARK_VERSION, untrained), (demo.TRAINED_VERSION, trained_unet(TRAINED / "demo"))):
         if not (repo / "avatar_demo" / str(version) / "model.onnx").exists():
-            torch.manual_seed(version)
-            unet_ckpt = save_checkpoint(LipSyncUNet(), ckpt / "demo" / f"{version}.pth")
-            repository.add_version(repo, "demo", checkpoints.load_unet(unet_ckpt), version)
-            print(f"wrote demo avatar version {version}")
+            importer.import_unet(repo, "demo", checkpoint, version)
+            print(f"wrote demo avatar version {version} from {checkpoint}")
 
     sample = assets / "sample.wav"
     if not sample.exists():
         sample.parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(sample, demo.speech(4.0, 16_000), 16_000, subtype="PCM_16")
+        soundfile.write(sample, demo.speech_with_pause(2.8, 1.2, 2.5, 16_000), 16_000, subtype="PCM_16")
         print(f"wrote {sample}")
 
 
