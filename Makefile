@@ -1,6 +1,6 @@
 # make demo   - set up, build artifacts, serve, render assets/sample.wav to out/demo.mp4, stop
 # make test   - set up, build artifacts, run the whole test suite (starts its own server)
-# make train  - retrain the demo avatar's networks into checkpoints/ (about 25 min on 2 cores)
+# make train  - retrain the demo avatar's networks into checkpoints/ (about 18 min on 2 cores)
 # make serve  - serve the model repository on 127.0.0.1 (gRPC 8001, HTTP 8000) until Ctrl-C
 # make bench  - benchmark report in out/bench/ (perf/bench.py)
 # make bench-ort - ONNX Runtime settings for the UNet side by side (perf/ort_sweep.py)

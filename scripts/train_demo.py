@@ -1,6 +1,6 @@
 """Trains the demo avatar's networks on synthetic data and writes SyncTalk_2D checkpoints.
 
-    python scripts/train_demo.py          # about 25 min on 2 CPU cores; `make train`
+    python scripts/train_demo.py          # 18 min on 2 CPU cores; `make train`
 
 1. writes build/dataset/demo_train/ (SyncTalk_2D layout: full_body_img/, landmarks/, aud.wav):
    the drawn person speaking synthetic speech, the mouth following it (lipsync.mouth_track);

@@ -132,8 +132,9 @@ VOWELS = {  # first three formants, Hz
 }
 
 
-def speech(seconds: float = 4.0, rate: int = 16_000, seed: int = 0) -> np.ndarray:
-    """Speech-like float32 audio in [-1, 1]: syllables of varying vowels, pitch and pauses."""
+def speech(seconds: float = 4.0, rate: int = 16_000, seed: int = 0, noise_floor: float = 0.001) -> np.ndarray:
+    """Speech-like float32 audio in [-1, 1]: syllables of varying vowels, loudness, pitch and
+    pauses, over white noise of RMS `noise_floor` (about -60 dBFS, as any microphone has)."""
     rng = np.random.default_rng(seed)
     n = int(seconds * rate)
     t = np.arange(n) / rate
@@ -155,8 +156,7 @@ def speech(seconds: float = 4.0, rate: int = 16_000, seed: int = 0) -> np.ndarra
         out[position : position + len(voiced)] += loudness * voiced * window
         position += length + int(rng.choice([0.03, 0.05, 0.08, 0.4, 0.8], p=[0.35, 0.3, 0.2, 0.1, 0.05]) * rate)
     out = 0.8 * out / (np.abs(out).max() + 1e-9)
-    # A faint noise floor, as any microphone has (about -60 dBFS): silence is never all zeros.
-    return (out + 0.001 * rng.standard_normal(n)).astype(np.float32)
+    return (out + noise_floor * rng.standard_normal(n)).astype(np.float32)
 
 
 def speech_with_pause(before: float, pause: float, after: float, rate: int = 16_000, seed: int = 0) -> np.ndarray:
