@@ -45,9 +45,7 @@ def sequential_fps(audio: np.ndarray, encoder, unet, media: AvatarMedia, frames:
     pipe.build()
     start = time.perf_counter()
     (mel,) = mel_pipeline.run(pipe, [audio], [framing.SAMPLE_RATE])
-    t = mel.shape[0]
-    windows = np.stack([mel[framing.window_start(w, t) : framing.window_start(w, t) + 16].T[None]
-                        for w in range(framing.window_count(t))]).astype(np.float32)
+    windows = np.stack([mel[s : s + framing.WINDOW].T[None] for s in framing.window_starts(mel.shape[0])]).astype(np.float32)
     with torch.no_grad():
         vectors = encoder(torch.from_numpy(windows)).numpy()
         padded = np.concatenate([np.zeros((8, 512), np.float32), vectors[:1], vectors, vectors[-1:], np.zeros((8, 512), np.float32)])

@@ -49,6 +49,11 @@ def window_start(index: int, mel_frames: int) -> int:
     return min(int(MEL_PER_SECOND * (index / float(FPS))), mel_frames - WINDOW)
 
 
+def window_starts(mel_frames: int) -> list[int]:
+    """First mel frame of every encoder window of a mel this long."""
+    return [window_start(i, mel_frames) for i in range(window_count(mel_frames))]
+
+
 # Mel lengths at which the reference's float formula in window_count() gives one less than
 # exact integer arithmetic. Graphs that only have integer arithmetic (TensorRT) subtract one
 # at these lengths, so that every profile renders the reference's frame count.

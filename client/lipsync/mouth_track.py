@@ -33,17 +33,17 @@ def frame_levels(mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(speech-band level, upper minus lower band level) of every video frame's window."""
     bins = _mel_bin_hz()
     speech, low, high = (_between(bins, band) for band in (SPEECH_BAND_HZ, LOW_BAND_HZ, HIGH_BAND_HZ))
-    t = mel.shape[0]
-    windows = [mel[framing.window_start(i, t):][MIDDLE] for i in range(framing.window_count(t))]
+    windows = [mel[start:][MIDDLE] for start in framing.window_starts(mel.shape[0])]
     windows = [windows[0], *windows, windows[-1]]  # one video frame per padded encoder vector
     level = np.array([w[:, speech].mean() for w in windows])
     balance = np.array([w[:, high].mean() - w[:, low].mean() for w in windows])
     return level, balance
 
 
-def mouth_shapes(audio: np.ndarray, rate: int = framing.SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
-    """(opening, width), each in [0, 1], of every video frame the server renders for `audio`."""
-    level, balance = (_smooth(x) for x in frame_levels(speech_mel(audio, rate)))
+def mouth_shapes(mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(opening, width), each in [0, 1], of every video frame the server renders for the
+    audio of this mel (speech_mel)."""
+    level, balance = (_smooth(x) for x in frame_levels(mel))
     opening = np.clip((level - CLOSED_LEVEL) / (OPEN_LEVEL - CLOSED_LEVEL), 0.0, 1.0)
     low, high = BALANCE_RANGE
     width = np.clip((balance - low) / (high - low), 0.0, 1.0)

@@ -45,7 +45,7 @@ class Dataset:
 def make_dataset(folder: Path, seconds: float, seed: int) -> int:
     """The synthetic person speaking `seconds` of synthetic speech, in SyncTalk_2D's layout."""
     audio = demo.speech(seconds, framing.SAMPLE_RATE, seed=seed)
-    opening, width = mouth_track.mouth_shapes(audio)
+    opening, width = mouth_track.mouth_shapes(mouth_track.speech_mel(audio))
     frames = demo.avatar_frames(len(opening), seed=seed, mouths=zip(opening, width))
     return demo.write_dataset(folder, frames, audio)
 
@@ -55,7 +55,7 @@ def load_dataset(folder: Path) -> Dataset:
     crops = np.stack([compositing.face_input(cv2.imread(str(path)), rect) for path, rect in zip(images, rects)])
     audio, rate = soundfile.read(folder / "aud.wav", dtype="float32")
     mel = mouth_track.speech_mel(audio, rate)
-    opening, width = mouth_track.mouth_shapes(audio, rate)
+    opening, width = mouth_track.mouth_shapes(mel)
     if len(opening) != len(crops):
         raise ValueError(f"{folder}: aud.wav gives {len(opening)} frames, full_body_img has {len(crops)}")
     return Dataset(crops, mel, np.stack([opening, width], axis=1).astype(np.float32), _mouth_in_crop(rects[0]))
@@ -131,8 +131,7 @@ def _face_mask() -> torch.Tensor:
 
 
 def _windows(mel: np.ndarray) -> torch.Tensor:
-    t = mel.shape[0]
-    starts = [framing.window_start(i, t) for i in range(framing.window_count(t))]
+    starts = framing.window_starts(mel.shape[0])
     return torch.from_numpy(np.stack([mel[s : s + framing.WINDOW].T[None] for s in starts]).astype(np.float32))
 
 
@@ -148,8 +147,9 @@ def held_out_sync(unet: LipSyncUNet, encoder: AudioEncoder, audio: np.ndarray, a
                   mouth: tuple[int, int, int, int]) -> float:
     """Pearson r between the generated mouth's dark area and the speech level, frame by frame,
     in process (the sync test measures the same through the server)."""
-    level, _ = mouth_track.frame_levels(mouth_track.speech_mel(audio))
-    features = audio_features(encoder, mouth_track.speech_mel(audio))
+    mel = mouth_track.speech_mel(audio)
+    level, _ = mouth_track.frame_levels(mel)
+    features = audio_features(encoder, mel)
     areas = []
     with torch.no_grad():
         for start in range(0, len(features), 16):
