@@ -123,6 +123,7 @@ def _draw_mouth(draw: ImageDraw.ImageDraw, mx: int, my: int, opening: float, wid
         draw.line([mx - half_w, my, mx + half_w, my], fill=(110, 40, 50), width=2)
 
 
+NOISE_FLOOR = 0.001  # RMS of the white noise under the speech: about -60 dBFS, as any microphone has
 VOWELS = {  # first three formants, Hz
     "a": (730, 1090, 2440),
     "e": (530, 1840, 2480),
@@ -132,9 +133,9 @@ VOWELS = {  # first three formants, Hz
 }
 
 
-def speech(seconds: float = 4.0, rate: int = 16_000, seed: int = 0, noise_floor: float = 0.001) -> np.ndarray:
+def speech(seconds: float = 4.0, rate: int = 16_000, seed: int = 0) -> np.ndarray:
     """Speech-like float32 audio in [-1, 1]: syllables of varying vowels, loudness, pitch and
-    pauses, over white noise of RMS `noise_floor` (about -60 dBFS, as any microphone has)."""
+    pauses, over white noise (NOISE_FLOOR)."""
     rng = np.random.default_rng(seed)
     n = int(seconds * rate)
     t = np.arange(n) / rate
@@ -156,12 +157,12 @@ def speech(seconds: float = 4.0, rate: int = 16_000, seed: int = 0, noise_floor:
         out[position : position + len(voiced)] += loudness * voiced * window
         position += length + int(rng.choice([0.03, 0.05, 0.08, 0.4, 0.8], p=[0.35, 0.3, 0.2, 0.1, 0.05]) * rate)
     out = 0.8 * out / (np.abs(out).max() + 1e-9)
-    return (out + noise_floor * rng.standard_normal(n)).astype(np.float32)
+    return (out + NOISE_FLOOR * rng.standard_normal(n)).astype(np.float32)
 
 
 def speech_with_pause(before: float, pause: float, after: float, rate: int = 16_000, seed: int = 0) -> np.ndarray:
     """Two phrases of speech() with `pause` seconds of silence (the noise floor) between them."""
-    silence = 0.001 * np.random.default_rng(seed).standard_normal(int(pause * rate))
+    silence = NOISE_FLOOR * np.random.default_rng(seed).standard_normal(int(pause * rate))
     parts = [speech(before, rate, seed), silence.astype(np.float32), speech(after, rate, seed + 1)]
     return np.concatenate(parts)
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync import framing
+from lipsync import anti_aliasing, framing
 from lipsync.avatar import AvatarStore
 from lipsync.serving import request_rules, triton
 from lipsync.serving.request_rules import InvalidInput
@@ -35,7 +35,7 @@ class TritonPythonModel:
         except InvalidInput as error:
             return triton.invalid_arg(str(error))
         return triton.respond(
-            CHECKED_AUDIO=audio,
+            CHECKED_AUDIO=anti_aliasing.band_limit(audio, rate),
             CHECKED_SAMPLE_RATE=triton.get(request, "SAMPLE_RATE"),
             MEL_OFFSET=np.array([offset // framing.HOP], np.int64),
             FIRST_FRAME_OUT=np.array([first], np.int64),
