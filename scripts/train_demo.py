@@ -51,7 +51,7 @@ def main() -> int:
 
     idle = [compositing.face_input(np.ascontiguousarray(f[..., ::-1]), r) for f, r in demo.avatar_frames(120)]
     r = training.held_out_sync(unet, encoder, training.held_out_speech(), np.stack(idle), data.mouth)
-    epochs = max(1, round(args.unet_steps * 8 / len(data.crops)))
+    epochs = max(1, round(args.unet_steps * training.UNET_BATCH / len(data.crops)))
     encoder_path = training.save_half(encoder.audio_encoder, args.output / "audio_visual_encoder.pth")
     unet_path = training.save_half(unet, args.output / "demo" / f"{epochs}.pth")
     report = {

@@ -9,7 +9,7 @@ the upper bands' level against the lower ones' the width (spread lips for i/e, r
 """
 import numpy as np
 
-from . import framing, mel_pipeline
+from . import anti_aliasing, framing, mel_pipeline
 
 SPEECH_BAND_HZ = (250.0, 4000.0)
 LOW_BAND_HZ, HIGH_BAND_HZ = (250.0, 1000.0), (1500.0, 3500.0)
@@ -25,7 +25,8 @@ def speech_mel(audio: np.ndarray, rate: int = framing.SAMPLE_RATE) -> np.ndarray
     """[T, 80] normalised mel, exactly as the server's audio_features step computes it."""
     pipe = mel_pipeline.build(batch_size=1, num_threads=1)
     pipe.build()
-    (mel,) = mel_pipeline.run(pipe, [np.asarray(audio, np.float32)], [rate])
+    audio = anti_aliasing.band_limit(np.asarray(audio, np.float32), rate)  # as request_validator does
+    (mel,) = mel_pipeline.run(pipe, [audio], [rate])
     return mel
 
 

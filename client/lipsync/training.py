@@ -25,6 +25,7 @@ from .networks.serving import MASK_COLS, MASK_ROWS, ServingAudioEncoder
 from .networks.unet import LipSyncUNet
 
 MOUTH_WEIGHT = 10.0  # loss weight of mouth pixels against the rest of the face
+UNET_BATCH = 8
 # Speech never trained on (seeds 7 and 8): the sync test's clip, with a pause from 3.0 to 4.4 s.
 HELD_OUT_SEED, HELD_OUT_PAUSE = 7, (3.0, 4.4)
 
@@ -86,7 +87,7 @@ def audio_features(encoder: AudioEncoder, mel: np.ndarray) -> torch.Tensor:
         return ServingAudioEncoder(encoder).eval()(torch.from_numpy(mel)[None], torch.zeros(1, 1, dtype=torch.int64))[0]
 
 
-def train_unet(data: Dataset, features: torch.Tensor, steps: int, base_channels: int, batch: int = 8,
+def train_unet(data: Dataset, features: torch.Tensor, steps: int, base_channels: int, batch: int = UNET_BATCH,
                seed: int = 0, log=print) -> LipSyncUNet:
     generator = torch.Generator().manual_seed(seed)
     unet = LipSyncUNet(base_channels).to(memory_format=torch.channels_last)
