@@ -10,7 +10,7 @@ import onnxruntime as ort
 import torch
 import tritonclient.grpc as grpcclient
 
-from lipsync import compositing, demo, framing, mel_pipeline
+from lipsync import compositing, demo, framing, mel_pipeline, processes
 from lipsync.avatar import AvatarMedia
 from lipsync.client import LipsyncClient
 
@@ -131,25 +131,7 @@ def _dtype(value: np.ndarray) -> str:
 
 def server_rss_mb(pid: int) -> float:
     """Resident memory of tritonserver and every process below it (the python-backend stubs)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        stack.extend(children.get(current, []))
-        try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
+    return sum(processes.rss_kb(p) for p in processes.tree(pid)) / 1024
 
 
 def shm_mb() -> float:

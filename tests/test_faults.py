@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from lipsync import framing
+from lipsync import framing, processes
 from lipsync.client import LipsyncClient
 from lipsync.server import free_port
 
@@ -63,10 +63,6 @@ def launcher(tmp_path_factory):
     launched.stop()
 
 
-def parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
 def stub_pids(launcher: Launcher, model: str) -> list[int]:
     """Live python-backend stubs serving `model` under this launcher's tritonserver (other
     servers, such as the session's, run stubs for the same model names)."""
@@ -76,7 +72,8 @@ def stub_pids(launcher: Launcher, model: str) -> list[int]:
             command = (entry / "cmdline").read_bytes().split(b"\0")
             if not command[0].endswith(b"triton_python_backend_stub") or not any(f"/{model}/".encode() in a for a in command):
                 continue
-            if parent(parent(int(entry.name))) == launcher.process.pid:
+            grandparent = processes.state_and_parent(processes.state_and_parent(int(entry.name))[1])[1]
+            if grandparent == launcher.process.pid:
                 pids.append(int(entry.name))
         except (OSError, ValueError):
             continue

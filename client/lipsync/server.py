@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytriton
 
-from . import drain
+from . import drain, processes
 from .client import ADMIN_KEY_HEADER
 
 TRITON_HOME = Path(pytriton.__file__).parent / "tritonserver"
@@ -153,15 +153,7 @@ class TritonServer:
     def crashed_stubs(self) -> list[int]:
         """Model processes (python-backend stubs) of this server that died: Triton 24.x neither
         restarts nor reaps them, so they stay behind as zombies, and their models fail."""
-        crashed = []
-        for entry in Path("/proc").iterdir():
-            try:
-                state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
-            except (OSError, ValueError):
-                continue
-            if state == "Z" and int(parent) == self.process.pid:
-                crashed.append(int(entry.name))
-        return crashed
+        return [pid for pid, state in processes.children(self.process.pid).items() if state == "Z"]
 
     def supervise(self, stop: threading.Event, poll_s: float = 1.0) -> int:
         """Serves until the server exits or `stop` is set (then drains and stops it); returns its
