@@ -45,9 +45,7 @@ def main() -> int:
     audio = demo.speech(args.seconds, framing.SAMPLE_RATE, seed=1)
     unet_onnx = REPOSITORY / "avatar_demo" / str(demo.BENCHMARK_VERSION) / "model.onnx"
     encoder_onnx = max((REPOSITORY / "audio_encoder").glob("[0-9]*/model.onnx"), key=lambda p: int(p.parent.name))
-    pipe = mel_pipeline.build(batch_size=1, num_threads=1)
-    pipe.build()
-    (mel,) = mel_pipeline.run(pipe, [audio], [framing.SAMPLE_RATE])
+    mel = mel_pipeline.mel_of(audio)
     results: dict = {"audio_seconds": args.seconds, "frames_per_request": framing.frame_count(len(audio)),
                      "unet_batch": args.batch, "threads": args.threads}
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lipsync import demo, framing, mouth_track, training
+from lipsync import demo, framing, mel_pipeline, mouth_track, training
 from lipsync.avatar import AvatarMedia, media_dir
 from lipsync.client import LipsyncClient
 
@@ -39,7 +39,7 @@ def media(server) -> AvatarMedia:
 @pytest.fixture(scope="module")
 def speech_and_mouths(grpc_url, media):
     audio = training.held_out_speech()
-    level, _ = mouth_track.frame_levels(mouth_track.speech_mel(audio))
+    level, _ = mouth_track.frame_levels(mel_pipeline.mel_of(audio))
     return audio, level, mouth_openings(LipsyncClient(grpc_url), audio, media)
 
 
@@ -66,7 +66,7 @@ def test_mouth_is_closed_in_silence(speech_and_mouths):
 def test_audio_shifted_by_three_frames_breaks_the_sync(grpc_url, media, speech_and_mouths):
     """The test is sensitive: speech that arrives 3 frames late no longer matches the frames."""
     audio, level, areas = speech_and_mouths
-    delay = np.random.default_rng(1).normal(0, 0.001, SHIFT_FRAMES * framing.SAMPLES_PER_FRAME).astype(np.float32)
+    delay = np.random.default_rng(1).normal(0, demo.NOISE_FLOOR, SHIFT_FRAMES * framing.SAMPLES_PER_FRAME).astype(np.float32)
     shifted = mouth_openings(LipsyncClient(grpc_url), np.concatenate([delay, audio]), media)[: len(level)]
     aligned, misaligned = np.corrcoef(areas, level)[0, 1], np.corrcoef(shifted, level)[0, 1]
     print(f"Pearson r aligned {aligned:.3f}, audio {SHIFT_FRAMES} frames late {misaligned:.3f}")

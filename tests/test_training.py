@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lipsync import checkpoints, demo, importer, mouth_track, repository, training
+from lipsync import checkpoints, demo, importer, mel_pipeline, mouth_track, repository, training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,7 +17,7 @@ def test_dataset_mouth_follows_the_speech(tmp_path):
     data = training.load_dataset(tmp_path / "ds")
     assert len(data.crops) == count == len(data.shapes)
     areas = [demo.dark_area(crop, data.mouth) for crop in data.crops]  # BGR crops: the measure ignores order
-    opening, _ = mouth_track.mouth_shapes(mouth_track.speech_mel(demo.speech(3.0, seed=3)))
+    opening, _ = mouth_track.mouth_shapes(mel_pipeline.mel_of(demo.speech(3.0, seed=3)))
     assert np.allclose(data.shapes[:, 0], opening, atol=0.02)  # aud.wav holds 16-bit samples
     assert np.corrcoef(areas, opening)[0, 1] > 0.9
     closed = data.shapes[:, 0] == 0

@@ -67,6 +67,16 @@ def build(batch_size: int, num_threads: int, device: str = "cpu"):
     return define(mel_from_inputs)(device)
 
 
+def mel_of(audio: np.ndarray, rate: int = framing.SAMPLE_RATE) -> np.ndarray:
+    """[T, 80] of one clip outside the server, exactly as the server computes it (with the
+    request validator's band limit first); builds a pipeline per call."""
+    from .anti_aliasing import band_limit
+
+    pipe = build(batch_size=1, num_threads=1)
+    pipe.build()
+    return run(pipe, [band_limit(np.asarray(audio, np.float32), rate)], [rate])[0]
+
+
 def run(pipeline, clips: list[np.ndarray], rates: list[int]) -> list[np.ndarray]:
     """Mel [T, 80] of each clip, in one run of a pipeline made by build()."""
     pipeline.feed_input("AUDIO", [np.asarray(clip, np.float32) for clip in clips])

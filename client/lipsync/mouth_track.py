@@ -9,7 +9,7 @@ the upper bands' level against the lower ones' the width (spread lips for i/e, r
 """
 import numpy as np
 
-from . import anti_aliasing, framing, mel_pipeline
+from . import framing, mel_pipeline
 
 SPEECH_BAND_HZ = (250.0, 4000.0)
 LOW_BAND_HZ, HIGH_BAND_HZ = (250.0, 1000.0), (1500.0, 3500.0)
@@ -19,15 +19,6 @@ MIDDLE = slice(6, 10)  # mel frames of a window the mouth shows
 CLOSED_LEVEL, OPEN_LEVEL = -2.9, -1.9
 BALANCE_RANGE = (-1.2, 1.0)
 SMOOTHING = (0.25, 0.5, 0.25)  # over neighbouring frames: lips move less abruptly than sound
-
-
-def speech_mel(audio: np.ndarray, rate: int = framing.SAMPLE_RATE) -> np.ndarray:
-    """[T, 80] normalised mel, exactly as the server's audio_features step computes it."""
-    pipe = mel_pipeline.build(batch_size=1, num_threads=1)
-    pipe.build()
-    audio = anti_aliasing.band_limit(np.asarray(audio, np.float32), rate)  # as request_validator does
-    (mel,) = mel_pipeline.run(pipe, [audio], [rate])
-    return mel
 
 
 def frame_levels(mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +34,7 @@ def frame_levels(mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def mouth_shapes(mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(opening, width), each in [0, 1], of every video frame the server renders for the
-    audio of this mel (speech_mel)."""
+    audio of this mel (mel_pipeline.mel_of)."""
     level, balance = (_smooth(x) for x in frame_levels(mel))
     opening = np.clip((level - CLOSED_LEVEL) / (OPEN_LEVEL - CLOSED_LEVEL), 0.0, 1.0)
     low, high = BALANCE_RANGE

@@ -37,9 +37,7 @@ def psnr_db(reference: np.ndarray, test: np.ndarray) -> float:
 
 def audio_features(encoder_onnx: Path, audio: np.ndarray) -> np.ndarray:
     """Per-frame encoder windows [F, 32, 16, 16] of 16 kHz audio, as the server computes them."""
-    pipe = mel_pipeline.build(batch_size=1, num_threads=1)
-    pipe.build()
-    (mel,) = mel_pipeline.run(pipe, [audio], [framing.SAMPLE_RATE])
+    mel = mel_pipeline.mel_of(audio)
     session = ort.InferenceSession(str(encoder_onnx), providers=["CPUExecutionProvider"])
     return session.run(["AUDIO_FEATURES"], {"MEL": mel[None], "MEL_OFFSET": np.zeros((1, 1), np.int64)})[0][0]
 

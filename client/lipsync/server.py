@@ -166,8 +166,9 @@ class TritonServer:
                 pass
             if stop.is_set():
                 return self.stop()
-            if self.crashed_stubs():
-                print(f"lipsync.server: model process {self.crashed_stubs()} died: restarting tritonserver", flush=True)
+            crashed = self.crashed_stubs()
+            if crashed:
+                print(f"lipsync.server: model process {crashed} died: restarting tritonserver", flush=True)
                 self.stop()
                 self.start().wait_ready()
                 print("lipsync.server: ready again", flush=True)

@@ -19,9 +19,9 @@ import soundfile
 import torch
 from torch import nn
 
-from . import compositing, demo, framing, importer, mouth_track
+from . import compositing, demo, framing, importer, mel_pipeline, mouth_track
 from .networks.audio_encoder import AudioEncoder
-from .networks.serving import MASK_COLS, MASK_ROWS, ServingAudioEncoder
+from .networks.serving import ServingAudioEncoder, ServingUNet, face_mask
 from .networks.unet import LipSyncUNet
 
 MOUTH_WEIGHT = 10.0  # loss weight of mouth pixels against the rest of the face
@@ -46,7 +46,7 @@ class Dataset:
 def make_dataset(folder: Path, seconds: float, seed: int) -> int:
     """The synthetic person speaking `seconds` of synthetic speech, in SyncTalk_2D's layout."""
     audio = demo.speech(seconds, framing.SAMPLE_RATE, seed=seed)
-    opening, width = mouth_track.mouth_shapes(mouth_track.speech_mel(audio))
+    opening, width = mouth_track.mouth_shapes(mel_pipeline.mel_of(audio))
     frames = demo.avatar_frames(len(opening), seed=seed, mouths=zip(opening, width))
     return demo.write_dataset(folder, frames, audio)
 
@@ -55,7 +55,7 @@ def load_dataset(folder: Path) -> Dataset:
     images, rects = importer.read_dataset(folder)
     crops = np.stack([compositing.face_input(cv2.imread(str(path)), rect) for path, rect in zip(images, rects)])
     audio, rate = soundfile.read(folder / "aud.wav", dtype="float32")
-    mel = mouth_track.speech_mel(audio, rate)
+    mel = mel_pipeline.mel_of(audio, rate)
     opening, width = mouth_track.mouth_shapes(mel)
     if len(opening) != len(crops):
         raise ValueError(f"{folder}: aud.wav gives {len(opening)} frames, full_body_img has {len(crops)}")
@@ -94,7 +94,7 @@ def train_unet(data: Dataset, features: torch.Tensor, steps: int, base_channels:
     optimizer = torch.optim.Adam(unet.parameters(), lr=2e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.15)
     crops = torch.from_numpy(data.crops).permute(0, 3, 1, 2)  # uint8 [F, 3, 320, 320] BGR
-    mask = _face_mask()
+    mask = face_mask()
     weight = torch.ones(1, 1, 320, 320)
     x1, y1, x2, y2 = data.mouth
     weight[..., y1:y2, x1:x2] = MOUTH_WEIGHT
@@ -124,13 +124,6 @@ def save_half(module: nn.Module, path: Path) -> Path:
     return path
 
 
-def _face_mask() -> torch.Tensor:
-    """1 where the masked half of the UNet's input keeps the frame (ServingUNet's mask)."""
-    mask = torch.ones(1, 1, 320, 320)
-    mask[..., MASK_ROWS[0] : MASK_ROWS[1], MASK_COLS[0] : MASK_COLS[1]] = 0
-    return mask
-
-
 def _windows(mel: np.ndarray) -> torch.Tensor:
     starts = framing.window_starts(mel.shape[0])
     return torch.from_numpy(np.stack([mel[s : s + framing.WINDOW].T[None] for s in starts]).astype(np.float32))
@@ -148,15 +141,13 @@ def held_out_sync(unet: LipSyncUNet, encoder: AudioEncoder, audio: np.ndarray, a
                   mouth: tuple[int, int, int, int]) -> float:
     """Pearson r between the generated mouth's dark area and the speech level, frame by frame,
     in process (the sync test measures the same through the server)."""
-    mel = mouth_track.speech_mel(audio)
+    mel = mel_pipeline.mel_of(audio)
     level, _ = mouth_track.frame_levels(mel)
     features = audio_features(encoder, mel)
-    areas = []
+    graph, areas = ServingUNet(unet).eval(), []  # the served graph: masking, uint8 pixels
     with torch.no_grad():
         for start in range(0, len(features), 16):
             ids = [framing.pingpong(i, len(avatar_crops)) for i in range(start, min(start + 16, len(features)))]
-            real = torch.from_numpy(avatar_crops[ids]).permute(0, 3, 1, 2).float() / 255.0
-            out = unet(torch.cat([real, real * _face_mask()], dim=1), features[start : start + len(ids)])
-            pixels = (out * 255).clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-            areas += [demo.dark_area(p, mouth) for p in pixels]
+            _, pixels = graph(torch.from_numpy(avatar_crops[ids]), features[start : start + len(ids)])
+            areas += [demo.dark_area(p, mouth) for p in pixels.numpy()]
     return float(np.corrcoef(areas, level)[0, 1])

@@ -19,6 +19,13 @@ MASK_ROWS = (5, 310)
 MASK_COLS = (5, 315)
 
 
+def face_mask() -> Tensor:
+    """[1, 1, 320, 320]: 1 where the masked half of the UNet's input keeps the frame."""
+    mask = torch.ones(1, 1, FACE, FACE)
+    mask[..., MASK_ROWS[0] : MASK_ROWS[1], MASK_COLS[0] : MASK_COLS[1]] = 0
+    return mask
+
+
 class ServingAudioEncoder(nn.Module):
     """Slices the mel into windows, encodes them and gathers each frame's 16-vector context.
 
@@ -61,9 +68,7 @@ class ServingUNet(nn.Module):
     def __init__(self, unet: LipSyncUNet):
         super().__init__()
         self.unet = unet
-        mask = torch.ones(1, 1, FACE, FACE)
-        mask[..., MASK_ROWS[0] : MASK_ROWS[1], MASK_COLS[0] : MASK_COLS[1]] = 0
-        self.register_buffer("mask", mask)
+        self.register_buffer("mask", face_mask())
 
     def forward(self, face: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
         real = face.permute(0, 3, 1, 2).to(torch.float32) / 255.0
