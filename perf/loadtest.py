@@ -42,7 +42,7 @@ def main() -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     levels, kept_up = [], 0
     ports = dict(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
-    with TritonServer(log=args.output / "loadtest-server.log", **ports):
+    with TritonServer(ROOT / "model_repository", log=args.output / "loadtest-server.log", **ports):
         streams = 1
         while streams <= args.max_streams:
             level = run_level(f"127.0.0.1:{ports['http_port']}", streams, args.seconds, args.output)

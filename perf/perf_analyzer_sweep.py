@@ -31,7 +31,7 @@ def main() -> int:
     data = args.output / "input.json"
     subprocess.run([sys.executable, str(ROOT / "perf" / "make_perf_input.py"), "--output", str(data)], check=True)
     ports = dict(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
-    server = nullcontext() if args.url else TritonServer(log=args.output / "server.log", **ports)
+    server = nullcontext() if args.url else TritonServer(ROOT / "model_repository", log=args.output / "server.log", **ports)
     with server:
         url = args.url or f"127.0.0.1:{ports['grpc_port']}"
         command = [

@@ -20,7 +20,7 @@ def main() -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"starting tritonserver (log: {log})", flush=True)
     ports = dict(grpc_port=args.grpc_port, http_port=args.grpc_port - 1, metrics_port=args.grpc_port + 1)
-    with TritonServer(log=log, **ports):
+    with TritonServer(ROOT / "model_repository", log=log, **ports):
         return cli.main(["--url", f"127.0.0.1:{args.grpc_port}", "render", str(args.audio), "--avatar", args.avatar, "-o", str(args.output)])
 
 

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Dockerfile.triton's entrypoint: make the GPU profile's artifacts on this GPU, then serve.
 set -euo pipefail
+# Triton's model-repository API loads uploaded models (code): no image ever serves it open.
+key="${LIPSYNC_ADMIN_KEY:-}"
+if [[ -z "${key//[[:space:]]/}" ]]; then
+  echo "triton_entrypoint: set LIPSYNC_ADMIN_KEY (for example: openssl rand -base64 32): it guards loading and unloading models" >&2
+  exit 2
+fi
 repo=/models
 python3 /opt/lipsync/scripts/serialize_dali.py --output "$repo/audio_features/1/model.dali"
 /opt/lipsync/scripts/build_tensorrt_plans.sh "$repo"
 args=(--model-repository="$repo" --model-control-mode=explicit --load-model='*' --exit-timeout-secs=30 --strict-readiness=false)
-# Loading and unloading avatars is an administrator's call: require a key once exposed.
-if [[ -n "${LIPSYNC_ADMIN_KEY:-}" ]]; then
-  args+=(--grpc-restricted-protocol="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
-  args+=(--http-restricted-api="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
-fi
+args+=(--grpc-restricted-protocol="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
+args+=(--http-restricted-api="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
 tritonserver "${args[@]}" "$@" &
 server=$!
 # On SIGTERM (docker stop, Kubernetes), drain first so that requests in flight finish

@@ -1,5 +1,6 @@
 """Fixtures: the repository's artifacts (built by `make artifacts`) and one real tritonserver
 per test run, on free loopback ports, serving the CPU profile."""
+import os
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,16 @@ from lipsync.server import TritonServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def admin_key_file(tmp_path_factory) -> Path:
+    """The administrator key file the servers, the client and the CLI use during the tests: a
+    fresh one, never the user's own (lipsync.admin_key)."""
+    path = tmp_path_factory.mktemp("config") / "lipsync" / "admin-key"
+    os.environ["LIPSYNC_ADMIN_KEY_FILE"] = str(path)
+    os.environ.pop("LIPSYNC_ADMIN_KEY", None)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +88,8 @@ def parity_avatar(server, grpc_url, tmp_path_factory):
                      str(folder / "30.pth"), "--audio-encoder", str(folder / "audio_visual_encoder.pth"),
                      "--repository", str(server.repository), "--load"])
     assert code == 0
-    LipsyncClient(grpc_url).triton.load_model("audio_encoder")  # serves the imported encoder version
+    admin = LipsyncClient(grpc_url)
+    admin.triton.load_model("audio_encoder", headers=admin.admin_headers)  # serves the imported encoder version
     # Version 2: default-initialised weights (nearly input-independent, but float32-exact).
     torch.manual_seed(22)
     plain = LipSyncUNet().eval()

@@ -5,8 +5,6 @@ in-flight requests finish; a restart brings every avatar back as it was."""
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,9 +14,9 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
+from launcher import Launcher
 from lipsync import framing, processes
 from lipsync.client import LipsyncClient
-from lipsync.server import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,38 +25,13 @@ AUDIO = (0.1 * np.sin(np.arange(24000) / 9)).astype(np.float32)  # 1.5 s: 36 fra
 FRAMES = framing.frame_count(len(AUDIO))
 
 
-class Launcher:
-    """`python -m lipsync.server` in a process of its own, on free loopback ports."""
-
-    def __init__(self, repository: Path, log: Path):
-        self.repository, self.log = repository, log
-        self.ports = {"grpc": free_port(), "http": free_port(), "metrics": free_port()}
-        self.process: subprocess.Popen | None = None
-
-    def url(self, protocol: str = "grpc") -> str:
-        return f"127.0.0.1:{self.ports[protocol]}"
-
-    def start(self) -> "Launcher":
-        command = [sys.executable, "-m", "lipsync.server", "--repository", str(self.repository), "--admin-key", KEY,
-                   *(f"--{name}-port={port}" for name, port in self.ports.items())]
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        LipsyncClient(self.url()).wait_until_ready(180)
-        return self
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(90)
-
-
 @pytest.fixture(scope="module")
 def launcher(tmp_path_factory):
     repository = tmp_path_factory.mktemp("launched") / "model_repository"
     shutil.copytree(ROOT / "model_repository", repository)
     log = ROOT / "out" / "fault-server.log"
     log.unlink(missing_ok=True)
-    launched = Launcher(repository, log).start()
+    launched = Launcher(repository, log, ("--admin-key", KEY)).start()
     yield launched
     launched.stop()
 
@@ -82,15 +55,15 @@ def stub_pids(launcher: Launcher, model: str) -> list[int]:
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_model_control_needs_the_admin_key(launcher, protocol):
-    anonymous = LipsyncClient(launcher.url(protocol), protocol)
+    wrong = LipsyncClient(launcher.url(protocol), protocol, admin_key="not-the-key")
     admin = LipsyncClient(launcher.url(protocol), protocol, admin_key=KEY)
-    for call in (anonymous.avatars, lambda: anonymous.unload_avatar("demo"), lambda: anonymous.load_avatar("demo")):
+    for call in (wrong.avatars, lambda: wrong.unload_avatar("demo"), lambda: wrong.load_avatar("demo")):
         with pytest.raises(InferenceServerException) as error:
             call()
         assert "restricted" in error.value.message() and "lipsync-admin-key" in error.value.message()
     assert {a.name: a.ready for a in admin.avatars()}["demo"]
     admin.load_avatar("demo")  # with the key, loading works
-    assert len(anonymous.render(AUDIO, 16000, "demo")) == FRAMES  # inference needs no key
+    assert len(wrong.render(AUDIO, 16000, "demo")) == FRAMES  # inference needs no key
 
 
 def test_killed_model_process_fails_its_requests_and_the_server_serves_again(launcher):

@@ -12,7 +12,7 @@ from scipy import signal
 from tritonclient.utils import InferenceServerException
 
 from lipsync import cli, demo, framing
-from lipsync.client import LipsyncClient, chunk_plan
+from lipsync.client import LipsyncClient
 
 pytestmark = pytest.mark.integration
 HALF_SECOND = 8000
@@ -131,17 +131,39 @@ def test_unload_makes_the_avatar_unavailable_and_load_brings_it_back(clients, sp
     assert len(client.render(audio, 16000, "demo")) == expected_frames(4000, 16000)
 
 
-def test_chunked_rendering_keeps_order_and_continues_the_loop(clients, speech):
-    audio = speech[0][: 3 * 16000]
+def test_chunked_rendering_equals_one_request_for_the_whole_clip(clients, speech, tmp_path):
+    """Long renders stay in sync: 13 one-second chunks, three in flight, give the frames of one
+    request, as many and identical, through the client and through the CLI."""
+    import soundfile
+
+    audio = np.tile(speech[0], 2)[: 13 * 16000]
     client = clients["grpc"]
-    plan = chunk_plan(len(audio), 16000, chunk_seconds=1.0, start_frame=2)
-    frames = list(client.render_chunks(audio, 16000, "demo", start_frame=2, chunk_seconds=1.0, max_in_flight=3))
-    assert len(plan) == 3
-    assert len(frames) == sum(expected_frames(end - begin, 16000) for begin, end, _ in plan)
-    begin, end, start = plan[1]
-    second = client.render(audio[begin:end], 16000, "demo", start_frame=start)
-    offset = expected_frames(plan[0][1], 16000)
-    assert frames[offset : offset + len(second)] == second
+    whole = client.render(audio, 16000, "demo", start_frame=2)
+    assert len(whole) == expected_frames(len(audio), 16000) == 324
+    assert list(client.render_chunks(audio, 16000, "demo", start_frame=2, chunk_seconds=1.0, max_in_flight=3)) == whole
+
+    wav = tmp_path / "long.wav"
+    soundfile.write(wav, audio, 16000, subtype="FLOAT")
+    folder = tmp_path / "frames"
+    assert cli.main(["--url", client.url, "render", str(wav), "--avatar", "demo", "--start-frame", "2", "--chunk-seconds", "1",
+                     "--in-flight", "3", "-o", str(folder)]) == 0
+    assert [path.read_bytes() for path in sorted(folder.glob("*.jpg"))] == whole
+
+
+def test_cli_renders_long_audio_at_any_rate_to_the_whole_clip_frame_count(grpc_url, tmp_path, speech):
+    import soundfile
+
+    audio = np.tile(speech[0], 2)[: 13 * 16000]
+    resampled = av.AudioResampler(format="flt", layout="mono", rate=44100)
+    frame = av.AudioFrame.from_ndarray(audio.reshape(1, -1), format="flt", layout="mono")
+    frame.sample_rate = 16000
+    at_44k = np.concatenate([f.to_ndarray().reshape(-1) for f in (*resampled.resample(frame), *resampled.resample(None))])
+    wav = tmp_path / "long44k.wav"
+    soundfile.write(wav, at_44k, 44100, subtype="FLOAT")
+    output = tmp_path / "long.mp4"
+    assert cli.main(["--url", grpc_url, "render", str(wav), "--avatar", "demo", "--chunk-seconds", "2", "-o", str(output)]) == 0
+    with av.open(str(output)) as container:
+        assert sum(1 for _ in container.decode(container.streams.video[0])) == expected_frames(len(at_44k), 44100)
 
 
 def test_statistics_and_health(clients):

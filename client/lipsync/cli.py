@@ -6,7 +6,6 @@
 """
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,15 +16,16 @@ from tqdm import tqdm
 from tritonclient.utils import InferenceServerException
 
 from . import framing, media_io
-from .client import LipsyncClient, chunk_plan
+from .client import LipsyncClient
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lipsync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=None, help="server address (default 127.0.0.1:8001 for gRPC, :8000 for HTTP)")
     parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
-    parser.add_argument("--admin-key", default=os.environ.get("LIPSYNC_ADMIN_KEY"),
-                        help="key for servers that restrict avatars/load/unload (default: $LIPSYNC_ADMIN_KEY)")
+    parser.add_argument("--admin-key", default=None,
+                        help="the server's administrator key, for avatars/load/unload (default: $LIPSYNC_ADMIN_KEY, "
+                             "else for a server on this machine the key file that lipsync.server writes)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     render = commands.add_parser("render", help="render an audio file to an MP4 with sound")
@@ -56,14 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     imports.add_argument("--rects", type=Path, help="crop_rects.json for --video: [[x1, y1, x2, y2], ...]")
     imports.add_argument("--audio-encoder", type=Path, help="shared audio encoder checkpoint (becomes its next version)")
     imports.add_argument("--version", type=int, default=None, help="weights version folder (default: next)")
-    imports.add_argument("--repository", type=Path, default=Path("model_repository"))
+    imports.add_argument("--repository", type=Path, default=None, help="default: $LIPSYNC_MODEL_REPOSITORY, else ./model_repository")
     imports.add_argument("--load", action="store_true", help="then load the avatar on the server at --url")
 
     quantize = commands.add_parser("quantize", help="add an INT8 copy of an avatar's weights as its next version")
     quantize.add_argument("name")
     quantize.add_argument("--from-version", type=int, default=None, help="float version to copy (default: latest)")
     quantize.add_argument("--min-psnr", type=float, default=35.0, help="refuse the copy below this PSNR (dB) against the float output")
-    quantize.add_argument("--repository", type=Path, default=Path("model_repository"))
+    quantize.add_argument("--repository", type=Path, default=None, help="default: $LIPSYNC_MODEL_REPOSITORY, else ./model_repository")
     quantize.add_argument("--load", action="store_true", help="then load the avatar on the server at --url")
 
     commands.add_parser("avatars", help="list avatars, their versions and states")
@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command in ("import", "quantize"):
+        from .repository import default_repository  # the server side's: it needs OpenCV
+
+        args.repository = args.repository or default_repository()
         status = _import(args) if args.command == "import" else _quantize(args)
         if status or not args.load:
             return status
@@ -93,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _render(client: LipsyncClient, args) -> int:
     audio, rate = media_io.read_audio(args.audio)
-    plan = chunk_plan(len(audio), rate, args.chunk_seconds, args.start_frame)
-    expected = sum(framing.frame_count(framing.resampled_length(end - begin, rate)) for begin, end, _ in plan)
+    expected = framing.frame_count(framing.resampled_length(len(audio), rate))
     frames = client.render_chunks(audio, rate, args.avatar, args.version, args.start_frame, args.chunk_seconds, args.in_flight)
     with tqdm(total=expected, unit="frame", desc=f"rendering {args.avatar}") as progress:
         def counted():

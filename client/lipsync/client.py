@@ -20,14 +20,12 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from . import admin_key as admin_keys
 from . import avatar as avatar_names
 from . import framing, streaming
 from .streaming import Segment
 
 ENSEMBLE = "lipsync"
-# With an administrator key set, the server's model-repository API (list, load, unload avatars)
-# answers only requests that carry the key in this header.
-ADMIN_KEY_HEADER = "lipsync-admin-key"
 RAW_ENSEMBLE = "lipsync_faces"
 
 
@@ -44,16 +42,19 @@ class Avatar:
 class LipsyncClient:
     def __init__(self, url: str = "127.0.0.1:8001", protocol: str = "grpc", headers: dict[str, str] | None = None,
                  timeout_s: float | None = None, admin_key: str | None = None):
-        """`admin_key`: sent (header lipsync-admin-key) to servers that restrict listing,
-        loading and unloading avatars to an administrator."""
+        """`admin_key`: the server's administrator key, sent (header lipsync-admin-key) with
+        the calls that list, load and unload avatars only. Default: $LIPSYNC_ADMIN_KEY, or for
+        a server on this machine the launcher's key file (lipsync.admin_key)."""
         if protocol not in ("grpc", "http"):
             raise ValueError(f"protocol must be 'grpc' or 'http', not {protocol!r}")
         self.url, self.protocol = url, protocol
         self.headers = dict(headers or {})
-        if admin_key:
+        self.admin_headers = dict(self.headers)
+        key = admin_keys.for_client(url, admin_key)
+        if key:
             # Triton's gRPC endpoint reads restricted-protocol keys with this prefix.
             prefix = "triton-grpc-protocol-" if protocol == "grpc" else ""
-            self.headers[prefix + ADMIN_KEY_HEADER] = admin_key
+            self.admin_headers[prefix + admin_keys.HEADER] = key
         self.timeout_s = timeout_s
         self._local = threading.local()  # HTTP clients are not shared between threads
         self._grpc = grpcclient.InferenceServerClient(url) if protocol == "grpc" else None
@@ -110,7 +111,7 @@ class LipsyncClient:
     # Avatars ------------------------------------------------------------------------------
 
     def avatars(self) -> list[Avatar]:
-        index = self.triton.get_model_repository_index(headers=self.headers, **self._as_json())
+        index = self.triton.get_model_repository_index(headers=self.admin_headers, **self._as_json())
         entries = index.get("models", index) if isinstance(index, dict) else index
         found: dict[str, Avatar] = {}
         for entry in entries:
@@ -123,10 +124,10 @@ class LipsyncClient:
         return sorted(found.values(), key=lambda a: a.name)
 
     def load_avatar(self, name: str) -> None:
-        self.triton.load_model(avatar_names.model_name(name), headers=self.headers)
+        self.triton.load_model(avatar_names.model_name(name), headers=self.admin_headers)
 
     def unload_avatar(self, name: str) -> None:
-        self.triton.unload_model(avatar_names.model_name(name), headers=self.headers)
+        self.triton.unload_model(avatar_names.model_name(name), headers=self.admin_headers)
 
     # Rendering ----------------------------------------------------------------------------
 
@@ -206,18 +207,24 @@ class LipsyncClient:
 
     def render_chunks(self, audio: np.ndarray, sample_rate: int, avatar: str, version: int | None = None,
                       start_frame: int = 0, chunk_seconds: float = 4.0, max_in_flight: int = 4) -> Iterator[bytes]:
-        """Renders long audio as independent chunks with up to `max_in_flight` requests at once,
-        yielding frames in order as soon as each chunk's turn comes. The avatar's loop continues
-        across chunks. Chunk edges are cut on whole video frames; each chunk is rendered with
-        its own audio only, so frames next to an edge can differ slightly from rendering the
-        whole clip in one request."""
-        plan = chunk_plan(len(audio), sample_rate, chunk_seconds, start_frame)
+        """Renders a whole clip as requests of `chunk_seconds` of video each, up to
+        `max_in_flight` at once, yielding frames in order. Each request carries the audio context
+        its frames depend on (the segments stream() sends), so the frames are those of one
+        request for the whole clip, as many and identical (for 16 kHz audio; other rates are
+        resampled here first, to the length the server's resampling gives)."""
+        if sample_rate != framing.SAMPLE_RATE:
+            resampler = _StreamResampler(sample_rate)
+            audio = np.concatenate([resampler.push(np.asarray(audio, np.float32)), resampler.push(None)])
+        chunk_frames = max(1, round(chunk_seconds * framing.FPS))
+        pending: deque = deque()
         with ThreadPoolExecutor(max_in_flight) as pool:
-            pending = []
-            for begin, end, first_frame in plan:
-                pending.append(pool.submit(self.render, audio[begin:end], sample_rate, avatar, version, first_frame))
-            for future in pending:
-                yield from future.result()
+            for part in streaming.clip_segments(len(audio), chunk_frames):
+                if len(pending) == max_in_flight:
+                    yield from pending.popleft().result()
+                pending.append(pool.submit(self.render, audio[part.begin : part.end], framing.SAMPLE_RATE, avatar, version,
+                                           start_frame + part.stream_frame, part))
+            while pending:
+                yield from pending.popleft().result()
 
     def close(self) -> None:
         if self._grpc is not None:
@@ -233,38 +240,28 @@ class LipsyncClient:
         return {"as_json": True} if self.protocol == "grpc" else {}
 
 
-def chunk_plan(samples: int, sample_rate: int, chunk_seconds: float, start_frame: int = 0) -> list[tuple[int, int, int]]:
-    """(first sample, end sample, start frame) of each chunk: whole video frames per chunk, and
-    a too-short tail merged into the chunk before it."""
-    per_frame = sample_rate / framing.FPS
-    step = max(1, round(chunk_seconds * framing.FPS)) * per_frame
-    minimum = -(-framing.MIN_SAMPLES * sample_rate // framing.SAMPLE_RATE)
-    edges = [round(k * step) for k in range(int(samples // step) + 1)] + [samples]
-    edges = sorted(set(edges))
-    if len(edges) > 2 and edges[-1] - edges[-2] < minimum:
-        del edges[-2]
-    plan, frame = [], start_frame
-    for begin, end in zip(edges, edges[1:]):
-        plan.append((begin, end, frame))
-        frame += framing.frame_count(framing.resampled_length(end - begin, sample_rate))
-    return plan
-
-
 def _mean_ms(duration: dict, count: int) -> float:
     return round(int(duration.get("ns", 0)) / 1e6 / count, 3) if count else 0.0
 
 
 class _StreamResampler:
-    """Resamples a stream to 16 kHz chunk by chunk (FFmpeg's resampler keeps its state)."""
+    """Resamples a stream to 16 kHz chunk by chunk (FFmpeg's resampler keeps its state); at the
+    end (push(None)) the output has the length the server's resampling would give the input."""
 
     def __init__(self, rate: int):
         self.rate = rate
         self.resampler = av.AudioResampler(format="flt", layout="mono", rate=framing.SAMPLE_RATE)
+        self.taken = self.given = 0
 
     def push(self, samples: np.ndarray | None) -> np.ndarray:
         frame = None
         if samples is not None:
             frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
             frame.sample_rate = self.rate
+            self.taken += samples.size
         out = [f.to_ndarray().reshape(-1) for f in self.resampler.resample(frame)]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+        if samples is None:  # FFmpeg's flush can fall a sample short of that length
+            out.append(np.zeros(max(0, framing.resampled_length(self.taken, self.rate) - self.given - sum(map(len, out)))))
+        resampled = np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+        self.given += resampled.size
+        return resampled

@@ -5,16 +5,16 @@ request caught between two steps. Unloading the ensembles first refuses new requ
 in-flight ones go on through the step models; an ensemble's unload completes when its in-flight
 requests have. Used by `python -m lipsync.server` and by the container's entrypoint:
 
-    python3 -m lipsync.drain 127.0.0.1:8000 [--timeout 30]      # key from $LIPSYNC_ADMIN_KEY
+    python3 -m lipsync.drain 127.0.0.1:8000 [--timeout 30]   # key: $LIPSYNC_ADMIN_KEY or the key file
 """
 import argparse
-import os
 import sys
 import time
 
 import tritonclient.http as httpclient
 
-from .client import ADMIN_KEY_HEADER, ENSEMBLE, RAW_ENSEMBLE
+from . import admin_key as admin_keys
+from .client import ENSEMBLE, RAW_ENSEMBLE
 
 ENSEMBLES = (ENSEMBLE, RAW_ENSEMBLE)
 
@@ -23,7 +23,7 @@ def drain(http_address: str, admin_key: str | None, timeout: float = 30.0) -> bo
     """Unloads the ensembles and waits (at most `timeout`) until they are gone; False if the
     server could not be drained (it should be stopped all the same)."""
     client = httpclient.InferenceServerClient(http_address, network_timeout=timeout)
-    headers = {ADMIN_KEY_HEADER: admin_key} if admin_key else None
+    headers = {admin_keys.HEADER: admin_key} if admin_key else None
     deadline = time.monotonic() + timeout
     try:
         for ensemble in ENSEMBLES:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("http_address", help="the server's HTTP endpoint, host:port")
     parser.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
-    return 0 if drain(args.http_address, os.environ.get("LIPSYNC_ADMIN_KEY"), args.timeout) else 1
+    return 0 if drain(args.http_address, admin_keys.for_client(args.http_address), args.timeout) else 1
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Writes avatars into a model repository: media, configs, and numbered weight versions."""
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Iterable
@@ -10,11 +11,18 @@ from PIL import Image
 from . import avatar, compositing
 
 TEMPLATES = Path(__file__).parent / "avatar_model"
+ENV_REPOSITORY = "LIPSYNC_MODEL_REPOSITORY"
 JPEG_QUALITY = 95
 # A version's model.py in the CPU profile: a shared runner, nothing else. Avatars check their
 # media and graph when they load; the encoder is a plain ONNX Runtime model.
 AVATAR_MODEL_PY = '"""CPU profile: this avatar version, checked, then run by ONNX Runtime."""\nfrom lipsync.serving.avatar_model import TritonPythonModel  # noqa: F401\n'
 ENCODER_MODEL_PY = '"""CPU profile: this version\'s model.onnx run by ONNX Runtime."""\nfrom lipsync.serving.onnx_model import TritonPythonModel  # noqa: F401\n'
+
+
+def default_repository() -> Path:
+    """$LIPSYNC_MODEL_REPOSITORY, else model_repository/ in the working directory: the same
+    for the server, `lipsync import` and `quantize`, wherever the package is installed."""
+    return Path(os.environ.get(ENV_REPOSITORY) or "model_repository").absolute()
 
 
 def write_media(repository: Path, name: str, frames: Iterable[np.ndarray | Path], rects) -> Path:
@@ -52,10 +60,12 @@ def versions(repository: Path, name: str) -> list[int]:
 
 
 def add_version(repository: Path, name: str, unet, version: int | None = None) -> int:
-    """Exports a LipSyncUNet as the avatar's next (or the given) version; returns the number."""
+    """Exports a LipSyncUNet as the avatar's next (or the given, new) version; returns the number."""
     from .networks.export import export_unet
 
     folder = Path(repository) / avatar.model_name(name)
+    if version and (folder / str(version)).exists():
+        raise ValueError(f"avatar {name!r} already has a version {version}: choose another, or leave it out for the next")
     version = version or max(_versions(folder), default=0) + 1
     export_unet(unet, folder / str(version) / "model.onnx")
     (folder / str(version) / "model.py").write_text(AVATAR_MODEL_PY)

@@ -1,9 +1,10 @@
 """Starts the real `tritonserver` on this machine: the binary shipped in the nvidia-pytriton wheel.
 
-`python -m lipsync.server` (what `make serve` runs) serves the model repository with the CPU
-profile and explicit model control on 127.0.0.1 until Ctrl-C. With an administrator key
-(--admin-key or LIPSYNC_ADMIN_KEY) the model-repository API needs the key's header; binding
-beyond loopback requires one. Tests use TritonServer directly.
+`python -m lipsync.server` (what `make serve` runs) serves a model repository with the CPU
+profile and explicit model control on 127.0.0.1 until Ctrl-C or SIGTERM. The repository is
+--repository, else $LIPSYNC_MODEL_REPOSITORY, else ./model_repository. The model-repository API
+(list, load, unload) always needs the administrator key (lipsync.admin_key says where it comes
+from). Tests and benchmarks use TritonServer directly.
 """
 import argparse
 import os
@@ -13,19 +14,18 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 import pytriton
 
+from . import admin_key as admin_keys
 from . import drain, processes
-from .client import ADMIN_KEY_HEADER
+from .repository import ENV_REPOSITORY, default_repository
 
 TRITON_HOME = Path(pytriton.__file__).parent / "tritonserver"
-ROOT = Path(__file__).resolve().parents[2]
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _python_backend() -> Path:
@@ -48,7 +48,7 @@ def free_port() -> int:
 class TritonServer:
     def __init__(
         self,
-        repository: Path = ROOT / "model_repository",
+        repository: Path | None = None,
         host: str = "127.0.0.1",
         http_port: int = 8000,
         grpc_port: int = 8001,
@@ -58,12 +58,13 @@ class TritonServer:
         extra_args: tuple[str, ...] = (),
         admin_key: str | None = None,
     ):
-        self.repository = Path(repository)
+        self.repository = Path(repository) if repository else default_repository()
         self.host, self.http_port, self.grpc_port, self.metrics_port = host, http_port, grpc_port, metrics_port
         self.config_name = config_name
         self.log = log
         self.extra_args = extra_args
-        self.admin_key = admin_key
+        # Never open: Triton's repository API loads uploaded models, which is running code here.
+        self.admin_key = admin_keys.for_server(admin_key)
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
@@ -94,9 +95,7 @@ class TritonServer:
         ]
 
     def _restrictions(self) -> list[str]:
-        if not self.admin_key:
-            return []
-        rule = f"model-repository:{ADMIN_KEY_HEADER}={self.admin_key}"
+        rule = f"model-repository:{admin_keys.HEADER}={self.admin_key}"
         return [f"--grpc-restricted-protocol={rule}", f"--http-restricted-api={rule}"]
 
     def environment(self) -> dict[str, str]:
@@ -118,16 +117,19 @@ class TritonServer:
         )
         return self
 
-    def wait_ready(self, timeout: float = 180.0) -> None:
+    def wait_ready(self, timeout: float = 180.0, stopping: Callable[[], bool] = lambda: False) -> bool:
+        """True once the server is ready; False if `stopping()` turned true first."""
         deadline = time.monotonic() + timeout
         url = f"http://{self.host}:{self.http_port}/v2/health/ready"
         while time.monotonic() < deadline:
+            if stopping():
+                return False
             if self.process and self.process.poll() is not None:
                 raise RuntimeError(f"tritonserver exited with code {self.process.returncode} before it was ready")
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
-                        return
+                        return True
             except OSError:
                 pass
             time.sleep(0.5)
@@ -155,23 +157,22 @@ class TritonServer:
         restarts nor reaps them, so they stay behind as zombies, and their models fail."""
         return [pid for pid, state in processes.children(self.process.pid).items() if state == "Z"]
 
-    def supervise(self, stop: threading.Event, poll_s: float = 1.0) -> int:
-        """Serves until the server exits or `stop` is set (then drains and stops it); returns its
-        exit code. Restarts the server whenever one of its model processes has died: the
-        restart brings every model back as the repository has it."""
-        while True:
+    def supervise(self, stopping: Callable[[], bool], poll_s: float = 0.2) -> int:
+        """Serves until the server exits or `stopping()` turns true (then drains and stops it);
+        returns its exit code. Restarts the server whenever one of its model processes has
+        died: the restart brings every model back as the repository has it."""
+        while not stopping():
             try:
                 return self.process.wait(poll_s)
             except subprocess.TimeoutExpired:
                 pass
-            if stop.is_set():
-                return self.stop()
             crashed = self.crashed_stubs()
             if crashed:
                 print(f"lipsync.server: model process {crashed} died: restarting tritonserver", flush=True)
                 self.stop()
-                self.start().wait_ready()
-                print("lipsync.server: ready again", flush=True)
+                if self.start().wait_ready(stopping=stopping):
+                    print("lipsync.server: ready again", flush=True)
+        return self.stop()
 
     def __enter__(self) -> "TritonServer":
         self.start().wait_ready()
@@ -181,33 +182,55 @@ class TritonServer:
         self.stop()
 
 
+class StopSignals:
+    """SIGTERM and SIGINT ask the launcher to drain and stop. The handler only stores the
+    signal's number: a handler that takes a lock (threading.Event.set) deadlocks when a second
+    signal interrupts it, and a burst of signals (a process group's, then a supervisor's) is
+    what stopping a server sends."""
+
+    def __init__(self):
+        self.received: int | None = None
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, self._handle)
+
+    def _handle(self, number, frame) -> None:
+        self.received = number
+
+    def __call__(self) -> bool:
+        return self.received is not None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve the lip-sync model repository with tritonserver.")
-    parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repository", type=Path, default=None,
+                        help=f"model repository (default: ${ENV_REPOSITORY}, else ./model_repository)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--profile", default="cpu", help="model config name: configs/<profile>.pbtxt")
-    parser.add_argument("--admin-key", default=os.environ.get("LIPSYNC_ADMIN_KEY"),
-                        help=f"require this key in the {ADMIN_KEY_HEADER!r} header for the model-repository API "
-                             "(list, load, unload); default: $LIPSYNC_ADMIN_KEY")
+    parser.add_argument("--admin-key", default=None,
+                        help=f"the key the model-repository API (list, load, unload) requires in the {admin_keys.HEADER!r} "
+                             f"header (default: ${admin_keys.ENV_KEY}, else the key file {admin_keys.key_file()}, made on "
+                             "first start)")
+    parser.add_argument("--new-admin-key", action="store_true", help="write a new random key to the key file and use it")
     args = parser.parse_args(argv)
-    if args.host not in LOOPBACK and not args.admin_key:
-        parser.error(f"--host {args.host} exposes the server beyond this machine: set --admin-key (or "
-                     "LIPSYNC_ADMIN_KEY) so that loading and unloading avatars needs the key")
-    server = TritonServer(args.repository, args.host, args.http_port, args.grpc_port, args.metrics_port, args.profile,
-                          admin_key=args.admin_key)
+    repository = args.repository or default_repository()
+    if not repository.is_dir():
+        parser.error(f"no model repository at {repository}: pass --repository or set ${ENV_REPOSITORY}")
+    if args.new_admin_key and (args.admin_key or os.environ.get(admin_keys.ENV_KEY)):
+        parser.error(f"--new-admin-key writes the key file: it cannot be combined with --admin-key or ${admin_keys.ENV_KEY}")
+    key = admin_keys.write_key_file() if args.new_admin_key else args.admin_key
+    stopping = StopSignals()
+    server = TritonServer(repository, args.host, args.http_port, args.grpc_port, args.metrics_port, args.profile,
+                          admin_key=key)
+    where = "--admin-key" if args.admin_key else f"${admin_keys.ENV_KEY}" if os.environ.get(admin_keys.ENV_KEY) else admin_keys.key_file()
     server.start()
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # drain and stop, as Ctrl-C does
-    try:
-        server.wait_ready()
-        print(f"lip-sync server ready: gRPC {args.host}:{args.grpc_port}, HTTP {args.host}:{args.http_port} (Ctrl-C stops)", flush=True)
-        return server.supervise(stop)
-    except KeyboardInterrupt:
-        return server.stop()
+    if server.wait_ready(stopping=stopping):
+        print(f"lip-sync server ready: gRPC {args.host}:{args.grpc_port}, HTTP {args.host}:{args.http_port}, "
+              f"repository {repository} (Ctrl-C stops)", flush=True)
+        print(f"model-repository API (avatars, load, unload): administrator key from {where}", flush=True)
+    return server.supervise(stopping)
 
 
 if __name__ == "__main__":

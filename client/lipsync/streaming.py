@@ -45,5 +45,25 @@ def segment(emitted: int, upto: int, received: int) -> Segment:
     return Segment(blocks * framing.BLOCK_SAMPLES, received, emitted - skip, upto - emitted, emitted)
 
 
+def samples_needed(frames: int) -> int:
+    """The fewest samples of a stream after which its first `frames` frames are exact."""
+    low, high = 0, frames * framing.SAMPLES_PER_FRAME + framing.SAMPLE_RATE
+    while low < high:  # ready_frames never decreases as audio arrives
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if ready_frames(middle) < frames else (low, middle)
+    return low
+
+
+def clip_segments(samples: int, chunk_frames: int) -> list[Segment]:
+    """The requests that render a whole clip of `samples` (16 kHz) `chunk_frames` frames at a
+    time, each with only the audio its frames depend on: together, the frames of one request."""
+    total = framing.frame_count(samples)
+    parts = []
+    for first in range(0, total, chunk_frames):
+        upto = min(first + chunk_frames, total)
+        parts.append(segment(first, upto, samples if upto == total else min(samples, samples_needed(upto))))
+    return parts
+
+
 # Audio a stream must have received past a frame's start before that frame can be rendered.
-LOOKAHEAD_SECONDS = min(n for n in range(20_000) if ready_frames(n) >= 1) / framing.SAMPLE_RATE  # 0.491
+LOOKAHEAD_SECONDS = samples_needed(1) / framing.SAMPLE_RATE  # 0.491

@@ -1,0 +1,199 @@
+"""The launcher as a user runs it (`python -m lipsync.server`, what `make serve` runs): the
+model-repository API is keyed by default with a key file only the user can read, which the CLI
+finds; bursts of stop signals stop it; it serves the working directory's repository from a
+non-editable install. And the container's entrypoint refuses to serve without a key."""
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from launcher import Launcher
+from lipsync import admin_key
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
+LIPSYNC = Path(sys.executable).parent / "lipsync"
+# A model uploaded through the repository API: its code runs on the server as soon as it loads.
+UPLOADED_CONFIG = {
+    "name": "uploaded", "backend": "python", "max_batch_size": 0,
+    "input": [{"name": "IN", "data_type": "TYPE_FP32", "dims": [1]}],
+    "output": [{"name": "OUT", "data_type": "TYPE_FP32", "dims": [1]}],
+}
+UPLOADED_CODE = """from pathlib import Path
+Path({marker!r}).write_text("ran")
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return []
+"""
+
+
+def wait_for(url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} not ready within {timeout:.0f} s")
+
+
+def wait_for_line(launcher: Launcher, text: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in (log := launcher.log.read_text(errors="replace")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return log
+
+
+def upload(launcher: Launcher, protocol: str, marker: Path, headers: dict | None = None) -> None:
+    module = grpcclient if protocol == "grpc" else httpclient
+    client = module.InferenceServerClient(launcher.url(protocol))
+    files = {"file:1/model.py": UPLOADED_CODE.format(marker=str(marker)).encode()}
+    client.load_model("uploaded", headers=headers, config=json.dumps(UPLOADED_CONFIG), files=files)
+
+
+def port_is_free(port: int) -> bool:
+    """A new server could listen there (as servers do, reusing ports left in TIME_WAIT)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="module")
+def keyed_by_default(tmp_path_factory):
+    """The launcher with no key given, as `make serve` runs it, on a repository with the demo
+    avatar; its key file does not exist before it starts."""
+    folder = tmp_path_factory.mktemp("default")
+    repository = folder / "model_repository"
+    shutil.copytree(ROOT / "model_repository" / "avatar_demo", repository / "avatar_demo")
+    env = {admin_key.ENV_FILE: str(folder / "config" / "lipsync" / "admin-key")}
+    launched = Launcher(repository, ROOT / "out" / "launcher-default.log", env=env)
+    launched.log.unlink(missing_ok=True)
+    launched.start(wait_for_ensemble=False)
+    wait_for(f"http://{launched.url('http')}/v2/models/avatar_demo/ready")
+    yield launched
+    launched.stop()
+
+
+def key_file_of(launcher: Launcher) -> Path:
+    return Path(launcher.env[admin_key.ENV_FILE])
+
+
+def test_the_default_launcher_makes_a_key_only_its_user_can_read(keyed_by_default):
+    path = key_file_of(keyed_by_default)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    key = path.read_text().strip()
+    assert len(key) >= 32
+    log = wait_for_line(keyed_by_default, "administrator key from")
+    assert f"administrator key from {path}" in log and key not in log
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_an_unkeyed_upload_is_refused_and_runs_nothing(keyed_by_default, protocol, tmp_path):
+    marker = tmp_path / "ran"
+    with pytest.raises(InferenceServerException) as error:
+        upload(keyed_by_default, protocol, marker)
+    assert "restricted" in error.value.message()
+    time.sleep(1.0)
+    assert not marker.exists()
+    index = httpclient.InferenceServerClient(keyed_by_default.url("http")).get_model_repository_index(
+        headers={admin_key.HEADER: key_file_of(keyed_by_default).read_text().strip()})
+    assert "uploaded" not in {entry["name"] for entry in index}
+
+
+def test_the_cli_manages_avatars_with_no_key_flag(keyed_by_default):
+    def lipsync(*args: str) -> str:
+        done = subprocess.run([str(LIPSYNC), "--url", keyed_by_default.url(), *args], env=keyed_by_default.env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert lipsync("avatars").split("\n")[0] == "demo\t1: READY, 2: READY"
+    assert lipsync("unload", "demo").strip() == "unloaded demo"
+    assert "READY" not in lipsync("avatars")
+    assert lipsync("load", "demo").strip() == "loaded demo"
+    assert lipsync("avatars").split("\n")[0] == "demo\t1: READY, 2: READY"
+
+
+def test_a_keyed_upload_is_accepted(keyed_by_default, tmp_path):
+    marker = tmp_path / "ran"
+    key = key_file_of(keyed_by_default).read_text().strip()
+    upload(keyed_by_default, "grpc", marker, headers={f"triton-grpc-protocol-{admin_key.HEADER}": key})
+    assert marker.read_text() == "ran"  # the administrator's model loaded, and its code ran
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_burst_of_stop_signals_stops_the_launcher_and_frees_its_ports(number, tmp_path):
+    """A handler that took a lock deadlocked when a second signal interrupted it; repeated
+    bursts at different moments catch that race."""
+    (tmp_path / "model_repository").mkdir()
+    for round_ in range(4):
+        launched = Launcher(tmp_path / "model_repository", tmp_path / "launcher.log").start(wait_for_ensemble=False)
+        wait_for(f"http://{launched.url('http')}/v2/health/ready")
+        time.sleep(0.05 * round_)
+        for _ in range(300):
+            os.kill(launched.process.pid, number)
+        try:
+            assert launched.process.wait(45) == 0
+        finally:
+            if launched.process.poll() is None:
+                launched.process.kill()
+        assert all(port_is_free(port) for port in launched.ports.values())
+
+
+def test_a_non_editable_install_serves_the_working_directorys_repository(tmp_path):
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
+                    str(site), str(ROOT)], check=True, timeout=300)
+    env = {"PYTHONPATH": str(site)}
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    refused = subprocess.run([sys.executable, "-m", "lipsync.server"], cwd=elsewhere, env={**os.environ, **env},
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and f"no model repository at {elsewhere / 'model_repository'}" in refused.stderr
+
+    work = tmp_path / "work"
+    shutil.copytree(ROOT / "model_repository" / "request_validator", work / "model_repository" / "request_validator")
+    launched = Launcher(None, tmp_path / "launcher.log", env=env, cwd=work).start(wait_for_ensemble=False)
+    try:
+        wait_for(f"http://{launched.url('http')}/v2/models/request_validator/ready")
+        wait_for_line(launched, "lip-sync server ready")
+        status = json.loads(urllib.request.urlopen(f"http://{launched.url('http')}/v2/models/request_validator/config").read())
+        assert status["name"] == "request_validator"
+    finally:
+        assert launched.stop() == 0
+    assert f"repository {work / 'model_repository'}" in launched.log.read_text(errors="replace")
+    # With that environment the package is the installed copy, not this checkout's.
+    located = subprocess.run([sys.executable, "-c", "import lipsync; print(lipsync.__file__)"], env={**os.environ, **env},
+                             capture_output=True, text=True, check=True)
+    assert located.stdout.startswith(str(site))
+
+
+@pytest.mark.parametrize("key", [None, "", "   "], ids=["unset", "empty", "blank"])
+def test_the_container_entrypoint_refuses_to_serve_without_a_key(key):
+    env = {k: v for k, v in os.environ.items() if k != admin_key.ENV_KEY}
+    if key is not None:
+        env[admin_key.ENV_KEY] = key
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "triton_entrypoint.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0
+    assert admin_key.ENV_KEY in done.stderr and done.stdout == ""
