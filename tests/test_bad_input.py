@@ -49,6 +49,9 @@ BAD = {
     "float64 audio": (dict(audio=np.zeros(4000, np.float64), audio_type="FP64"), "'AUDIO'"),
     "2-D audio": (dict(audio=np.zeros((1, 2, 4000), np.float32)), "'AUDIO'"),
     "over the length limit": (dict(audio=SECONDS_61), "AUDIO: 61.0 s is longer than this server's limit of 60 s"),
+    "samples of 1e30": (dict(audio=np.full(4000, 1e30, np.float32)), "AUDIO: peak amplitude 1e+30 is beyond 2"),
+    "16-bit PCM sent as floats": (dict(audio=(np.sin(np.arange(4000) / 9) * 32000).astype(np.float32)),
+                                  "scale 16-bit PCM by 1/32768"),
     "sample rate 0": (dict(rate=0), "SAMPLE_RATE: 0 Hz is outside the supported 8000-192000 Hz"),
     "negative sample rate": (dict(rate=-16000), "SAMPLE_RATE: -16000 Hz is outside"),
     "sample rate over 192 kHz": (dict(rate=192001), "SAMPLE_RATE: 192001 Hz is outside"),
@@ -56,6 +59,7 @@ BAD = {
     "avatar ../x": (dict(avatar=b"../x"), "AVATAR: invalid avatar name '../x'"),
     "avatar /etc": (dict(avatar=b"/etc"), "AVATAR: invalid avatar name '/etc'"),
     "avatar with NUL": (dict(avatar=b"demo\x00x"), "AVATAR: invalid avatar name 'demo\\x00x'"),
+    "100 KB avatar name": (dict(avatar=b"x" * 100_000), "AVATAR: invalid avatar name '" + "x" * 64 + "'... (100000 characters)"),
     "negative start frame": (dict(start=-1), "START_FRAME: must be >= 0, got -1"),
     "start frame out of range": (dict(start=2**40 + 1), f"START_FRAME: {2**40 + 1} is larger than {2**40}"),
     "unknown version": (dict(version=9), "AVATAR: avatar 'demo' (version 9) is not loaded"),
@@ -75,6 +79,19 @@ def test_bad_input_is_invalid_arg_naming_the_input(urls, protocol, case):
     assert message in error.value.message()
     assert str(error.value.status()) == INVALID[protocol], error.value.message()
     assert len(infer(protocol, urls[protocol], request())) == framing.frame_count(4000)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize("name, value, dtype", [
+    ("AVATAR", np.array([[b"x" * 100_000]], np.object_), "BYTES"),
+    ("AVATAR_VERSION", np.array([[b"7" * 100_000]], np.object_), "BYTES"),
+], ids=["name", "version"])
+def test_messages_quote_100_kb_inputs_in_part(urls, protocol, name, value, dtype):
+    values = [v for v in request() if v[0] != name] + [(name, value, dtype)]
+    with pytest.raises(InferenceServerException) as error:
+        infer(protocol, urls[protocol], values)
+    assert str(error.value.status()) == INVALID[protocol], error.value.message()[:200]
+    assert name in error.value.message() and len(error.value.message()) < 512
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

@@ -14,6 +14,9 @@ from lipsync.serving.request_rules import InvalidInput, check_audio, check_avata
         (np.array([np.inf] * 4000, np.float32), 16000, "AUDIO: contains NaN"),
         (np.zeros(61 * 16000, np.float32), 16000, "longer than this server's limit of 60 s"),
         (np.zeros((2, 4000), np.float32), 16000, "AUDIO: expected one channel"),
+        (np.full(4000, 1e30, np.float32), 16000, "AUDIO: peak amplitude 1e\\+30 is beyond 2"),
+        (np.r_[np.zeros(3999), -2.01].astype(np.float32), 16000, "AUDIO: peak amplitude 2.01 is beyond 2"),
+        (np.full(4000, 12000, np.float32), 16000, "scale 16-bit PCM by 1/32768"),
     ],
 )
 def test_bad_audio(audio, rate, message):
@@ -23,6 +26,14 @@ def test_bad_audio(audio, rate, message):
 
 def test_good_audio_passes():
     check_audio(np.zeros(3000, np.float32), 16000, max_seconds=60)
+    check_audio(np.r_[np.zeros(3999), 1.3, -2.0].astype(np.float32), 16000, max_seconds=60)  # decoders overshoot
+
+
+def test_a_long_name_is_quoted_in_part():
+    with pytest.raises(InvalidInput) as error:
+        check_avatar("x" * 100_000, exists=lambda _: True)
+    assert str(error.value).startswith("AVATAR: invalid avatar name '" + "x" * 64 + "'... (100000 characters)")
+    assert len(str(error.value)) < 256
 
 
 @pytest.mark.parametrize("rate", [0, -16000, 7999, 192001])

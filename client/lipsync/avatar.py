@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .messages import quoted
+
 MODEL_PREFIX = "avatar_"
 MEDIA = "media"
 NAME_RULE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -31,7 +33,7 @@ def check_name(name: str) -> str:
     """Avatar names become folder names: allow only a safe, short alphabet."""
     if not NAME_RULE.fullmatch(name):
         raise AvatarNameError(
-            f"invalid avatar name {name!r}: use 1-63 characters from a-z, 0-9, '_' and '-', starting with a letter or digit"
+            f"invalid avatar name {quoted(name)}: use 1-63 characters from a-z, 0-9, '_' and '-', starting with a letter or digit"
         )
     return name
 

@@ -2,11 +2,15 @@
 import numpy as np
 
 from .. import avatar, framing
+from ..messages import quoted
 
 MAX_SAMPLE_RATE = 192_000
 MIN_SAMPLE_RATE = 8_000
 MAX_START_FRAME = 2**40  # positions wrap around the avatar's loop; this only bounds the number
 MAX_VERSION = 2**31 - 1
+# Float audio is in [-1, 1]; real files overshoot a little (decoders, resamplers). Far beyond is
+# integer PCM sent as floats, or garbage: it would render wrong lips without a word.
+MAX_PEAK = 2.0
 
 
 class InvalidInput(ValueError):
@@ -26,6 +30,10 @@ def check_audio(audio: np.ndarray, sample_rate: int, max_seconds: float) -> None
         raise InvalidInput(f"AUDIO: {seconds:.1f} s is longer than this server's limit of {max_seconds:g} s")
     if not np.isfinite(audio).all():
         raise InvalidInput("AUDIO: contains NaN or infinite samples")
+    peak = float(np.abs(audio).max())
+    if peak > MAX_PEAK:
+        raise InvalidInput(f"AUDIO: peak amplitude {peak:.6g} is beyond {MAX_PEAK:g}: samples are floats in [-1, 1] "
+                           "(scale 16-bit PCM by 1/32768, 32-bit PCM by 1/2147483648)")
 
 
 def check_sample_rate(rate: int) -> None:
@@ -39,7 +47,7 @@ def check_avatar(name: str, exists) -> None:
     except avatar.AvatarNameError as error:
         raise InvalidInput(f"AVATAR: {error}") from None
     if not exists(name):
-        raise InvalidInput(f"AVATAR: unknown avatar {name!r}")
+        raise InvalidInput(f"AVATAR: unknown avatar {quoted(name)}")
 
 
 def check_start_frame(start: int) -> None:
