@@ -13,11 +13,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .stamps
-# Generated from the code below; rebuilt when it changes.
-ARTIFACT_SOURCES := scripts/build_artifacts.py $(wildcard client/lipsync/networks/*.py) \
-	client/lipsync/demo.py client/lipsync/repository.py client/lipsync/compositing.py \
-	client/lipsync/checkpoints.py client/lipsync/importer.py $(wildcard checkpoints/*.pth checkpoints/demo/*.pth) \
-	$(wildcard client/lipsync/avatar_model/*.pbtxt client/lipsync/avatar_model/configs/*.pbtxt)
+# The generated artifacts are rebuilt when any file they are built from changes: the build
+# script, every project module it imports, the checkpoints and templates (derived, not listed).
+ARTIFACT_SOURCES := $(shell $(PYTHON) scripts/artifact_sources.py)
+ifeq ($(ARTIFACT_SOURCES),)
+$(error scripts/artifact_sources.py listed no sources: run it to see why)
+endif
 
 .PHONY: demo test train serve bench bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
 
@@ -30,10 +31,11 @@ $(STAMPS)/venv: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[server,build,test,bench]"
 	@mkdir -p $(STAMPS) && touch $@
 
+# --rebuild replaces only what the build itself writes: avatars and versions that users add to
+# model_repository/ (lipsync import, lipsync quantize) stay as they are.
 $(STAMPS)/artifacts: $(STAMPS)/venv $(ARTIFACT_SOURCES)
-	rm -rf model_repository/avatar_demo model_repository/audio_encoder/1/model.onnx build/dataset/demo assets/sample.wav
-	$(PY) scripts/build_artifacts.py
-	@touch $@
+	$(PY) scripts/build_artifacts.py --rebuild
+	@mkdir -p $(STAMPS) && touch $@
 
 demo: artifacts
 	$(PY) scripts/run_demo.py --output out/demo.mp4
@@ -79,5 +81,8 @@ $(STAMPS)/locust: $(STAMPS)/venv
 loadtest: artifacts $(STAMPS)/locust
 	$(PY) perf/loadtest.py
 
+# Removes what make wrote (out/ and build/ are make's alone) and never a user's avatar or version.
 clean:
-	rm -rf $(STAMPS) out build assets model_repository/avatar_* model_repository/*/1/model.onnx
+	if [ -x $(PY) ]; then $(PY) scripts/build_artifacts.py --clean; fi
+	rm -rf $(STAMPS) out build
+	if [ -d assets ]; then rmdir --ignore-fail-on-non-empty assets; fi

@@ -7,8 +7,13 @@
   2, the trained narrow UNet from checkpoints/demo/ (scripts/train_demo.py made it);
 - assets/sample.wav: two phrases of speech-like audio with a pause (seeds the training never used).
 Checkpoints and the dataset go through the importer exactly as a user's would.
+
+`--clean` removes what this build writes (outputs()) and nothing else: the repository also holds
+what users add there, other avatars (`lipsync import`) and more versions of the demo (`lipsync
+quantize demo`), which no build step may touch. `--rebuild` is `--clean`, then the build.
 """
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,6 +26,23 @@ from lipsync.networks.unet import LipSyncUNet
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINED = ROOT / "checkpoints"
+
+
+def outputs(repo: Path, build_dir: Path, assets: Path) -> list[Path]:
+    """Every path this build writes."""
+    demo_model = repo / "avatar_demo"
+    return [repo / "audio_encoder" / "1" / "model.onnx", demo_model / "media", demo_model / "config.pbtxt",
+            demo_model / "configs", *(demo_model / str(v) for v in (demo.BENCHMARK_VERSION, demo.TRAINED_VERSION)),
+            build_dir / "dataset" / "demo",
+            build_dir / "checkpoints" / "demo", assets / "sample.wav"]
+
+
+def clean(repo: Path, build_dir: Path, assets: Path) -> None:
+    for path in outputs(repo, build_dir, assets):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def trained_unet(folder: Path) -> Path:
@@ -49,7 +71,7 @@ def build(repo: Path, build_dir: Path, assets: Path, frames: int) -> None:
         torch.manual_seed(demo.BENCHMARK_VERSION)
         torch.save(LipSyncUNet().state_dict(), untrained)
     for version, checkpoint in ((demo.BENCHMARK_VERSION, untrained), (demo.TRAINED_VERSION, trained_unet(TRAINED / "demo"))):
-        if not (repo / "avatar_demo" / str(version) / "model.onnx").exists():
+        if not (repo / "avatar_demo" / str(version)).exists():
             importer.import_unet(repo, "demo", checkpoint, version)
             print(f"wrote demo avatar version {version} from {checkpoint}")
 
@@ -66,8 +88,14 @@ def main() -> int:
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
     parser.add_argument("--assets", type=Path, default=ROOT / "assets")
     parser.add_argument("--frames", type=int, default=120, help="demo avatar frames")
+    steps = parser.add_mutually_exclusive_group()
+    steps.add_argument("--clean", action="store_true", help="remove this build's outputs, nothing else")
+    steps.add_argument("--rebuild", action="store_true", help="remove this build's outputs, then build")
     args = parser.parse_args()
-    build(args.repository, args.build_dir, args.assets, args.frames)
+    if args.clean or args.rebuild:
+        clean(args.repository, args.build_dir, args.assets)
+    if not args.clean:
+        build(args.repository, args.build_dir, args.assets, args.frames)
     return 0
 
 
