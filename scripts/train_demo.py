@@ -16,10 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from lipsync import compositing, demo, training
+from lipsync import training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,8 +48,7 @@ def main() -> int:
     unet = training.train_unet(data, features, args.unet_steps, args.width, seed=args.seed, log=log)
     seconds = time.monotonic() - started
 
-    idle = [compositing.face_input(np.ascontiguousarray(f[..., ::-1]), r) for f, r in demo.avatar_frames(120)]
-    r = training.held_out_sync(unet, encoder, training.held_out_speech(), np.stack(idle), data.mouth)
+    r = training.demo_held_out_sync(unet, encoder)
     epochs = max(1, round(args.unet_steps * training.UNET_BATCH / len(data.crops)))
     encoder_path = training.save_half(encoder.audio_encoder, args.output / "audio_visual_encoder.pth")
     unet_path = training.save_half(unet, args.output / "demo" / f"{epochs}.pth")

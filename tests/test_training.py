@@ -1,13 +1,13 @@
 """The demo's training data and trainer: the drawn mouth follows the speech, a short training
 run writes SyncTalk_2D checkpoints the importer serves, and the committed demo weights are the
-ones the repository documents."""
-import json
+ones that keep held-out speech in sync."""
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lipsync import checkpoints, demo, importer, mel_pipeline, mouth_track, repository, training
+from lipsync.networks.unet import LipSyncUNet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,11 +50,12 @@ def test_short_training_writes_importable_half_precision_checkpoints(tmp_path):
     assert repository.versions(repo, "talker") == [1]
 
 
-def test_committed_demo_weights_are_small_trained_and_documented():
+def test_committed_demo_weights_are_small_and_keep_held_out_speech_in_sync():
+    """Measured here, from the committed checkpoints: the figure `make train` reports in
+    training.json, in process (tests/test_lip_sync.py measures it through the server)."""
     folder = ROOT / "checkpoints"
-    report = json.loads((folder / "demo" / "training.json").read_text())
     unet = checkpoints.load_unet(max((folder / "demo").glob("*.pth"), key=lambda p: int(p.stem)))
-    assert unet.base_channels == report["unet_width"]
-    checkpoints.load_audio_encoder(folder / "audio_visual_encoder.pth")
+    encoder = checkpoints.load_audio_encoder(folder / "audio_visual_encoder.pth")
+    assert unet.base_channels < LipSyncUNet().base_channels  # narrower than the reference
     assert sum(p.stat().st_size for p in folder.rglob("*.pth")) <= 10 * 2**20
-    assert report["training_seconds"] <= 30 * 60
+    assert training.demo_held_out_sync(unet.float(), encoder.float()) > 0.9

@@ -137,6 +137,13 @@ def _mouth_in_crop(rect) -> tuple[int, int, int, int]:
     return tuple(int(np.clip(v - compositing.BORDER, 0, 320)) for v in box)
 
 
+def demo_held_out_sync(unet: LipSyncUNet, encoder: AudioEncoder) -> float:
+    """held_out_sync on the idle demo person (the served avatar's frames) and the held-out speech."""
+    idle = list(demo.avatar_frames(120))
+    crops = np.stack([compositing.face_input(np.ascontiguousarray(frame[..., ::-1]), rect) for frame, rect in idle])
+    return held_out_sync(unet, encoder, held_out_speech(), crops, _mouth_in_crop(idle[0][1]))
+
+
 def held_out_sync(unet: LipSyncUNet, encoder: AudioEncoder, audio: np.ndarray, avatar_crops: np.ndarray,
                   mouth: tuple[int, int, int, int]) -> float:
     """Pearson r between the generated mouth's dark area and the speech level, frame by frame,
