@@ -59,6 +59,7 @@ def for_server(explicit: str | None = None) -> str:
 
 def for_client(url: str, explicit: str | None = None) -> str | None:
     """The key a client sends to the server at `url` (host:port), if it has one."""
-    if explicit or os.environ.get(ENV_KEY):
-        return explicit or os.environ[ENV_KEY]
+    given = explicit or os.environ.get(ENV_KEY)
+    if given:
+        return given
     return read_key_file() if urlsplit(f"//{url}").hostname in LOOPBACK_HOSTS else None

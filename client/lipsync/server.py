@@ -157,7 +157,7 @@ class TritonServer:
         restarts nor reaps them, so they stay behind as zombies, and their models fail."""
         return [pid for pid, state in processes.children(self.process.pid).items() if state == "Z"]
 
-    def supervise(self, stopping: Callable[[], bool], poll_s: float = 0.2) -> int:
+    def supervise(self, stopping: Callable[[], bool], poll_s: float = 1.0) -> int:
         """Serves until the server exits or `stopping()` turns true (then drains and stops it);
         returns its exit code. Restarts the server whenever one of its model processes has
         died: the restart brings every model back as the repository has it."""
