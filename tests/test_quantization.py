@@ -4,11 +4,13 @@ import io
 import json
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 
 from lipsync import cli, framing, quantization, repository
 from lipsync.client import LipsyncClient
+from lipsync.networks import tensorrt_rules
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +33,7 @@ def test_int8_version_is_added_served_and_close_to_float(parity_avatar, server, 
     quality = json.loads((folder / str(version) / quantization.QUALITY_FILE).read_text())
     assert quality["precision"] == "int8" and quality["source_version"] == 2
     assert quality["psnr_db"] >= quantization.MIN_PSNR_DB
+    assert tensorrt_rules.problems(onnx.load(str(folder / str(version) / "model.onnx"))) == []  # builds on GPU too
     assert f"version {version}: INT8" in capsys.readouterr().out
 
     client = LipsyncClient(grpc_url)

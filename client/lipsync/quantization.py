@@ -17,6 +17,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from . import avatar, demo, framing, mel_pipeline, repository
+from .networks import tensorrt_rules
 
 MIN_PSNR_DB = 35.0
 QUALITY_FILE = "quality.json"
@@ -61,6 +62,7 @@ def quantize_version(model_repository: Path, name: str, source_version: int | No
     with tempfile.TemporaryDirectory() as scratch:
         quantized = Path(scratch) / "model.onnx"
         quality = quantize_model(source, quantized, faces, encoder)
+        tensorrt_rules.check(quantized)  # the GPU profile builds every version into a plan
         if quality < min_psnr_db:
             raise QualityError(f"INT8 copy of avatar {name!r} version {source_version} reaches {quality:.1f} dB PSNR "
                                f"against it, below the required {min_psnr_db:.1f} dB: not added")
@@ -85,10 +87,13 @@ def quantize_model(source: Path, target: Path, faces: np.ndarray, encoder_onnx: 
         prepared = Path(scratch) / "prepared.onnx"
         # Symbolic shape inference cannot follow the mask arithmetic; ONNX's own inference can.
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        # What TensorRT builds too: symmetric int8 activations and weights (zero points 0), biases
+        # left in float (TensorRT dequantizes no int32).
         quantize_static(str(prepared), str(target), _Batches(calibration), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         # 7-bit weights: AVX2 without VNNI saturates u8 x s8 products at 8 bits.
-                        reduce_range=True, op_types_to_quantize=["Conv", "ConvTranspose"])
+                        reduce_range=True, op_types_to_quantize=["Conv", "ConvTranspose"],
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
     return psnr_db(_pixels(source, evaluation), _pixels(target, evaluation))
 
 

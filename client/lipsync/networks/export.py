@@ -3,6 +3,7 @@ from pathlib import Path
 
 import torch
 
+from . import tensorrt_rules
 from .audio_encoder import AudioEncoder
 from .serving import FACE, ServingAudioEncoder, ServingUNet
 from .unet import LipSyncUNet
@@ -35,4 +36,9 @@ def _export(graph, args, path: Path, inputs, outputs, axes) -> None:
             graph, args, str(tmp), input_names=inputs, output_names=outputs,
             dynamic_axes=axes, opset_version=OPSET, dynamo=False,
         )
+    try:
+        tensorrt_rules.check(tmp)  # the same file becomes the GPU profile's TensorRT plan
+    except tensorrt_rules.TensorRTRuleError:
+        tmp.unlink()
+        raise
     tmp.replace(path)  # never leave a half-written model where the server looks

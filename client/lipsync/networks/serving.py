@@ -71,9 +71,11 @@ class ServingUNet(nn.Module):
         self.register_buffer("mask", face_mask())
 
     def forward(self, face: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
-        real = face.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        # uint8 only where the graph meets the outside: TensorRT takes uint8 network inputs and
+        # outputs, never uint8 intermediate tensors. Cast first, cast back last.
+        real = face.to(torch.float32).permute(0, 3, 1, 2) / 255.0
         raw = self.unet(torch.cat([real, real * self.mask], dim=1), audio)
         # floor == the reference's truncation for the sigmoid's non-negative output; the clamp
         # keeps the cast defined (ONNX leaves out-of-range float -> uint8 casts unspecified).
-        pixels = torch.clamp(torch.floor(raw * 255.0), 0.0, 255.0).to(torch.uint8)
-        return raw, pixels.flip(1).permute(0, 2, 3, 1)
+        pixels = torch.clamp(torch.floor(raw * 255.0), 0.0, 255.0).flip(1).permute(0, 2, 3, 1)
+        return raw, pixels.to(torch.uint8)

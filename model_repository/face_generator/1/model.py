@@ -68,6 +68,9 @@ class TritonPythonModel:
             model_version=version if version > 0 else -1,
             inputs=[pb_utils.Tensor("FACE", np.ascontiguousarray(crops)), pb_utils.Tensor("AUDIO_FEATURES", features)],
             requested_output_names=outputs,
+            # On GPU, a TensorRT model's outputs stay in GPU memory unless asked otherwise, and
+            # as_numpy() refuses them; the faces go on to the CPU compositor anyway.
+            preferred_memory=pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0),
         )
         response = await request.async_exec()
         if response.has_error():
