@@ -20,7 +20,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from launcher import Launcher
-from lipsync import admin_key
+from lipsync import admin_key, processes
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,11 +152,12 @@ def test_a_burst_of_stop_signals_stops_the_launcher_and_frees_its_ports(number, 
         time.sleep(0.05 * round_)
         for _ in range(300):
             os.kill(launched.process.pid, number)
+        servers = list(processes.children(launched.process.pid))  # tritonserver, in a session of its own
         try:
             assert launched.process.wait(45) == 0
         finally:
-            if launched.process.poll() is None:
-                launched.process.kill()
+            for pid in [launched.process.pid, *servers] if launched.process.poll() is None else []:
+                os.kill(pid, signal.SIGKILL)
         assert all(port_is_free(port) for port in launched.ports.values())
 
 
