@@ -72,13 +72,7 @@ $(STAMPS)/perf_analyzer: $(STAMPS)/venv scripts/install_perf_analyzer.sh
 perf-analyzer: artifacts $(STAMPS)/perf_analyzer
 	$(PY) perf/perf_analyzer_sweep.py
 
-# Not in pyproject: locust needs geventhttpclient >= 2.0.11 and tritonclient 2.51 declares
-# <= 2.0.2, so no resolver accepts both; tritonclient's HTTP client works with the newer one.
-$(STAMPS)/locust: $(STAMPS)/venv
-	$(PY) -m pip install --quiet "locust==2.47.0"
-	@touch $@
-
-loadtest: artifacts $(STAMPS)/locust
+loadtest: artifacts
 	$(PY) perf/loadtest.py
 
 # Removes what make wrote (out/ and build/ are make's alone) and never a user's avatar or version.

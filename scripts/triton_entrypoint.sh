@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Dockerfile.triton's entrypoint: make the GPU profile's artifacts on this GPU, then serve.
+# Dockerfile.triton's entrypoint: build the GPU profile's TensorRT plans on this GPU (those not
+# built yet for it: lipsync/tensorrt_plans.py), then serve.
 set -euo pipefail
 # Triton's model-repository API loads uploaded models (code): no image ever serves it open.
 key="${LIPSYNC_ADMIN_KEY:-}"
@@ -8,8 +9,7 @@ if [[ -z "${key//[[:space:]]/}" ]]; then
   exit 2
 fi
 repo=/models
-python3 /opt/lipsync/scripts/serialize_dali.py --output "$repo/audio_features/1/model.dali"
-/opt/lipsync/scripts/build_tensorrt_plans.sh "$repo"
+python3 -m lipsync.tensorrt_plans "$repo"
 args=(--model-repository="$repo" --model-control-mode=explicit --load-model='*' --exit-timeout-secs=30 --strict-readiness=false)
 args+=(--grpc-restricted-protocol="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
 args+=(--http-restricted-api="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")

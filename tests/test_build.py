@@ -1,11 +1,9 @@
 """The build as a user runs it: `make clean` and `make artifacts` never touch an avatar or a
-version a user added; editing any file an artifact is built from rebuilds it; both profiles pin
-one DALI."""
-import re
+version a user added; editing any file an artifact is built from rebuilds it (both profiles'
+DALI: tests/test_gpu_profile.py)."""
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -77,13 +75,3 @@ def test_editing_any_source_of_an_artifact_rebuilds_it(project):
     assert "client/lipsync/cli.py" not in sources  # the CLI is no part of an artifact
     (project / "client" / "lipsync" / "framing.py").touch()
     assert make(project, "-q", "artifacts", check=False).returncode == 1  # out of date: `make artifacts` rebuilds
-
-
-def test_one_dali_version_for_both_profiles():
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    cpu = [re.fullmatch(r"nvidia-dali-cuda\d+==([\d.]+)", d) for d in extras["server"] if d.startswith("nvidia-dali")]
-    assert len(cpu) == 1 and cpu[0], extras["server"]
-    dockerfile = (ROOT / "Dockerfile.triton").read_text()
-    assert re.search(r"^ARG DALI_VERSION=([\d.]+)$", dockerfile, re.M).group(1) == cpu[0].group(1)
-    installs = re.findall(r"\"(nvidia-dali[^\"]*)\"", dockerfile)
-    assert installs == ["nvidia-dali-cuda120==${DALI_VERSION}"]

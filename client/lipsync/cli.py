@@ -19,6 +19,11 @@ from . import framing, media_io
 from .client import LipsyncClient
 
 
+# A version added to a GPU server's repository has no TensorRT plan until one is built for it.
+PLAN_HINT = ("GPU profile: a new version loads once its TensorRT plan is built on the serving GPU: "
+             "python3 -m lipsync.tensorrt_plans REPOSITORY --model avatar_NAME (the image builds missing plans at start)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lipsync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=None, help="server address (default 127.0.0.1:8001 for gRPC, :8000 for HTTP)")
@@ -88,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             return COMMANDS[args.command](client, args)
     except InferenceServerException as error:
         print(f"lipsync: server error: {error.message()}", file=sys.stderr)
+        if "model.plan" in (error.message() or ""):
+            print(f"lipsync: {PLAN_HINT}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as error:
         print(f"lipsync: {error}", file=sys.stderr)
@@ -123,6 +130,7 @@ def _import(args) -> int:
         if args.checkpoint:
             version = import_unet(args.repository, args.name, args.checkpoint, args.version)
             print(f"wrote avatar {args.name!r} version {version} from {args.checkpoint}")
+            print(f"note: {PLAN_HINT}")
         if args.audio_encoder:
             version = import_audio_encoder(args.repository, args.audio_encoder)
             print(f"wrote audio_encoder version {version} from {args.audio_encoder} (load audio_encoder to serve it)")
@@ -141,6 +149,7 @@ def _quantize(args) -> int:
         print(f"lipsync quantize: {error}", file=sys.stderr)
         return 2
     print(f"wrote avatar {args.name!r} version {version}: INT8, {quality:.1f} dB PSNR against the float output")
+    print(f"note: {PLAN_HINT}")
     return 0
 
 

@@ -1,0 +1,145 @@
+"""Builds the GPU profile's TensorRT plans with trtexec: model.plan beside every served model.onnx.
+
+    python3 -m lipsync.tensorrt_plans /models                  # every model; what the image runs at start
+    python3 -m lipsync.tensorrt_plans /models --model avatar_may  # after `lipsync import/quantize` there
+
+A plan holds kernels for one GPU and one TensorRT release, built from one ONNX file: the record
+beside it (model.plan.json) names all three, and a plan whose record still matches is kept, so a
+server with a persistent repository restarts without rebuilding what has not changed. A version
+added after start (lipsync import, lipsync quantize) has no plan until this runs for it; Triton
+refuses to load it until then.
+
+Shapes and precisions, each from one source:
+- audio_encoder: MEL from 16 mel frames up to the longest audio the validator accepts
+  (request_validator's max_audio_seconds); float32, TF32 off (trtexec enables it by default):
+  its output feeds every frame of the clip.
+- avatar versions: batch 1 to the avatar config's max_batch_size (opt: its largest preferred
+  batch); fp16 where TensorRT finds it faster. INT8 versions (QuantizeLinear nodes, from `lipsync
+  quantize`) add --int8 so that their explicit scales are used.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from . import avatar, framing
+
+ENCODER = "audio_encoder"
+VALIDATOR = "request_validator"
+
+
+@dataclass(frozen=True)
+class Plan:
+    onnx: Path
+    flags: tuple[str, ...]  # trtexec's shape and precision flags
+
+    @property
+    def path(self) -> Path:
+        return self.onnx.with_suffix(".plan")
+
+    @property
+    def record_path(self) -> Path:
+        return self.onnx.with_name("model.plan.json")
+
+
+def model_config(folder: Path) -> model_config_pb2.ModelConfig:
+    """A model's GPU-profile config (config.pbtxt)."""
+    return text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+
+def max_audio_seconds(repository: Path) -> float:
+    config = model_config(repository / VALIDATOR)
+    return float(config.parameters["max_audio_seconds"].string_value)
+
+
+def encoder_plans(repository: Path) -> list[Plan]:
+    max_mel = framing.mel_frame_count(round(max_audio_seconds(repository) * framing.SAMPLE_RATE))
+    opt_mel = framing.mel_frame_count(8 * framing.SAMPLE_RATE)
+    shapes = (f"--minShapes=MEL:1x{framing.MIN_MEL_FRAMES}x80,MEL_OFFSET:1x1",
+              f"--optShapes=MEL:1x{opt_mel}x80,MEL_OFFSET:1x1", f"--maxShapes=MEL:1x{max_mel}x80,MEL_OFFSET:1x1")
+    return [Plan(onnx, (*shapes, "--noTF32")) for onnx in sorted((repository / ENCODER).glob("[0-9]*/model.onnx"))]
+
+
+def avatar_plans(folder: Path) -> list[Plan]:
+    config = model_config(folder)
+    largest = config.max_batch_size
+    opt = max(config.dynamic_batching.preferred_batch_size, default=largest)
+    shapes = tuple(f"--{kind}Shapes=FACE:{b}x320x320x3,AUDIO_FEATURES:{b}x32x16x16"
+                   for kind, b in (("min", 1), ("opt", opt), ("max", largest)))
+    plans = []
+    for onnx_file in sorted(folder.glob("[0-9]*/model.onnx")):
+        precision = ("--fp16", "--int8") if is_quantized(onnx_file) else ("--fp16",)
+        plans.append(Plan(onnx_file, (*shapes, *precision)))
+    return plans
+
+
+def plans(repository: Path, model: str | None = None) -> list[Plan]:
+    """The plans of the repository's TensorRT models (or of one of them)."""
+    repository = Path(repository)
+    folders = [repository / model] if model else [repository / ENCODER, *sorted(repository.glob(avatar.MODEL_PREFIX + "*"))]
+    found = []
+    for folder in folders:
+        if not (folder / "config.pbtxt").is_file():
+            raise FileNotFoundError(f"no model {folder.name!r} in {repository}")
+        found += encoder_plans(repository) if folder.name == ENCODER else avatar_plans(folder)
+    return found
+
+
+def is_quantized(onnx_file: Path) -> bool:
+    return any(node.op_type == "QuantizeLinear" for node in onnx.load(str(onnx_file), load_external_data=False).graph.node)
+
+
+def record(plan: Plan) -> dict:
+    """What the plan was built from and for: the ONNX file, the flags, the image, the GPU."""
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "--id=0"], capture_output=True,
+                         text=True).stdout.strip() if shutil.which("nvidia-smi") else "unknown"
+    return {"onnx_sha256": hashlib.sha256(plan.onnx.read_bytes()).hexdigest(), "flags": list(plan.flags),
+            "triton": os.environ.get("NVIDIA_TRITON_SERVER_VERSION", "unknown"), "gpu": gpu}
+
+
+def is_current(plan: Plan, wanted: dict) -> bool:
+    try:
+        return plan.path.is_file() and json.loads(plan.record_path.read_text()) == wanted
+    except (OSError, ValueError):
+        return False
+
+
+def build(plan: Plan, trtexec: str = "trtexec") -> bool:
+    """Builds the plan unless its record matches; True if it built one."""
+    wanted = record(plan)
+    if is_current(plan, wanted):
+        return False
+    partial, log = plan.path.with_name("model.plan.partial"), plan.path.with_name("model.plan.log")
+    command = [trtexec, f"--onnx={plan.onnx}", f"--saveEngine={partial}", "--skipInference", *plan.flags]
+    with open(log, "w") as out:
+        if subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
+            raise RuntimeError(f"trtexec failed for {plan.onnx}: see {log}")
+    partial.replace(plan.path)
+    plan.record_path.write_text(json.dumps(wanted, indent=2) + "\n")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("repository", type=Path)
+    parser.add_argument("--model", help="only this model (audio_encoder or avatar_<name>)")
+    parser.add_argument("--trtexec", default="trtexec")
+    args = parser.parse_args(argv)
+    if not shutil.which(args.trtexec):
+        parser.error(f"{args.trtexec} not found: plans are built on the serving GPU, inside the image (Dockerfile.triton)")
+    for plan in plans(args.repository, args.model):
+        print(f"{'built' if build(plan, args.trtexec) else 'kept'} {plan.path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The GPU profile checked without a GPU: what the NGC image would otherwise find at start.
+
+BLS calls ask for CPU memory; the TensorRT plans' shapes and precisions follow the configs and
+the validator's limit; the configs' tensors are the ONNX graphs'; plans are rebuilt exactly when
+what they were built from changes; the image's DALI is the one the CPU profile tests; the image's
+Python dependencies resolve for its Python."""
+import ast
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import onnx
+import pytest
+from tritonclient.grpc import model_config_pb2
+
+from lipsync import framing, tensorrt_plans
+
+ROOT = Path(__file__).resolve().parents[1]
+REPOSITORY = ROOT / "model_repository"
+DOCKERFILE = (ROOT / "Dockerfile.triton").read_text()
+TRITON_RELEASE = re.search(r"^ARG TRITON_RELEASE=(\S+)$", DOCKERFILE, re.M).group(1)
+# DALI inside each release's DALI backend: dali_backend's DALI_VERSION file on its r<release>
+# branch, which its CMake downloads when the image is built. Releases whose DALI has no wheel
+# in the registry (24.04-26.01: 1.36-1.51) cannot be tested here, so the image is not one of them.
+BACKEND_DALI = {"26.02": "1.53.0", "26.03": "2.0.0", "26.04": "2.0.0", "26.05": "2.1.0", "26.06": "2.1.1"}
+# The image's Python (Ubuntu 24.04 in 26.x releases) and platform, for the dry-run resolution.
+IMAGE_PYTHON, IMAGE_GLIBC = "3.12", (2, 39)
+
+
+def test_bls_calls_ask_for_cpu_memory():
+    """A TensorRT model's outputs stay in GPU memory unless asked otherwise, and as_numpy()
+    refuses them ("Tensor is stored in GPU and cannot be converted to NumPy")."""
+    calls = []
+    for path in [*REPOSITORY.glob("*/1/model.py"), *(ROOT / "client" / "lipsync" / "serving").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "InferenceRequest":
+                memory = {k.arg: ast.unparse(k.value) for k in node.keywords}.get("preferred_memory", "")
+                calls.append((path.parent.parent.name, memory))
+    assert calls, "no BLS call found"
+    assert all("TRITONSERVER_MEMORY_CPU" in memory for _, memory in calls), calls
+
+
+def onnx_tensors(path: Path) -> dict[str, tuple[int, list]]:
+    graph = onnx.load(str(path)).graph
+    return {v.name: (v.type.tensor_type.elem_type, [d.dim_value or -1 for d in v.type.tensor_type.shape.dim])
+            for v in (*graph.input, *graph.output)}
+
+
+def config_tensors(config: model_config_pb2.ModelConfig) -> dict[str, tuple[int, list]]:
+    onnx_type = {model_config_pb2.TYPE_FP32: onnx.TensorProto.FLOAT, model_config_pb2.TYPE_UINT8: onnx.TensorProto.UINT8,
+                 model_config_pb2.TYPE_INT64: onnx.TensorProto.INT64}
+    batch = [-1] if config.max_batch_size > 1 else [1]
+    return {t.name: (onnx_type[t.data_type], batch + list(t.dims)) for t in (*config.input, *config.output)}
+
+
+def same_shape(ours: list[int], theirs: list[int]) -> bool:
+    """Equal dims where both are fixed (-1: variable, or left symbolic by the export)."""
+    return len(ours) == len(theirs) and all(a == b or -1 in (a, b) for a, b in zip(ours, theirs))
+
+
+@pytest.mark.parametrize("model", ["audio_encoder", "avatar_demo"])
+def test_gpu_configs_name_the_graphs_tensors(model):
+    config = config_tensors(tensorrt_plans.model_config(REPOSITORY / model))
+    for onnx_file in sorted((REPOSITORY / model).glob("[0-9]*/model.onnx")):
+        graph = onnx_tensors(onnx_file)
+        assert config.keys() == graph.keys(), onnx_file
+        for name, (kind, dims) in config.items():
+            assert kind == graph[name][0] and same_shape(dims, graph[name][1]), (onnx_file, name, dims, graph[name])
+
+
+def test_encoder_output_has_the_configs_shape_at_the_plans_shortest_and_longest_input():
+    import numpy as np
+    import onnxruntime as ort
+
+    (plan,) = tensorrt_plans.plans(REPOSITORY, "audio_encoder")
+    expected = config_tensors(tensorrt_plans.model_config(REPOSITORY / "audio_encoder"))["AUDIO_FEATURES"][1]
+    session = ort.InferenceSession(str(plan.onnx), providers=["CPUExecutionProvider"])
+    for kind in ("min", "max"):
+        mel = np.zeros(shape(plan.flags, kind, "MEL"), np.float32)
+        (features,) = session.run(None, {"MEL": mel, "MEL_OFFSET": np.zeros((1, 1), np.int64)})
+        assert same_shape(expected, list(features.shape)) and -1 not in features.shape
+        assert features.shape[1] == framing.frame_count(framing.HOP * (mel.shape[1] - 1)), kind
+
+
+def shape(flags: tuple[str, ...], kind: str, tensor: str) -> list[int]:
+    value = next(f for f in flags if f.startswith(f"--{kind}Shapes="))
+    return [int(d) for d in dict(p.split(":") for p in value.split("=", 1)[1].split(","))[tensor].split("x")]
+
+
+def test_encoder_plan_takes_the_longest_audio_the_validator_accepts():
+    (plan,) = tensorrt_plans.plans(REPOSITORY, "audio_encoder")
+    seconds = tensorrt_plans.max_audio_seconds(REPOSITORY)
+    assert seconds <= framing.MAX_SECONDS  # the exported graph's own limit
+    assert shape(plan.flags, "max", "MEL") == [1, framing.mel_frame_count(round(seconds * 16000)), 80]
+    assert shape(plan.flags, "min", "MEL") == [1, framing.MIN_MEL_FRAMES, 80]
+    assert "--noTF32" in plan.flags and "--fp16" not in plan.flags  # the encoder stays fp32
+
+
+def test_avatar_plans_batch_as_their_config_and_int8_versions_use_their_scales(tmp_path):
+    config = tensorrt_plans.model_config(REPOSITORY / "avatar_demo")
+    plans = tensorrt_plans.plans(REPOSITORY, "avatar_demo")
+    assert plans
+    for plan in plans:
+        assert shape(plan.flags, "max", "FACE") == [config.max_batch_size, 320, 320, 3]
+        assert shape(plan.flags, "min", "AUDIO_FEATURES") == [1, 32, 16, 16]
+        assert "--fp16" in plan.flags and "--int8" not in plan.flags
+    assert all(w.batch_size <= config.max_batch_size for w in config.model_warmup)
+    quantized = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("QuantizeLinear", ["x", "s"], ["y"])], "q", [], []))
+    onnx.save(quantized, str(tmp_path / "model.onnx"))
+    assert tensorrt_plans.is_quantized(tmp_path / "model.onnx")
+
+
+def test_a_plan_is_kept_while_what_it_was_built_from_is_unchanged(tmp_path):
+    (tmp_path / "1").mkdir()
+    onnx_file = tmp_path / "1" / "model.onnx"
+    onnx_file.write_bytes(b"graph one")
+    plan = tensorrt_plans.Plan(onnx_file, ("--fp16",))
+    built_for = tensorrt_plans.record(plan)
+    plan.path.write_bytes(b"engine")
+    plan.record_path.write_text(json.dumps(built_for))
+    assert tensorrt_plans.is_current(plan, tensorrt_plans.record(plan))  # a restart keeps it
+    onnx_file.write_bytes(b"graph two")  # a new export of the version
+    assert not tensorrt_plans.is_current(plan, tensorrt_plans.record(plan))
+    onnx_file.write_bytes(b"graph one")
+    assert not tensorrt_plans.is_current(plan, {**built_for, "gpu": "another GPU"})  # a plan for another GPU
+    other_flags = tensorrt_plans.Plan(onnx_file, ("--fp16", "--int8"))
+    assert not tensorrt_plans.is_current(other_flags, tensorrt_plans.record(other_flags))
+
+
+def test_the_image_serves_the_dali_the_cpu_profile_tests():
+    server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["server"]
+    pins = [re.fullmatch(r"nvidia-dali-cuda\d+==([\d.]+)", d) for d in server if d.startswith("nvidia-dali")]
+    assert len(pins) == 1 and pins[0], server
+    assert pins[0].group(1) == BACKEND_DALI[TRITON_RELEASE]
+    assert "nvidia-dali" not in DOCKERFILE  # the backend's own DALI, no second one
+    from nvidia.dali import __version__
+    assert __version__ == BACKEND_DALI[TRITON_RELEASE]  # what these tests run
+
+
+def test_the_dali_backend_serializes_the_served_pipeline():
+    spec = importlib.util.spec_from_file_location("dali_model", REPOSITORY / "audio_features" / "1" / "dali.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # what the backend runs first; building the pipeline needs CUDA
+    assert getattr(module.mel, "_is_autoserialize", False)
+    assert module.MAX_BATCH_SIZE == tensorrt_plans.model_config(REPOSITORY / "audio_features").max_batch_size
+
+
+def image_requirements() -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    installs = re.findall(r'pip install [^\n]*"\.\[(\w+)\]"', DOCKERFILE)
+    assert installs == ["image"], "the image installs the package with its `image` extra"
+    return [*project["dependencies"], *project["optional-dependencies"]["image"]]
+
+
+def test_the_image_dependencies_resolve_for_its_python(tmp_path):
+    major, minor = IMAGE_GLIBC
+    platforms = [f"manylinux_{major}_{m}_x86_64" for m in range(minor, 16, -1)] + ["manylinux2014_x86_64", "linux_x86_64"]
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed", "--only-binary=:all:",
+               "--python-version", IMAGE_PYTHON, "--implementation", "cp", "--target", str(tmp_path / "t"),
+               "--report", str(tmp_path / "report.json"), *(f"--platform={p}" for p in platforms), *image_requirements()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    installed = {i["metadata"]["name"].lower() for i in json.loads((tmp_path / "report.json").read_text())["install"]}
+    assert {"tritonclient", "numpy", "onnx", "opencv-python-headless", "scipy"} <= installed
+    assert not any(name.startswith("nvidia-dali") for name in installed)
