@@ -66,8 +66,19 @@ def test_model_control_needs_the_admin_key(launcher, protocol):
     assert len(wrong.render(AUDIO, 16000, "demo")) == FRAMES  # inference needs no key
 
 
+def shared_memory_regions(launcher: Launcher) -> set[Path]:
+    """The python-backend shared-memory regions of this launcher's tritonserver (named by the
+    prefix on its command line)."""
+    (server,) = processes.children(launcher.process.pid)
+    arguments = (Path("/proc") / str(server) / "cmdline").read_bytes().decode().split("\0")
+    prefix = next(a.rsplit("=", 1)[1] for a in arguments if "shm-region-prefix-name=" in a)
+    return set(Path("/dev/shm").glob(prefix + "*"))
+
+
 def test_killed_model_process_fails_its_requests_and_the_server_serves_again(launcher):
     client = LipsyncClient(launcher.url())
+    regions = shared_memory_regions(launcher)
+    assert regions
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(client.render, np.tile(AUDIO, 3), 16000, "demo")
         time.sleep(2.0)  # the request is in the UNet by now: 108 frames take over 10 s here
@@ -88,6 +99,7 @@ def test_killed_model_process_fails_its_requests_and_the_server_serves_again(lau
             time.sleep(3)
     assert frames is not None and len(frames) == FRAMES
     assert "died: restarting tritonserver" in launcher.log.read_text(errors="replace")
+    assert not regions & shared_memory_regions(launcher)  # the killed server's shared memory is freed
 
 
 def test_sigterm_finishes_in_flight_requests_and_a_restart_brings_avatars_back(launcher):

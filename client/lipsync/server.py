@@ -8,6 +8,7 @@ from). Tests and benchmarks use TritonServer directly.
 """
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,6 +27,7 @@ from . import drain, processes
 from .repository import ENV_REPOSITORY, default_repository
 
 TRITON_HOME = Path(pytriton.__file__).parent / "tritonserver"
+SHARED_MEMORY = Path("/dev/shm")
 
 
 def _python_backend() -> Path:
@@ -65,6 +67,9 @@ class TritonServer:
         self.extra_args = extra_args
         # Never open: Triton's repository API loads uploaded models, which is running code here.
         self.admin_key = admin_keys.for_server(admin_key)
+        # The python backend's shared-memory regions, named so that this server's can be found:
+        # a model process that dies (killed, crashed) leaves its region behind.
+        self.shm_prefix = f"lipsync_{secrets.token_hex(6)}_"
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
@@ -90,6 +95,7 @@ class TritonServer:
             # Faces and frames cross process boundaries: start each stub's region big enough.
             "--backend-config=python,shm-default-byte-size=16777216",
             "--backend-config=python,shm-growth-byte-size=33554432",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             *self._restrictions(),
             *self.extra_args,
         ]
@@ -137,15 +143,23 @@ class TritonServer:
 
     def stop(self, timeout: float = 40.0) -> int:
         """Drains, then SIGTERM; SIGKILL if the server does not exit in time."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
+        if self.process is None:
+            return 0
+        if self.process.poll() is not None:
+            return self._exited(self.process.returncode)
         self.drain()
         self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout)
+            return self._exited(self.process.wait(timeout))
         except subprocess.TimeoutExpired:
             self.process.kill()
-            return self.process.wait()
+            return self._exited(self.process.wait())
+
+    def _exited(self, code: int) -> int:
+        """Removes the shared memory the stopped server's model processes left; returns `code`."""
+        for region in SHARED_MEMORY.glob(self.shm_prefix + "*"):
+            region.unlink(missing_ok=True)
+        return code
 
     def drain(self, timeout: float = 30.0) -> None:
         """Lets requests in flight finish and refuses new ones (lipsync/drain.py)."""
@@ -163,7 +177,7 @@ class TritonServer:
         died: the restart brings every model back as the repository has it."""
         while not stopping():
             try:
-                return self.process.wait(poll_s)
+                return self._exited(self.process.wait(poll_s))
             except subprocess.TimeoutExpired:
                 pass
             crashed = self.crashed_stubs()
