@@ -1,5 +1,7 @@
 # make demo   - set up, build artifacts, serve, render assets/sample.wav to out/demo.mp4, stop
 # make test   - set up, build artifacts, run the whole test suite (starts its own server)
+# make test-unit - the tests that need no tritonserver (a quick loop)
+# make lint   - ruff (lint, format check) over the whole tree, mypy over the package, scripts and perf
 # make train  - retrain the demo avatar's networks into checkpoints/ (about 18 min on 2 cores)
 # make serve  - serve the model repository on 127.0.0.1 (gRPC 8001, HTTP 8000) until Ctrl-C
 # make bench  - benchmark report in out/bench/ (perf/bench.py)
@@ -20,7 +22,7 @@ ifeq ($(ARTIFACT_SOURCES),)
 $(error scripts/artifact_sources.py listed no sources: run it to see why)
 endif
 
-.PHONY: demo test train serve bench bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
+.PHONY: demo test test-unit lint train serve bench bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
 
 setup: $(STAMPS)/venv
 artifacts: $(STAMPS)/artifacts
@@ -28,7 +30,7 @@ artifacts: $(STAMPS)/artifacts
 $(STAMPS)/venv: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[server,build,test,bench]"
+	$(PY) -m pip install --quiet -e ".[server,build,test,bench,lint]"
 	@mkdir -p $(STAMPS) && touch $@
 
 # --rebuild replaces only what the build itself writes: avatars and versions that users add to
@@ -42,6 +44,14 @@ demo: artifacts
 
 test: artifacts
 	$(PY) -m pytest
+
+test-unit: artifacts
+	$(PY) -m pytest -m "not integration"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 train: setup
 	rm -rf build/dataset/demo_train

@@ -11,19 +11,20 @@ report.json, report.md and throughput_latency.png.
 
 Ratios are taken within the run (b/a, b/c), because this machine's speed drifts between runs.
 """
+
 import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 import measure
+import numpy as np
 import report
+
 from lipsync import checkpoints, demo, framing, mel_pipeline, quantization
 from lipsync.avatar import AvatarMedia, media_dir
-from lipsync.server import TritonServer, free_port
+from lipsync.server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
@@ -46,8 +47,12 @@ def main() -> int:
     unet_onnx = REPOSITORY / "avatar_demo" / str(demo.BENCHMARK_VERSION) / "model.onnx"
     encoder_onnx = max((REPOSITORY / "audio_encoder").glob("[0-9]*/model.onnx"), key=lambda p: int(p.parent.name))
     mel = mel_pipeline.mel_of(audio)
-    results: dict = {"audio_seconds": args.seconds, "frames_per_request": framing.frame_count(len(audio)),
-                     "unet_batch": args.batch, "threads": args.threads}
+    results: dict = {
+        "audio_seconds": args.seconds,
+        "frames_per_request": framing.frame_count(len(audio)),
+        "unet_batch": args.batch,
+        "threads": args.threads,
+    }
 
     print("a. bare networks", flush=True)
     bare = [measure.bare_networks_fps(encoder_onnx, unet_onnx, mel, args.batch, args.threads)]
@@ -59,16 +64,18 @@ def main() -> int:
     results["int8_fps"] = measure.bare_networks_fps(encoder_onnx, int8_onnx, mel, args.batch, args.threads)
     print("d. audio preprocessing, in process", flush=True)
     results["audio_ms_8_frames"] = measure.summary(
-        measure.audio_processing_ms(encoder_onnx, 8 * framing.SAMPLES_PER_FRAME, 200, args.threads))
+        measure.audio_processing_ms(encoder_onnx, 8 * framing.SAMPLES_PER_FRAME, 200, args.threads)
+    )
     print("c. sequential PyTorch baseline", flush=True)
     encoder = checkpoints.load_audio_encoder(ROOT / "checkpoints" / "audio_visual_encoder.pth")
     unet = checkpoints.load_unet(ROOT / "build" / "checkpoints" / "demo" / f"{demo.BENCHMARK_VERSION}.pth")
     media = AvatarMedia(media_dir(REPOSITORY, "demo"))
-    results["sequential_fps"] = measure.sequential_fps(audio, encoder, unet, media, args.sequential_frames, args.threads)
+    results["sequential_fps"] = measure.sequential_fps(
+        audio, encoder, unet, media, args.sequential_frames, args.threads
+    )
 
     shm_before = measure.shm_mb()
-    ports = dict(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
-    with TritonServer(REPOSITORY, log=args.output / "server.log", **ports) as server:
+    with TritonServer.on_free_ports(REPOSITORY, log=args.output / "server.log") as server:
         url = f"127.0.0.1:{server.grpc_port}"
         print("b. ensemble sweep", flush=True)
         results["ensemble"] = measure.ensemble_sweep(url, audio, args.concurrency, args.rounds)
@@ -78,10 +85,13 @@ def main() -> int:
         print("e. memory under load", flush=True)
         small = audio[: framing.MIN_SAMPLES]
         failures = measure.load(url, small, 100, 4)
-        memory = {"rss_mb_after_100": measure.server_rss_mb(server.process.pid), "shm_mb_after_100": measure.shm_mb()}
+        memory = {"rss_mb_after_100": measure.server_rss_mb(server.running.pid), "shm_mb_after_100": measure.shm_mb()}
         failures += measure.load(url, small, max(0, args.memory_requests - 100), 4)
-        memory.update(rss_mb_after_1000=measure.server_rss_mb(server.process.pid), shm_mb_after_1000=measure.shm_mb(),
-                      failed_requests=failures)
+        memory.update(
+            rss_mb_after_1000=measure.server_rss_mb(server.running.pid),
+            shm_mb_after_1000=measure.shm_mb(),
+            failed_requests=failures,
+        )
     time.sleep(1)
     memory.update(shm_mb_before_server=shm_before, shm_mb_after_server=measure.shm_mb())
     results["memory"] = memory

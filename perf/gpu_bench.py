@@ -10,6 +10,7 @@ replaced -> back to the square's size -> JPEG with nvJPEG (torchvision.io.encode
 tensors). Frames/s of "network + compositing" is one stream doing both in turn, no overlap.
 `--device cpu` runs the same code on the CPU (float32, Pillow JPEG) to check the script itself.
 """
+
 import argparse
 import io
 import json
@@ -48,7 +49,11 @@ def main() -> int:
 
     unet = _unet(args.checkpoint).to(device)
     network = _tensorrt(unet, max(args.batches)) if device.type == "cuda" and _has_tensorrt() else None
-    engine = "TensorRT fp16" if network else ("PyTorch fp16 + CUDA graphs" if device.type == "cuda" else "PyTorch fp32 (CPU check)")
+    engine = (
+        "TensorRT fp16"
+        if network
+        else ("PyTorch fp16 + CUDA graphs" if device.type == "cuda" else "PyTorch fp32 (CPU check)")
+    )
     network = network or (_cuda_graphs(unet, args.batches, device) if device.type == "cuda" else _eager(unet))
     frames = list(demo.avatar_frames(count=max(args.batches), seed=0))
     backgrounds = [torch.from_numpy(np.array(frame)).to(device) for frame, _ in frames]
@@ -63,18 +68,33 @@ def main() -> int:
         _composite(backgrounds[:batch], rects[:batch], pixels)
         net_s = _timed(partial(network, faces, audio), args.iterations, device)
         paste_s = _timed(partial(_composite, backgrounds[:batch], rects[:batch], pixels), args.iterations, device)
-        rows.append({"batch": batch, "network_fps": batch / net_s, "compositing_fps": batch / paste_s,
-                     "network_and_compositing_fps": batch / (net_s + paste_s)})
+        rows.append(
+            {
+                "batch": batch,
+                "network_fps": batch / net_s,
+                "compositing_fps": batch / paste_s,
+                "network_and_compositing_fps": batch / (net_s + paste_s),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     result = {"device": name, "engine": engine, "jpeg": _jpeg_engine(device), "frame_size": "1280x720", "rows": rows}
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "gpu.json").write_text(json.dumps(result, indent=2))
-    lines = [f"# GPU figures: {name}", "", f"Network: {engine}; JPEG: {result['jpeg']}; frames 1280x720.", "",
-             "| batch | network frames/s | compositing + JPEG frames/s | both in turn, frames/s |", "| --- | --- | --- | --- |"]
-    lines += [f"| {r['batch']} | {r['network_fps']:.1f} | {r['compositing_fps']:.1f} | {r['network_and_compositing_fps']:.1f} |"
-              for r in rows]
+    lines = [
+        f"# GPU figures: {name}",
+        "",
+        f"Network: {engine}; JPEG: {result['jpeg']}; frames 1280x720.",
+        "",
+        "| batch | network frames/s | compositing + JPEG frames/s | both in turn, frames/s |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {r['batch']} | {r['network_fps']:.1f} | {r['compositing_fps']:.1f} "
+        f"| {r['network_and_compositing_fps']:.1f} |"
+        for r in rows
+    ]
     (args.output / "gpu.md").write_text("\n".join(lines) + "\n")
     return 0
 

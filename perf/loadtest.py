@@ -5,6 +5,7 @@ live streams (perf/locustfile.py), each level for a bounded time, until a level 
 that falls behind. Writes out/bench/loadtest.json and, when out/bench/report.json exists,
 sets its live_streams_kept_up.
 """
+
 import argparse
 import json
 import os
@@ -12,17 +13,30 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lipsync.server import TritonServer, free_port
+from lipsync.server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def run_level(url: str, streams: int, seconds: int, folder: Path) -> dict:
     result = folder / f"locust_{streams}.json"
-    command = [str(Path(sys.executable).parent / "locust"), "-f", str(ROOT / "perf" / "locustfile.py"), "--headless",
-               "--users", str(streams), "--spawn-rate", str(streams), "--run-time", f"{seconds}s",
-               "--host", url, "--only-summary", "--csv", str(folder / f"locust_{streams}")]
+    command = [
+        str(Path(sys.executable).parent / "locust"),
+        "-f",
+        str(ROOT / "perf" / "locustfile.py"),
+        "--headless",
+        "--users",
+        str(streams),
+        "--spawn-rate",
+        str(streams),
+        "--run-time",
+        f"{seconds}s",
+        "--host",
+        url,
+        "--only-summary",
+        "--csv",
+        str(folder / f"locust_{streams}"),
+    ]
     process = subprocess.Popen(command, env={**os.environ, "LIPSYNC_LOCUST_RESULT": str(result)})
     try:
         process.wait(timeout=seconds + 60)
@@ -41,14 +55,16 @@ def main() -> int:
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     levels, kept_up = [], 0
-    ports = dict(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
-    with TritonServer(ROOT / "model_repository", log=args.output / "loadtest-server.log", **ports):
+    with TritonServer.on_free_ports(ROOT / "model_repository", log=args.output / "loadtest-server.log") as server:
         streams = 1
         while streams <= args.max_streams:
-            level = run_level(f"127.0.0.1:{ports['http_port']}", streams, args.seconds, args.output)
+            level = run_level(f"127.0.0.1:{server.http_port}", streams, args.seconds, args.output)
             all_kept_up = len(level["streams"]) == streams and all(s["kept_up"] for s in level["streams"])
             levels.append({"streams": streams, "all_kept_up": all_kept_up, **level})
-            print(f"{streams} live streams: " + ", ".join(f"p99 {s['p99_ms']:.0f} ms" for s in level["streams"]), flush=True)
+            print(
+                f"{streams} live streams: " + ", ".join(f"p99 {s['p99_ms']:.0f} ms" for s in level["streams"]),
+                flush=True,
+            )
             if not all_kept_up:
                 break
             kept_up, streams = streams, streams * 2

@@ -8,6 +8,7 @@ recorded as a Locust request "chunk" with its latency. A stream keeps up when it
 latency stays under the chunk's duration. At the end, the per-stream verdicts go to the JSON
 file named by LIPSYNC_LOCUST_RESULT. Run through perf/loadtest.py (`make loadtest`).
 """
+
 import json
 import os
 import time
@@ -48,12 +49,20 @@ class LiveStream(User):
         audio = SPEECH[np.arange(part.begin, part.end) % len(SPEECH)]
         started, error, frames = time.perf_counter(), None, []
         try:
-            frames = self.lipsync.render(audio, framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION, start_frame=part.stream_frame, segment=part)
+            frames = self.lipsync.render(
+                audio, framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION, start_frame=part.stream_frame, segment=part
+            )
         except Exception as exception:  # reported to Locust as a failed request
             error = exception
         elapsed_ms = (time.perf_counter() - started) * 1000
-        events.request.fire(request_type="http", name="chunk", response_time=elapsed_ms,
-                            response_length=len(frames), exception=error, context={})
+        events.request.fire(
+            request_type="http",
+            name="chunk",
+            response_time=elapsed_ms,
+            response_length=len(frames),
+            exception=error,
+            context={},
+        )
         self.latencies.append(elapsed_ms)
         self.emitted = ready
 
@@ -64,8 +73,13 @@ def record_streams(environment, **kwargs):
     if not path:
         return
     verdicts = [
-        {"chunks": len(lat), "p99_ms": float(np.percentile(lat, 99)), "kept_up": float(np.percentile(lat, 99)) < CHUNK_SECONDS * 1000}
-        for lat in STREAMS if lat
+        {
+            "chunks": len(lat),
+            "p99_ms": float(np.percentile(lat, 99)),
+            "kept_up": float(np.percentile(lat, 99)) < CHUNK_SECONDS * 1000,
+        }
+        for lat in STREAMS
+        if lat
     ]
     with open(path, "w") as out:
         json.dump({"streams": verdicts, "failures": environment.stats.total.num_failures}, out, indent=2)

@@ -1,4 +1,5 @@
 """Writes perf_analyzer's --input-data JSON for the lipsync ensemble: speech-like clips."""
+
 import argparse
 import json
 import sys
@@ -18,13 +19,15 @@ def main() -> int:
     entries = []
     for seed in range(args.clips):
         audio = demo.speech(args.seconds, framing.SAMPLE_RATE, seed=seed)
-        entries.append({
-            "AUDIO": {"content": [round(float(v), 6) for v in audio], "shape": [len(audio)]},
-            "SAMPLE_RATE": {"content": [framing.SAMPLE_RATE], "shape": [1]},
-            "AVATAR": {"content": [args.avatar], "shape": [1]},
-            "START_FRAME": {"content": [seed * 10], "shape": [1]},
-            "AVATAR_VERSION": {"content": [args.version], "shape": [1]},
-        })
+        entries.append(
+            {
+                "AUDIO": {"content": [round(float(v), 6) for v in audio], "shape": [len(audio)]},
+                "SAMPLE_RATE": {"content": [framing.SAMPLE_RATE], "shape": [1]},
+                "AVATAR": {"content": [args.avatar], "shape": [1]},
+                "START_FRAME": {"content": [seed * 10], "shape": [1]},
+                "AVATAR_VERSION": {"content": [args.version], "shape": [1]},
+            }
+        )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"data": entries}))
     print(f"wrote {args.output}: {args.clips} clips of {args.seconds} s")

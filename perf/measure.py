@@ -1,4 +1,5 @@
 """Timed measurements for perf/bench.py: the ceiling, the baseline, the server under load."""
+
 import os
 import statistics
 import time
@@ -45,10 +46,14 @@ def sequential_fps(audio: np.ndarray, encoder, unet, media: AvatarMedia, frames:
     pipe.build()
     start = time.perf_counter()
     (mel,) = mel_pipeline.run(pipe, [audio], [framing.SAMPLE_RATE])
-    windows = np.stack([mel[s : s + framing.WINDOW].T[None] for s in framing.window_starts(mel.shape[0])]).astype(np.float32)
+    windows = np.stack([mel[s : s + framing.WINDOW].T[None] for s in framing.window_starts(mel.shape[0])]).astype(
+        np.float32
+    )
     with torch.no_grad():
         vectors = encoder(torch.from_numpy(windows)).numpy()
-        padded = np.concatenate([np.zeros((8, 512), np.float32), vectors[:1], vectors, vectors[-1:], np.zeros((8, 512), np.float32)])
+        padded = np.concatenate(
+            [np.zeros((8, 512), np.float32), vectors[:1], vectors, vectors[-1:], np.zeros((8, 512), np.float32)]
+        )
         for i in range(frames):
             index = framing.pingpong(i, len(media))
             background = media.background(index)
@@ -79,8 +84,15 @@ def ensemble_sweep(url: str, audio: np.ndarray, levels: list[int], rounds: int) 
         with ThreadPoolExecutor(level) as pool:
             frames = sum(pool.map(one, range(level * rounds)))
         elapsed = time.perf_counter() - start
-        results.append({"concurrency": level, "fps": frames / elapsed, "latency_p50_s": percentile(latencies, 50),
-                        "latency_p99_s": percentile(latencies, 99), "requests": len(latencies)})
+        results.append(
+            {
+                "concurrency": level,
+                "fps": frames / elapsed,
+                "latency_p50_s": percentile(latencies, 50),
+                "latency_p99_s": percentile(latencies, 99),
+                "requests": len(latencies),
+            }
+        )
     return results
 
 
@@ -135,7 +147,11 @@ def server_rss_mb(pid: int) -> float:
 
 
 def shm_mb() -> float:
-    return sum(f.stat().st_size for f in Path("/dev/shm").iterdir() if f.is_file()) / 2**20 if os.path.isdir("/dev/shm") else 0.0
+    return (
+        sum(f.stat().st_size for f in Path("/dev/shm").iterdir() if f.is_file()) / 2**20
+        if os.path.isdir("/dev/shm")
+        else 0.0
+    )
 
 
 def load(url: str, audio: np.ndarray, requests: int, concurrency: int) -> int:

@@ -7,12 +7,14 @@ two-instance layout: two sessions in separate processes working at the same time
 
 Writes out/bench/ort_sweep.json and ort_sweep.md.
 """
+
 import argparse
 import json
 import multiprocessing
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -33,8 +35,10 @@ def run(model: str, setting: dict, frames: int) -> float:
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     batch = setting["batch"]
-    inputs = {"FACE": rng.integers(0, 256, (batch, 320, 320, 3), dtype=np.uint8),
-              "AUDIO_FEATURES": rng.standard_normal((batch, 32, 16, 16)).astype(np.float32)}
+    inputs = {
+        "FACE": rng.integers(0, 256, (batch, 320, 320, 3), dtype=np.uint8),
+        "AUDIO_FEATURES": rng.standard_normal((batch, 32, 16, 16)).astype(np.float32),
+    }
     for _ in range(2):  # warm-up: the first runs of a shape allocate and are slow
         session.run(["FACE_RGB"], inputs)
     start = time.perf_counter()
@@ -55,15 +59,25 @@ def measure(model: str, setting: dict, frames: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=None,
-                        help="UNet model.onnx (default: the demo avatar's reference-size version)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="UNet model.onnx (default: the demo avatar's reference-size version)"
+    )
     parser.add_argument("--frames", type=int, default=48, help="frames per measurement")
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench")
     args = parser.parse_args()
     model = args.model or ROOT / "model_repository" / "avatar_demo" / str(demo.BENCHMARK_VERSION) / "model.onnx"
-    changes = [{}, {"batch": 1}, {"batch": 4}, {"threads": 1}, {"spinning": False}, {"optimization": "basic"},
-               {"processes": 2, "threads": 1}, {"processes": 2, "threads": 1, "spinning": False}, {}]
-    rows = []
+    changes: list[dict[str, Any]] = [
+        {},
+        {"batch": 1},
+        {"batch": 4},
+        {"threads": 1},
+        {"spinning": False},
+        {"optimization": "basic"},
+        {"processes": 2, "threads": 1},
+        {"processes": 2, "threads": 1, "spinning": False},
+        {},
+    ]
+    rows: list[dict[str, Any]] = []
     for change in changes:
         setting = {**SERVED, **change}
         fps = measure(str(model), setting, args.frames)
@@ -74,9 +88,15 @@ def main() -> int:
         row["ratio_to_served"] = row["fps"] / baseline
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "ort_sweep.json").write_text(json.dumps({"model": str(model), "rows": rows}, indent=2))
-    lines = ["# ONNX Runtime settings for the UNet", "", f"Model: `{model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}`, "
-             f"{args.frames} frames per row; ratio against the served setting (mean of first and last row).", "",
-             "| change from the served setting | frames/s | ratio |", "| --- | --- | --- |"]
+    lines = [
+        "# ONNX Runtime settings for the UNet",
+        "",
+        f"Model: `{model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}`, "
+        f"{args.frames} frames per row; ratio against the served setting (mean of first and last row).",
+        "",
+        "| change from the served setting | frames/s | ratio |",
+        "| --- | --- | --- |",
+    ]
     lines += [f"| {json.dumps(r['change'])} | {r['fps']:.2f} | {r['ratio_to_served']:.2f} |" for r in rows]
     (args.output / "ort_sweep.md").write_text("\n".join(lines) + "\n")
     return 0

@@ -6,6 +6,7 @@ does, as users would. Every request ends in one of: served (all its frames), rej
 (UNAVAILABLE, the admission limit: the client may retry later), or lost (any other error or a
 wrong frame count). Passes when nothing is lost. Writes out/bench/overload.json.
 """
+
 import argparse
 import json
 import sys
@@ -19,7 +20,7 @@ from tritonclient.utils import InferenceServerException
 
 from lipsync import demo, framing
 from lipsync.client import LipsyncClient
-from lipsync.server import TritonServer, free_port
+from lipsync.server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO = demo.speech(1.0, framing.SAMPLE_RATE, seed=3)
@@ -62,13 +63,15 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
-    ports = dict(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
-    with TritonServer(ROOT / "model_repository", log=args.output / "overload-server.log", **ports) as server:
+    with TritonServer.on_free_ports(ROOT / "model_repository", log=args.output / "overload-server.log") as server:
         client = LipsyncClient(f"127.0.0.1:{server.grpc_port}")
         rate = sustainable_rate(client, 20.0)
         offered = args.factor * rate
-        print(f"sustainable {rate:.3f} requests/s ({rate * FRAMES:.1f} frames/s); offering {offered:.3f} for {args.seconds:.0f} s",
-              flush=True)
+        print(
+            f"sustainable {rate:.3f} requests/s ({rate * FRAMES:.1f} frames/s); "
+            f"offering {offered:.3f} for {args.seconds:.0f} s",
+            flush=True,
+        )
         with ThreadPoolExecutor(256) as pool:
             pending, start = [], time.monotonic()
             while (elapsed := time.monotonic() - start) < args.seconds:
@@ -78,11 +81,17 @@ def main() -> int:
     outcomes = {kind: [r for r in results if r[0] == kind] for kind in ("served", "rejected", "lost")}
     seconds = {kind: [r[1] for r in rows] for kind, rows in outcomes.items()}
     report = {
-        "frames_per_request": FRAMES, "sustainable_requests_per_s": rate, "offered_requests_per_s": offered,
-        "duration_s": args.seconds, "requests": len(results),
+        "frames_per_request": FRAMES,
+        "sustainable_requests_per_s": rate,
+        "offered_requests_per_s": offered,
+        "duration_s": args.seconds,
+        "requests": len(results),
         **{kind: len(rows) for kind, rows in outcomes.items()},
-        **{f"{kind}_latency_s": {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)), "max": max(v)}
-           for kind, v in seconds.items() if v},
+        **{
+            f"{kind}_latency_s": {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)), "max": max(v)}
+            for kind, v in seconds.items()
+            if v
+        },
         "lost_details": sorted({r[2] for r in outcomes["lost"]}),
         "rejection_message": outcomes["rejected"][0][2] if outcomes["rejected"] else None,
     }

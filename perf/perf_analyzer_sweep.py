@@ -8,16 +8,16 @@ make_perf_input.py, and writes out/perf/perf_analyzer.csv. Equivalent command by
         --concurrency-range 1:3 --measurement-mode count_windows --measurement-request-count 4 \\
         -f out/perf/perf_analyzer.csv --verbose-csv
 """
+
 import argparse
 import subprocess
 import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from lipsync.server import TritonServer, free_port
+from lipsync.server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
-
 
 
 def main() -> int:
@@ -30,16 +30,32 @@ def main() -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     data = args.output / "input.json"
     subprocess.run([sys.executable, str(ROOT / "perf" / "make_perf_input.py"), "--output", str(data)], check=True)
-    ports = dict(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
-    server = nullcontext() if args.url else TritonServer(ROOT / "model_repository", log=args.output / "server.log", **ports)
-    with server:
-        url = args.url or f"127.0.0.1:{ports['grpc_port']}"
+    server = None if args.url else TritonServer.on_free_ports(ROOT / "model_repository", log=args.output / "server.log")
+    with server or nullcontext():
+        url = args.url if server is None else f"127.0.0.1:{server.grpc_port}"
         command = [
-            str(Path(sys.executable).parent / "perf_analyzer"), "-m", "lipsync", "-u", url, "-i", "grpc",
-            "--input-data", str(data), "--concurrency-range", args.concurrency,
-            "--measurement-mode", "count_windows", "--measurement-request-count", str(args.requests),
-            "--stability-percentage", "50", "--max-trials", "3",
-            "-f", str(args.output / "perf_analyzer.csv"), "--verbose-csv",
+            str(Path(sys.executable).parent / "perf_analyzer"),
+            "-m",
+            "lipsync",
+            "-u",
+            url,
+            "-i",
+            "grpc",
+            "--input-data",
+            str(data),
+            "--concurrency-range",
+            args.concurrency,
+            "--measurement-mode",
+            "count_windows",
+            "--measurement-request-count",
+            str(args.requests),
+            "--stability-percentage",
+            "50",
+            "--max-trials",
+            "3",
+            "-f",
+            str(args.output / "perf_analyzer.csv"),
+            "--verbose-csv",
         ]
         print(" ".join(command), flush=True)
         return subprocess.run(command).returncode

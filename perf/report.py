@@ -1,4 +1,5 @@
 """Writes the benchmark's report.json, report.md and throughput/latency plot."""
+
 import json
 from pathlib import Path
 
@@ -38,21 +39,21 @@ def _markdown(r: dict) -> str:
     )
     return f"""# Benchmark (CPU profile)
 
-{r['audio_seconds']} s of speech per request ({r['frames_per_request']} frames), UNet batch {r['unet_batch']}, {r['threads']} threads.
+{r["audio_seconds"]} s of speech per request ({r["frames_per_request"]} frames), UNet batch {r["unet_batch"]}, {r["threads"]} threads.
 
 | measurement | value |
 | --- | --- |
-| a. bare networks, ONNX Runtime (ceiling) | {r['bare_fps']:.2f} frames/s (before/after: {', '.join(f'{v:.2f}' for v in r['bare_fps_before_after'])}) |
-| a. the same, UNet quantized to INT8 | {r['int8_fps']:.2f} frames/s ({r['int8_speedup']:.2f}x the float run before it), {r['int8_psnr_db']:.1f} dB PSNR against float |
-| b. ensemble, best concurrency ({r['best_concurrency']}) | {r['ensemble_fps']:.2f} frames/s |
-| c. sequential PyTorch eager (baseline) | {r['sequential_fps']:.2f} frames/s |
-| pipeline efficiency b/a | {r['pipeline_efficiency']:.2f} |
-| speed-up over the baseline b/c | {r['speedup_vs_sequential']:.2f} |
-| d. audio preprocessing (mel + encoder), 8 frames: p50 / p99 | {r['audio_ms_8_frames']['p50']:.1f} / {r['audio_ms_p99_8_frames']:.1f} ms |
-| d. the same through the server, two gRPC round trips: p50 / p99 | {r['audio_round_trip_ms_8_frames']['p50']:.1f} / {r['audio_round_trip_ms_8_frames']['p99']:.1f} ms |
-| e. server RSS after 100 / 1000 requests | {memory['rss_mb_after_100']:.0f} / {memory['rss_mb_after_1000']:.0f} MB (growth {r['rss_growth_mb_100_to_1000']:.1f} MB) |
-| /dev/shm before server / after 100 / after 1000 / after stop | {memory['shm_mb_before_server']:.1f} / {memory['shm_mb_after_100']:.1f} / {memory['shm_mb_after_1000']:.1f} / {memory['shm_mb_after_server']:.1f} MB |
-| failed requests | {memory['failed_requests']} |
+| a. bare networks, ONNX Runtime (ceiling) | {r["bare_fps"]:.2f} frames/s (before/after: {", ".join(f"{v:.2f}" for v in r["bare_fps_before_after"])}) |
+| a. the same, UNet quantized to INT8 | {r["int8_fps"]:.2f} frames/s ({r["int8_speedup"]:.2f}x the float run before it), {r["int8_psnr_db"]:.1f} dB PSNR against float |
+| b. ensemble, best concurrency ({r["best_concurrency"]}) | {r["ensemble_fps"]:.2f} frames/s |
+| c. sequential PyTorch eager (baseline) | {r["sequential_fps"]:.2f} frames/s |
+| pipeline efficiency b/a | {r["pipeline_efficiency"]:.2f} |
+| speed-up over the baseline b/c | {r["speedup_vs_sequential"]:.2f} |
+| d. audio preprocessing (mel + encoder), 8 frames: p50 / p99 | {r["audio_ms_8_frames"]["p50"]:.1f} / {r["audio_ms_p99_8_frames"]:.1f} ms |
+| d. the same through the server, two gRPC round trips: p50 / p99 | {r["audio_round_trip_ms_8_frames"]["p50"]:.1f} / {r["audio_round_trip_ms_8_frames"]["p99"]:.1f} ms |
+| e. server RSS after 100 / 1000 requests | {memory["rss_mb_after_100"]:.0f} / {memory["rss_mb_after_1000"]:.0f} MB (growth {r["rss_growth_mb_100_to_1000"]:.1f} MB) |
+| /dev/shm before server / after 100 / after 1000 / after stop | {memory["shm_mb_before_server"]:.1f} / {memory["shm_mb_after_100"]:.1f} / {memory["shm_mb_after_1000"]:.1f} / {memory["shm_mb_after_server"]:.1f} MB |
+| failed requests | {memory["failed_requests"]} |
 
 ## Ensemble by concurrency
 

@@ -8,36 +8,45 @@ Passes when no request failed unexpectedly, RSS grew at most --max-growth-mb fro
 to the end, and /dev/shm is back to its size before the server once it stops.
 Writes out/bench/soak.json.
 """
+
 import argparse
 import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import measure
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-import measure
 from lipsync import demo, framing
 from lipsync.client import LipsyncClient
-from lipsync.server import TritonServer, free_port
+from lipsync.server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEECH = demo.speech(1.0, framing.SAMPLE_RATE, seed=5)
-BAD = [dict(audio=np.full(4000, np.nan, np.float32)), dict(avatar="nobody"), dict(rate=0)]
+BAD: list[dict[str, Any]] = [dict(audio=np.full(4000, np.nan, np.float32)), dict(avatar="nobody"), dict(rate=0)]
 
 
 def one(clients: dict, index: int) -> str:
     """'ok', or what went wrong."""
     client = clients["grpc" if index % 2 else "http"]
     rng = np.random.default_rng(index)
-    request = dict(audio=SPEECH[: int(rng.integers(framing.MIN_SAMPLES, 4800))], rate=framing.SAMPLE_RATE, avatar="demo")
+    request: dict[str, Any] = dict(
+        audio=SPEECH[: int(rng.integers(framing.MIN_SAMPLES, 4800))], rate=framing.SAMPLE_RATE, avatar="demo"
+    )
     if index % 10 == 9:
         request.update(BAD[index // 10 % len(BAD)])
     try:
-        frames = client.render(request["audio"], request["rate"], request["avatar"], version=int(rng.integers(1, 3)),
-                               start_frame=int(rng.integers(0, 1000)))
+        frames = client.render(
+            request["audio"],
+            request["rate"],
+            request["avatar"],
+            version=int(rng.integers(1, 3)),
+            start_frame=int(rng.integers(0, 1000)),
+        )
     except InferenceServerException as error:
         refused = index % 10 == 9 and str(error.status()) in ("StatusCode.INVALID_ARGUMENT", "400")
         return "ok" if refused else f"{error.status()}: {error.message()}"
@@ -54,28 +63,43 @@ def main() -> int:
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     shm_before = measure.shm_mb()
-    ports = dict(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
     samples, failures, start = [], [], time.monotonic()
-    with TritonServer(ROOT / "model_repository", log=args.output / "soak-server.log", **ports) as server:
-        clients = {"grpc": LipsyncClient(f"127.0.0.1:{server.grpc_port}"),
-                   "http": LipsyncClient(f"127.0.0.1:{server.http_port}", "http")}
+    with TritonServer.on_free_ports(ROOT / "model_repository", log=args.output / "soak-server.log") as server:
+        clients = {
+            "grpc": LipsyncClient(f"127.0.0.1:{server.grpc_port}"),
+            "http": LipsyncClient(f"127.0.0.1:{server.http_port}", "http"),
+        }
         with ThreadPoolExecutor(args.concurrency) as pool:
             for begin in range(0, args.requests, 100):
                 outcomes = list(pool.map(lambda i: one(clients, i), range(begin, min(begin + 100, args.requests))))
                 failures += [o for o in outcomes if o != "ok"]
-                samples.append({"requests": begin + len(outcomes), "rss_mb": measure.server_rss_mb(server.process.pid),
-                                "shm_mb": measure.shm_mb()})
+                samples.append(
+                    {
+                        "requests": begin + len(outcomes),
+                        "rss_mb": measure.server_rss_mb(server.running.pid),
+                        "shm_mb": measure.shm_mb(),
+                    }
+                )
                 print(json.dumps(samples[-1]), flush=True)
     time.sleep(1)
     report = {
-        "requests": args.requests, "bad_requests_refused": args.requests // 10, "failed": len(failures),
-        "failures": sorted(set(failures))[:20], "minutes": (time.monotonic() - start) / 60,
+        "requests": args.requests,
+        "bad_requests_refused": args.requests // 10,
+        "failed": len(failures),
+        "failures": sorted(set(failures))[:20],
+        "minutes": (time.monotonic() - start) / 60,
         "rss_growth_mb_100_to_end": samples[-1]["rss_mb"] - samples[0]["rss_mb"],
-        "shm_mb_before_server": shm_before, "shm_mb_after_server": measure.shm_mb(), "samples": samples,
+        "shm_mb_before_server": shm_before,
+        "shm_mb_after_server": measure.shm_mb(),
+        "samples": samples,
     }
     (args.output / "soak.json").write_text(json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=2))
-    passed = not failures and report["rss_growth_mb_100_to_end"] <= args.max_growth_mb and report["shm_mb_after_server"] <= shm_before
+    passed = (
+        not failures
+        and report["rss_growth_mb_100_to_end"] <= args.max_growth_mb
+        and report["shm_mb_after_server"] <= shm_before
+    )
     return 0 if passed else 1
 
 

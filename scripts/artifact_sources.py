@@ -3,6 +3,7 @@ imports (found by the standard library's modulefinder, so imports inside functio
 checkpoints and the avatar model templates. The Makefile derives its rebuild rule from this list:
 editing any of them (framing.py's constants are compiled into the encoder graph, say) rebuilds.
 Needs only the standard library, so any python3 runs it before the environment exists."""
+
 import modulefinder
 from pathlib import Path
 
@@ -14,7 +15,8 @@ DATA = ("checkpoints/**/*.pth", "client/lipsync/avatar_model/**/*.pbtxt")
 def sources() -> list[Path]:
     finder = modulefinder.ModuleFinder(path=[str(ROOT / "client"), str(BUILD.parent)])  # the project's modules only
     finder.run_script(str(BUILD))
-    modules = {Path(m.__file__) for m in finder.modules.values() if m.__file__}
+    files = (getattr(module, "__file__", None) for module in finder.modules.values())
+    modules = {Path(file) for file in files if file}
     data = {path for pattern in DATA for path in ROOT.glob(pattern)}
     return sorted(p.relative_to(ROOT) for p in modules | data if p.resolve().is_relative_to(ROOT))
 

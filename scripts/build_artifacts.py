@@ -12,6 +12,7 @@ Checkpoints and the dataset go through the importer exactly as a user's would.
 what users add there, other avatars (`lipsync import`) and more versions of the demo (`lipsync
 quantize demo`), which no build step may touch. `--rebuild` is `--clean`, then the build.
 """
+
 import argparse
 import shutil
 import sys
@@ -31,10 +32,16 @@ TRAINED = ROOT / "checkpoints"
 def outputs(repo: Path, build_dir: Path, assets: Path) -> list[Path]:
     """Every path this build writes."""
     demo_model = repo / "avatar_demo"
-    return [repo / "audio_encoder" / "1" / "model.onnx", demo_model / "media", demo_model / "config.pbtxt",
-            demo_model / "configs", *(demo_model / str(v) for v in (demo.BENCHMARK_VERSION, demo.TRAINED_VERSION)),
-            build_dir / "dataset" / "demo",
-            build_dir / "checkpoints" / "demo", assets / "sample.wav"]
+    return [
+        repo / "audio_encoder" / "1" / "model.onnx",
+        demo_model / "media",
+        demo_model / "config.pbtxt",
+        demo_model / "configs",
+        *(demo_model / str(v) for v in (demo.BENCHMARK_VERSION, demo.TRAINED_VERSION)),
+        build_dir / "dataset" / "demo",
+        build_dir / "checkpoints" / "demo",
+        assets / "sample.wav",
+    ]
 
 
 def clean(repo: Path, build_dir: Path, assets: Path) -> None:
@@ -70,7 +77,10 @@ def build(repo: Path, build_dir: Path, assets: Path, frames: int) -> None:
         untrained.parent.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(demo.BENCHMARK_VERSION)
         torch.save(LipSyncUNet().state_dict(), untrained)
-    for version, checkpoint in ((demo.BENCHMARK_VERSION, untrained), (demo.TRAINED_VERSION, trained_unet(TRAINED / "demo"))):
+    for version, checkpoint in (
+        (demo.BENCHMARK_VERSION, untrained),
+        (demo.TRAINED_VERSION, trained_unet(TRAINED / "demo")),
+    ):
         if not (repo / "avatar_demo" / str(version)).exists():
             importer.import_unet(repo, "demo", checkpoint, version)
             print(f"wrote demo avatar version {version} from {checkpoint}")

@@ -3,6 +3,7 @@ one with a closed mouth during a pause, from a video `make demo` rendered.
 
     python scripts/demo_still.py out/demo.mp4 docs/demo-frame.png
 """
+
 import argparse
 import sys
 from pathlib import Path

@@ -1,4 +1,5 @@
 """`make demo`: serve the repository, render the bundled sample with the CLI, stop the server."""
+
 import argparse
 import sys
 from pathlib import Path
@@ -21,7 +22,18 @@ def main() -> int:
     print(f"starting tritonserver (log: {log})", flush=True)
     ports = dict(grpc_port=args.grpc_port, http_port=args.grpc_port - 1, metrics_port=args.grpc_port + 1)
     with TritonServer(ROOT / "model_repository", log=log, **ports):
-        return cli.main(["--url", f"127.0.0.1:{args.grpc_port}", "render", str(args.audio), "--avatar", args.avatar, "-o", str(args.output)])
+        return cli.main(
+            [
+                "--url",
+                f"127.0.0.1:{args.grpc_port}",
+                "render",
+                str(args.audio),
+                "--avatar",
+                args.avatar,
+                "-o",
+                str(args.output),
+            ]
+        )
 
 
 if __name__ == "__main__":

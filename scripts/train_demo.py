@@ -9,6 +9,7 @@
    and checkpoints/demo/training.json: settings, losses, time, and the in-process sync check on
    held-out speech. `make artifacts` imports them as the demo avatar's trained version.
 """
+
 import argparse
 import json
 import platform
@@ -54,9 +55,14 @@ def main() -> int:
     unet_path = training.save_half(unet, args.output / "demo" / f"{epochs}.pth")
     report = {
         "command": " ".join(["python", "scripts/train_demo.py", *sys.argv[1:]]),
-        "seed": args.seed, "training_speech_seconds": args.seconds, "frames": len(data.crops),
-        "encoder_steps": args.encoder_steps, "unet_steps": args.unet_steps, "unet_width": args.width,
-        "training_seconds": round(seconds), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "seed": args.seed,
+        "training_speech_seconds": args.seconds,
+        "frames": len(data.crops),
+        "encoder_steps": args.encoder_steps,
+        "unet_steps": args.unet_steps,
+        "unet_width": args.width,
+        "training_seconds": round(seconds),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "held_out_sync_r_in_process": round(r, 3),
     }
     (args.output / "demo" / "training.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -1,5 +1,6 @@
 """Fixtures: the repository's artifacts (built by `make artifacts`) and one real tritonserver
 per test run, on free loopback ports, serving the CPU profile."""
+
 import os
 import shutil
 from pathlib import Path
@@ -10,13 +11,14 @@ import pytest
 import soundfile
 import torch
 
-import reference
-import synthetic_data
 from lipsync import cli
 from lipsync.avatar import AvatarMedia, media_dir
 from lipsync.client import LipsyncClient
 from lipsync.networks.unet import LipSyncUNet
-from lipsync.server import TritonServer, free_port
+from lipsync.server import TritonServer
+
+import reference
+import synthetic_data
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
@@ -41,7 +43,7 @@ def server(tmp_path_factory):
     shutil.copytree(REPOSITORY, repository)
     log = ROOT / "out" / "test-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    triton = TritonServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), log=log)
+    triton = TritonServer.on_free_ports(repository, log=log)
     with triton:
         yield triton
 
@@ -84,9 +86,23 @@ def parity_avatar(server, grpc_url, tmp_path_factory):
     # The shared encoder is re-imported as a new version with the demo's trained weights, so that
     # the demo avatar, served through the same (latest) encoder, stays in sync in later tests.
     shutil.copyfile(ROOT / "checkpoints" / "audio_visual_encoder.pth", folder / "audio_visual_encoder.pth")
-    code = cli.main(["--url", grpc_url, "import", "parity", "--dataset", str(folder / "dataset"), "--checkpoint",
-                     str(folder / "30.pth"), "--audio-encoder", str(folder / "audio_visual_encoder.pth"),
-                     "--repository", str(server.repository), "--load"])
+    code = cli.main(
+        [
+            "--url",
+            grpc_url,
+            "import",
+            "parity",
+            "--dataset",
+            str(folder / "dataset"),
+            "--checkpoint",
+            str(folder / "30.pth"),
+            "--audio-encoder",
+            str(folder / "audio_visual_encoder.pth"),
+            "--repository",
+            str(server.repository),
+            "--load",
+        ]
+    )
     assert code == 0
     admin = LipsyncClient(grpc_url)
     admin.triton.load_model("audio_encoder", headers=admin.admin_headers)  # serves the imported encoder version
@@ -94,10 +110,20 @@ def parity_avatar(server, grpc_url, tmp_path_factory):
     torch.manual_seed(22)
     plain = LipSyncUNet().eval()
     torch.save(plain.state_dict(), folder / "31.pth")
-    code = cli.main(["--url", grpc_url, "import", "parity", "--checkpoint", str(folder / "31.pth"),
-                     "--repository", str(server.repository), "--load"])
+    code = cli.main(
+        [
+            "--url",
+            grpc_url,
+            "import",
+            "parity",
+            "--checkpoint",
+            str(folder / "31.pth"),
+            "--repository",
+            str(server.repository),
+            "--load",
+        ]
+    )
     assert code == 0
     frames = [cv2.imread(str(folder / "dataset" / "full_body_img" / f"{n}.jpg")) for n in range(8)]
     rects = [reference.crop_rect(folder / "dataset" / "landmarks" / f"{n}.lms") for n in range(8)]
     return unet, plain, frames, rects, folder / "audio_visual_encoder.pth"
-

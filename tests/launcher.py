@@ -1,4 +1,5 @@
 """`python -m lipsync.server` (what `make serve` runs) in a process of its own, on free loopback ports."""
+
 import os
 import signal
 import subprocess
@@ -10,8 +11,14 @@ from lipsync.server import free_port
 
 
 class Launcher:
-    def __init__(self, repository: Path | None, log: Path, args: tuple[str, ...] = (), env: dict | None = None,
-                 cwd: Path | None = None):
+    def __init__(
+        self,
+        repository: Path | None,
+        log: Path,
+        args: tuple[str, ...] = (),
+        env: dict | None = None,
+        cwd: Path | None = None,
+    ):
         self.repository, self.log, self.args, self.cwd = repository, log, args, cwd
         self.env = {**os.environ, **(env or {})}
         self.ports = {"grpc": free_port(), "http": free_port(), "metrics": free_port()}
@@ -27,7 +34,9 @@ class Launcher:
 
     def start(self, wait_for_ensemble: bool = True) -> "Launcher":
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
+            )
         if wait_for_ensemble:
             LipsyncClient(self.url()).wait_until_ready(180)
         return self

@@ -1,5 +1,6 @@
 """An independent reference of SyncTalk_2D's audio path, written from REFERENCE.md section 2 with
 librosa and plain loops. It deliberately shares no code with the lipsync package."""
+
 import librosa
 import numpy as np
 import torch
@@ -61,7 +62,9 @@ def walk(count: int, frames_in_dataset: int) -> list[int]:
 
 def crop_rect(lms_path) -> list[int]:
     """The crop square from a 110-point .lms file, with the reference's float -> int32 cast."""
-    points = np.array([line.split(" ") for line in open(lms_path).read().splitlines()], dtype=np.float32).astype(np.int32)
+    points = np.array([line.split(" ") for line in open(lms_path).read().splitlines()], dtype=np.float32).astype(
+        np.int32
+    )
     x1, x2, y1 = points[1][0], points[31][0], points[52][1]
     return [int(x1), int(y1), int(x2), int(y1 + x2 - x1)]
 

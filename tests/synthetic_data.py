@@ -1,4 +1,5 @@
 """Small SyncTalk_2D-format inputs made by the tests: dataset folders and videos with rects."""
+
 import json
 from fractions import Fraction
 from pathlib import Path

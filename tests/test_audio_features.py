@@ -1,13 +1,15 @@
 """The DALI mel pipeline and the audio-encoder graph against the librosa reference."""
+
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
-import reference
 from lipsync import anti_aliasing, framing, mel_pipeline
 from lipsync.networks.audio_encoder import AudioEncoder
 from lipsync.networks.export import export_audio_encoder
+
+import reference
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,9 @@ def test_serialized_pipeline_computes_the_same_mel(tmp_path, pipeline, speech):
 
     path = tmp_path / "model.dali"
     mel_pipeline.build(batch_size=4, num_threads=1).serialize(filename=str(path))
-    restored = Pipeline.deserialize(filename=str(path), batch_size=4, num_threads=1, device_id=None, prefetch_queue_depth=1)
+    restored = Pipeline.deserialize(
+        filename=str(path), batch_size=4, num_threads=1, device_id=None, prefetch_queue_depth=1
+    )
     restored.build()
     audio = speech[0][:16000]
     assert np.array_equal(run_mel(restored, audio), run_mel(pipeline, audio))

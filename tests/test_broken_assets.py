@@ -1,5 +1,6 @@
 """Broken avatars fail to load with a message naming the problem, in the load call and in the
 server log, while the other avatars keep serving."""
+
 import json
 import shutil
 
@@ -49,7 +50,10 @@ BREAKAGES = {
     "frames_missing": (remove_frames, "/media: 0 frames, 120 rects and 120 faces must be equal"),
     "rects_missing": (remove_rects, "media unusable: [Errno 2] No such file or directory"),
     "rects_corrupt": (corrupt_rects, "media unusable: rects.json is not valid JSON"),
-    "rect_outside": (move_rect_outside, "media unusable: frame 000000.jpg: crop rectangle [0, 0, 5000, 5000] is not inside the 1280x720 frame"),
+    "rect_outside": (
+        move_rect_outside,
+        "media unusable: frame 000000.jpg: crop rectangle [0, 0, 5000, 5000] is not inside the 1280x720 frame",
+    ),
     "weights_truncated": (truncate_weights, "version 1: model.onnx cannot be loaded"),
     "weights_other_network": (other_network, "version 1: model.onnx is not a lip-sync UNet"),
 }

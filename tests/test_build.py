@@ -1,6 +1,7 @@
 """The build as a user runs it: `make clean` and `make artifacts` never touch an avatar or a
 version a user added; editing any file an artifact is built from rebuilds it (both profiles'
 DALI: tests/test_gpu_profile.py)."""
+
 import shutil
 import subprocess
 import sys
@@ -9,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import synthetic_data
 from lipsync import demo
 from lipsync.networks.unet import LipSyncUNet
+
+import synthetic_data
 
 ROOT = Path(__file__).resolve().parents[1]
 LIPSYNC = Path(sys.executable).parent / "lipsync"
@@ -19,8 +21,13 @@ LIPSYNC = Path(sys.executable).parent / "lipsync"
 
 def make(project: Path, *targets: str, check: bool = True) -> subprocess.CompletedProcess:
     # This environment's python instead of the copy's own .venv (-o: never set one up there).
-    return subprocess.run(["make", "-C", str(project), f"PY={sys.executable}", "-o", ".stamps/venv", *targets],
-                          capture_output=True, text=True, timeout=900, check=check)
+    return subprocess.run(
+        ["make", "-C", str(project), f"PY={sys.executable}", "-o", ".stamps/venv", *targets],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=check,
+    )
 
 
 def files_under(folder: Path) -> dict[str, bytes]:
@@ -45,8 +52,18 @@ def test_clean_and_rebuild_keep_what_users_added(project, tmp_path):
     synthetic_data.write_dataset(tmp_path / "dataset", count=4, seed=5)
     torch.manual_seed(5)
     torch.save(LipSyncUNet(base_channels=4).state_dict(), tmp_path / "7.pth")
-    added = [[str(LIPSYNC), "import", "guest", "--dataset", str(tmp_path / "dataset"), "--checkpoint", str(tmp_path / "7.pth")],
-             [str(LIPSYNC), "quantize", "demo", "--from-version", str(demo.TRAINED_VERSION), "--min-psnr", "0"]]
+    added = [
+        [
+            str(LIPSYNC),
+            "import",
+            "guest",
+            "--dataset",
+            str(tmp_path / "dataset"),
+            "--checkpoint",
+            str(tmp_path / "7.pth"),
+        ],
+        [str(LIPSYNC), "quantize", "demo", "--from-version", str(demo.TRAINED_VERSION), "--min-psnr", "0"],
+    ]
     for command in added:
         done = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=600)  # default repository
         assert done.returncode == 0, done.stderr
@@ -68,8 +85,9 @@ def test_clean_and_rebuild_keep_what_users_added(project, tmp_path):
 def test_editing_any_source_of_an_artifact_rebuilds_it(project):
     make(project, "artifacts")
     assert make(project, "-q", "artifacts", check=False).returncode == 0  # up to date
-    sources = subprocess.run([sys.executable, "scripts/artifact_sources.py"], cwd=project, capture_output=True, text=True,
-                             check=True).stdout.split()
+    sources = subprocess.run(
+        [sys.executable, "scripts/artifact_sources.py"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout.split()
     # framing.py's constants are compiled into the encoder graph; networks/ are the graphs.
     assert {"client/lipsync/framing.py", "client/lipsync/networks/serving.py", "checkpoints/demo/3.pth"} <= set(sources)
     assert "client/lipsync/cli.py" not in sources  # the CLI is no part of an artifact

@@ -1,4 +1,5 @@
 """SyncTalk_2D checkpoint files load (weights_only) or fail with the keys that are wrong."""
+
 import pytest
 import torch
 

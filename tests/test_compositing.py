@@ -1,4 +1,5 @@
 """Crop and paste geometry of the "328" models, and the avatar's frame loop."""
+
 import io
 
 import cv2

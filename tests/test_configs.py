@@ -1,5 +1,6 @@
 """Every model config, GPU profile included, parses as a Triton ModelConfig, and the ensemble's
 steps fit the models they name in both profiles (the GPU profile cannot run here)."""
+
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,15 @@ from tritonclient.grpc import model_config_pb2
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
 AVATAR_TEMPLATE = ROOT / "client" / "lipsync" / "avatar_model"
-PIPELINE = ["lipsync", "lipsync_faces", "request_validator", "audio_features", "audio_encoder", "face_generator", "compositor"]
+PIPELINE = [
+    "lipsync",
+    "lipsync_faces",
+    "request_validator",
+    "audio_features",
+    "audio_encoder",
+    "face_generator",
+    "compositor",
+]
 CONFIG_FILES = sorted(
     [p for name in PIPELINE for p in (REPOSITORY / name).glob("config*.pbtxt")]
     + [p for name in PIPELINE for p in (REPOSITORY / name / "configs").glob("*.pbtxt")]

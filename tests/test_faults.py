@@ -2,6 +2,7 @@
 runs) with an administrator key: the model-repository API needs the key; a killed model
 process fails only the requests it held and the launcher restarts the server; SIGTERM lets
 in-flight requests finish; a restart brings every avatar back as it was."""
+
 import os
 import shutil
 import signal
@@ -14,9 +15,10 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from launcher import Launcher
 from lipsync import framing, processes
 from lipsync.client import LipsyncClient
+
+from launcher import Launcher
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +45,9 @@ def stub_pids(launcher: Launcher, model: str) -> list[int]:
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0")
-            if not command[0].endswith(b"triton_python_backend_stub") or not any(f"/{model}/".encode() in a for a in command):
+            if not command[0].endswith(b"triton_python_backend_stub") or not any(
+                f"/{model}/".encode() in a for a in command
+            ):
                 continue
             grandparent = processes.state_and_parent(processes.state_and_parent(int(entry.name))[1])[1]
             if grandparent == launcher.process.pid:

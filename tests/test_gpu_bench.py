@@ -1,5 +1,6 @@
 """perf/gpu_bench.py runs its whole path (network, GPU-style compositing, report) on the CPU,
 so the script is known to work before a GPU machine is lent to run it for real."""
+
 import json
 import subprocess
 import sys
@@ -9,8 +10,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_bench_runs_on_cpu_and_writes_its_report(tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "perf" / "gpu_bench.py"), "--device", "cpu", "--batches", "1", "2",
-                    "--iterations", "1", "--output", str(tmp_path)], check=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "perf" / "gpu_bench.py"),
+            "--device",
+            "cpu",
+            "--batches",
+            "1",
+            "2",
+            "--iterations",
+            "1",
+            "--output",
+            str(tmp_path),
+        ],
+        check=True,
+        timeout=300,
+    )
     report = json.loads((tmp_path / "gpu.json").read_text())
     assert report["engine"] == "PyTorch fp32 (CPU check)" and report["frame_size"] == "1280x720"
     assert [row["batch"] for row in report["rows"]] == [1, 2]

@@ -4,17 +4,18 @@ BLS calls ask for CPU memory; the TensorRT plans' shapes and precisions follow t
 the validator's limit; the configs' tensors are the ONNX graphs'; plans are rebuilt exactly when
 what they were built from changes; the image's DALI is the one the CPU profile tests; the image's
 Python dependencies resolve for its Python."""
+
 import ast
 import importlib.util
 import json
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import onnx
 import pytest
+import tomllib
 from tritonclient.grpc import model_config_pb2
 
 from lipsync import framing, tensorrt_plans
@@ -46,13 +47,18 @@ def test_bls_calls_ask_for_cpu_memory():
 
 def onnx_tensors(path: Path) -> dict[str, tuple[int, list]]:
     graph = onnx.load(str(path)).graph
-    return {v.name: (v.type.tensor_type.elem_type, [d.dim_value or -1 for d in v.type.tensor_type.shape.dim])
-            for v in (*graph.input, *graph.output)}
+    return {
+        v.name: (v.type.tensor_type.elem_type, [d.dim_value or -1 for d in v.type.tensor_type.shape.dim])
+        for v in (*graph.input, *graph.output)
+    }
 
 
 def config_tensors(config: model_config_pb2.ModelConfig) -> dict[str, tuple[int, list]]:
-    onnx_type = {model_config_pb2.TYPE_FP32: onnx.TensorProto.FLOAT, model_config_pb2.TYPE_UINT8: onnx.TensorProto.UINT8,
-                 model_config_pb2.TYPE_INT64: onnx.TensorProto.INT64}
+    onnx_type = {
+        model_config_pb2.TYPE_FP32: onnx.TensorProto.FLOAT,
+        model_config_pb2.TYPE_UINT8: onnx.TensorProto.UINT8,
+        model_config_pb2.TYPE_INT64: onnx.TensorProto.INT64,
+    }
     batch = [-1] if config.max_batch_size > 1 else [1]
     return {t.name: (onnx_type[t.data_type], batch + list(t.dims)) for t in (*config.input, *config.output)}
 
@@ -109,8 +115,9 @@ def test_avatar_plans_batch_as_their_config_and_int8_versions_use_their_scales(t
         assert shape(plan.flags, "min", "AUDIO_FEATURES") == [1, 32, 16, 16]
         assert "--fp16" in plan.flags and "--int8" not in plan.flags
     assert all(w.batch_size <= config.max_batch_size for w in config.model_warmup)
-    quantized = onnx.helper.make_model(onnx.helper.make_graph(
-        [onnx.helper.make_node("QuantizeLinear", ["x", "s"], ["y"])], "q", [], []))
+    quantized = onnx.helper.make_model(
+        onnx.helper.make_graph([onnx.helper.make_node("QuantizeLinear", ["x", "s"], ["y"])], "q", [], [])
+    )
     onnx.save(quantized, str(tmp_path / "model.onnx"))
     assert tensorrt_plans.is_quantized(tmp_path / "model.onnx")
 
@@ -139,6 +146,7 @@ def test_the_image_serves_the_dali_the_cpu_profile_tests():
     assert pins[0].group(1) == BACKEND_DALI[TRITON_RELEASE]
     assert "nvidia-dali" not in DOCKERFILE  # the backend's own DALI, no second one
     from nvidia.dali import __version__
+
     assert __version__ == BACKEND_DALI[TRITON_RELEASE]  # what these tests run
 
 
@@ -159,10 +167,30 @@ def image_requirements() -> list[str]:
 
 def test_the_image_dependencies_resolve_for_its_python(tmp_path):
     major, minor = IMAGE_GLIBC
-    platforms = [f"manylinux_{major}_{m}_x86_64" for m in range(minor, 16, -1)] + ["manylinux2014_x86_64", "linux_x86_64"]
-    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed", "--only-binary=:all:",
-               "--python-version", IMAGE_PYTHON, "--implementation", "cp", "--target", str(tmp_path / "t"),
-               "--report", str(tmp_path / "report.json"), *(f"--platform={p}" for p in platforms), *image_requirements()]
+    platforms = [f"manylinux_{major}_{m}_x86_64" for m in range(minor, 16, -1)] + [
+        "manylinux2014_x86_64",
+        "linux_x86_64",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--quiet",
+        "--ignore-installed",
+        "--only-binary=:all:",
+        "--python-version",
+        IMAGE_PYTHON,
+        "--implementation",
+        "cp",
+        "--target",
+        str(tmp_path / "t"),
+        "--report",
+        str(tmp_path / "report.json"),
+        *(f"--platform={p}" for p in platforms),
+        *image_requirements(),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     installed = {i["metadata"]["name"].lower() for i in json.loads((tmp_path / "report.json").read_text())["install"]}

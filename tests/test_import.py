@@ -1,4 +1,5 @@
 """Importing SyncTalk_2D datasets, videos with crop_rects.json and checkpoints (offline)."""
+
 import json
 
 import cv2
@@ -6,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-import synthetic_data
 from lipsync import cli, compositing, repository
 from lipsync.avatar import AvatarMedia, media_dir
 from lipsync.importer import AvatarImportError, import_avatar, import_unet
 from lipsync.networks.unet import LipSyncUNet
+
+import synthetic_data
 
 
 def test_dataset_import_keeps_frames_and_uses_the_landmark_crop(tmp_path):
@@ -43,7 +45,9 @@ def test_broken_material_gives_clear_errors(tmp_path):
     with pytest.raises(AvatarImportError, match="has 3 frames but .* has 2 rectangles"):
         import_avatar(tmp_path / "repo", "x", video=video, rects=rects_json)
     rects_json.write_text(json.dumps([[250, 10, 400, 160]] * 3))
-    with pytest.raises(AvatarImportError, match=r"frame 0: crop rectangle \[250, 10, 400, 160\] is not inside the 320x240 frame"):
+    with pytest.raises(
+        AvatarImportError, match=r"frame 0: crop rectangle \[250, 10, 400, 160\] is not inside the 320x240 frame"
+    ):
         import_avatar(tmp_path / "repo", "x", video=video, rects=rects_json)
     assert not media_dir(tmp_path / "repo", "x").exists()  # nothing half-written is left
     with pytest.raises(ValueError, match="invalid avatar name"):
@@ -68,7 +72,17 @@ def test_cli_import_reports_wrong_checkpoint_keys(tmp_path, capsys):
     state = LipSyncUNet().state_dict()
     state.pop("up5.conv.double_conv.0.conv.0.weight")
     torch.save(state, tmp_path / "bad.pth")
-    code = cli.main(["import", "may", "--dataset", str(tmp_path / "d"), "--checkpoint", str(tmp_path / "bad.pth"),
-                     "--repository", str(tmp_path / "repo")])
+    code = cli.main(
+        [
+            "import",
+            "may",
+            "--dataset",
+            str(tmp_path / "d"),
+            "--checkpoint",
+            str(tmp_path / "bad.pth"),
+            "--repository",
+            str(tmp_path / "repo"),
+        ]
+    )
     assert code == 2
     assert "missing keys: up5.conv.double_conv.0.conv.0.weight" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 model-repository API is keyed by default with a key file only the user can read, which the CLI
 finds; bursts of stop signals stop it; it serves the working directory's repository from a
 non-editable install. And the container's entrypoint refuses to serve without a key."""
+
 import json
 import os
 import shutil
@@ -19,15 +20,18 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from launcher import Launcher
 from lipsync import admin_key, processes
+
+from launcher import Launcher
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
 LIPSYNC = Path(sys.executable).parent / "lipsync"
 # A model uploaded through the repository API: its code runs on the server as soon as it loads.
 UPLOADED_CONFIG = {
-    "name": "uploaded", "backend": "python", "max_batch_size": 0,
+    "name": "uploaded",
+    "backend": "python",
+    "max_batch_size": 0,
     "input": [{"name": "IN", "data_type": "TYPE_FP32", "dims": [1]}],
     "output": [{"name": "OUT", "data_type": "TYPE_FP32", "dims": [1]}],
 }
@@ -116,14 +120,20 @@ def test_an_unkeyed_upload_is_refused_and_runs_nothing(keyed_by_default, protoco
     time.sleep(1.0)
     assert not marker.exists()
     index = httpclient.InferenceServerClient(keyed_by_default.url("http")).get_model_repository_index(
-        headers={admin_key.HEADER: key_file_of(keyed_by_default).read_text().strip()})
+        headers={admin_key.HEADER: key_file_of(keyed_by_default).read_text().strip()}
+    )
     assert "uploaded" not in {entry["name"] for entry in index}
 
 
 def test_the_cli_manages_avatars_with_no_key_flag(keyed_by_default):
     def lipsync(*args: str) -> str:
-        done = subprocess.run([str(LIPSYNC), "--url", keyed_by_default.url(), *args], env=keyed_by_default.env,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [str(LIPSYNC), "--url", keyed_by_default.url(), *args],
+            env=keyed_by_default.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -163,13 +173,33 @@ def test_a_burst_of_stop_signals_stops_the_launcher_and_frees_its_ports(number, 
 
 def test_a_non_editable_install_serves_the_working_directorys_repository(tmp_path):
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
-                    str(site), str(ROOT)], check=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=300,
+    )
     env = {"PYTHONPATH": str(site)}
     elsewhere = tmp_path / "empty"
     elsewhere.mkdir()
-    refused = subprocess.run([sys.executable, "-m", "lipsync.server"], cwd=elsewhere, env={**os.environ, **env},
-                             capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        [sys.executable, "-m", "lipsync.server"],
+        cwd=elsewhere,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode == 2 and f"no model repository at {elsewhere / 'model_repository'}" in refused.stderr
 
     work = tmp_path / "work"
@@ -178,14 +208,21 @@ def test_a_non_editable_install_serves_the_working_directorys_repository(tmp_pat
     try:
         wait_for(f"http://{launched.url('http')}/v2/models/request_validator/ready")
         wait_for_line(launched, "lip-sync server ready")
-        status = json.loads(urllib.request.urlopen(f"http://{launched.url('http')}/v2/models/request_validator/config").read())
+        status = json.loads(
+            urllib.request.urlopen(f"http://{launched.url('http')}/v2/models/request_validator/config").read()
+        )
         assert status["name"] == "request_validator"
     finally:
         assert launched.stop() == 0
     assert f"repository {work / 'model_repository'}" in launched.log.read_text(errors="replace")
     # With that environment the package is the installed copy, not this checkout's.
-    located = subprocess.run([sys.executable, "-c", "import lipsync; print(lipsync.__file__)"], env={**os.environ, **env},
-                             capture_output=True, text=True, check=True)
+    located = subprocess.run(
+        [sys.executable, "-c", "import lipsync; print(lipsync.__file__)"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert located.stdout.startswith(str(site))
 
 
@@ -194,7 +231,8 @@ def test_the_container_entrypoint_refuses_to_serve_without_a_key(key):
     env = {k: v for k, v in os.environ.items() if k != admin_key.ENV_KEY}
     if key is not None:
         env[admin_key.ENV_KEY] = key
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "triton_entrypoint.sh")], env=env, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "triton_entrypoint.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode != 0
     assert admin_key.ENV_KEY in done.stderr and done.stdout == ""

@@ -4,6 +4,7 @@ Held-out speech (seeds the training never used, with a long pause) is rendered b
 server; in every frame the mouth opening is measured as the dark area inside the mouth box and
 compared with the speech level of that frame's audio window (lipsync.mouth_track).
 """
+
 import io
 
 import numpy as np
@@ -58,15 +59,21 @@ def test_mouth_is_closed_in_silence(speech_and_mouths):
     # Frame j shows the window around j/25 + 0.05 s, 0.2 s long: keep a margin on both sides.
     silent = np.arange(round((PAUSE[0] + 0.2) * framing.FPS), round((PAUSE[1] - 0.25) * framing.FPS))
     assert level[silent].max() < mouth_track.CLOSED_LEVEL  # the audio there is silent indeed
-    print(f"dark area in {len(silent)} silent frames: max {areas[silent].max():.0f}, loud frames mean "
-          f"{areas[level > np.percentile(level, 90)].mean():.0f}")
+    print(
+        f"dark area in {len(silent)} silent frames: max {areas[silent].max():.0f}, loud frames mean "
+        f"{areas[level > np.percentile(level, 90)].mean():.0f}"
+    )
     assert areas[silent].max() <= 40
 
 
 def test_audio_shifted_by_three_frames_breaks_the_sync(grpc_url, media, speech_and_mouths):
     """The test is sensitive: speech that arrives 3 frames late no longer matches the frames."""
     audio, level, areas = speech_and_mouths
-    delay = np.random.default_rng(1).normal(0, demo.NOISE_FLOOR, SHIFT_FRAMES * framing.SAMPLES_PER_FRAME).astype(np.float32)
+    delay = (
+        np.random.default_rng(1)
+        .normal(0, demo.NOISE_FLOOR, SHIFT_FRAMES * framing.SAMPLES_PER_FRAME)
+        .astype(np.float32)
+    )
     shifted = mouth_openings(LipsyncClient(grpc_url), np.concatenate([delay, audio]), media)[: len(level)]
     aligned, misaligned = np.corrcoef(areas, level)[0, 1], np.corrcoef(shifted, level)[0, 1]
     print(f"Pearson r aligned {aligned:.3f}, audio {SHIFT_FRAMES} frames late {misaligned:.3f}")

@@ -1,4 +1,5 @@
 """Audio in from WAV, FLAC, MP3 and a video's audio track; frames out as MP4 or JPEGs."""
+
 import av
 import numpy as np
 import pytest

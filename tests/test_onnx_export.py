@@ -1,4 +1,5 @@
 """The exported UNet serving graph equals the PyTorch network on the reference's inputs."""
+
 import numpy as np
 import onnxruntime as ort
 import torch

@@ -1,6 +1,7 @@
 """Overload: more requests at once than face_generator takes (8 per execute and 8 queued, at
 most 400 frames per execute) are refused at once with UNAVAILABLE, and every request that is
 taken returns all its frames."""
+
 import time
 from concurrent.futures import ThreadPoolExecutor
 

@@ -1,5 +1,6 @@
 """End-to-end parity with the reference inference (tests/reference.py), through the real server:
 a SyncTalk_2D dataset and checkpoint parity_avatar with one command, then served."""
+
 import io
 
 import numpy as np
@@ -8,10 +9,11 @@ import torch
 import tritonclient.grpc as grpcclient
 from PIL import Image
 
-import reference
 from lipsync import compositing
 from lipsync.client import LipsyncClient
 from lipsync.networks.audio_encoder import AudioEncoder
+
+import reference
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +36,10 @@ def test_served_network_equals_the_checkpoint(parity_avatar, grpc_url, version, 
     crops = rng.integers(0, 256, (4, 320, 320, 3), dtype=np.uint8)
     audio = rng.standard_normal((4, 32, 16, 16)).astype(np.float32)
     client = grpcclient.InferenceServerClient(grpc_url)
-    inputs = [grpcclient.InferInput("FACE", list(crops.shape), "UINT8"), grpcclient.InferInput("AUDIO_FEATURES", list(audio.shape), "FP32")]
+    inputs = [
+        grpcclient.InferInput("FACE", list(crops.shape), "UINT8"),
+        grpcclient.InferInput("AUDIO_FEATURES", list(audio.shape), "FP32"),
+    ]
     inputs[0].set_data_from_numpy(crops)
     inputs[1].set_data_from_numpy(audio)
     served = client.infer("avatar_parity", inputs, model_version=str(version)).as_numpy("FACE_RAW")
@@ -52,9 +57,13 @@ def decode(jpeg: bytes) -> np.ndarray:
 
 def raw_faces(grpc_url, audio, start):
     client = grpcclient.InferenceServerClient(grpc_url)
-    values = [("AUDIO", audio[None], "FP32"), ("SAMPLE_RATE", np.array([[16000]], np.int32), "INT32"),
-              ("AVATAR", np.array([[b"parity"]], np.object_), "BYTES"), ("START_FRAME", np.array([[start]], np.int64), "INT64"),
-              ("AVATAR_VERSION", np.array([[1]], np.int64), "INT64")]
+    values = [
+        ("AUDIO", audio[None], "FP32"),
+        ("SAMPLE_RATE", np.array([[16000]], np.int32), "INT32"),
+        ("AVATAR", np.array([[b"parity"]], np.object_), "BYTES"),
+        ("START_FRAME", np.array([[start]], np.int64), "INT64"),
+        ("AVATAR_VERSION", np.array([[1]], np.int64), "INT64"),
+    ]
     inputs = []
     for name, value, dtype in values:
         tensor = grpcclient.InferInput(name, list(value.shape), dtype)

@@ -1,4 +1,5 @@
 """/proc reading that the launcher's supervision and the benchmarks rely on."""
+
 import os
 import subprocess
 import time

@@ -1,5 +1,6 @@
 """`lipsync quantize`: an INT8 copy of an avatar's weights, added as a version only when its
 output stays within the PSNR threshold of the float version's, and then served like any other."""
+
 import io
 import json
 
@@ -26,8 +27,19 @@ def test_int8_version_is_added_served_and_close_to_float(parity_avatar, server, 
     folder = server.repository / "avatar_parity"
     before = repository.versions(server.repository, "parity")
     # Version 2 holds default-initialised weights, whose output varies smoothly with the input.
-    code = cli.main(["--url", grpc_url, "quantize", "parity", "--from-version", "2",
-                     "--repository", str(server.repository), "--load"])
+    code = cli.main(
+        [
+            "--url",
+            grpc_url,
+            "quantize",
+            "parity",
+            "--from-version",
+            "2",
+            "--repository",
+            str(server.repository),
+            "--load",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     version = before[-1] + 1
     quality = json.loads((folder / str(version) / quantization.QUALITY_FILE).read_text())

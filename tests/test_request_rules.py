@@ -1,4 +1,5 @@
 """Request validation rules (run by the request_validator model)."""
+
 import numpy as np
 import pytest
 

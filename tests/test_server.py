@@ -1,5 +1,6 @@
 """Through the real tritonserver: the lipsync ensemble over gRPC and HTTP, with the project's
 client and with plain tritonclient."""
+
 import io
 
 import av
@@ -112,7 +113,9 @@ def test_versions_give_different_faces(clients, speech, demo_media):
 
 def test_same_audio_twice_gives_identical_frames(clients, urls, speech):
     audio = speech[0][HALF_SECOND : 2 * HALF_SECOND]
-    assert clients["grpc"].render(audio, 16000, "demo", start_frame=5) == plain_infer("http", urls["http"], audio, 16000, start=5)
+    assert clients["grpc"].render(audio, 16000, "demo", start_frame=5) == plain_infer(
+        "http", urls["http"], audio, 16000, start=5
+    )
 
 
 def test_unload_makes_the_avatar_unavailable_and_load_brings_it_back(clients, speech):
@@ -145,8 +148,27 @@ def test_chunked_rendering_equals_one_request_for_the_whole_clip(clients, speech
     wav = tmp_path / "long.wav"
     soundfile.write(wav, audio, 16000, subtype="FLOAT")
     folder = tmp_path / "frames"
-    assert cli.main(["--url", client.url, "render", str(wav), "--avatar", "demo", "--start-frame", "2", "--chunk-seconds", "1",
-                     "--in-flight", "3", "-o", str(folder)]) == 0
+    assert (
+        cli.main(
+            [
+                "--url",
+                client.url,
+                "render",
+                str(wav),
+                "--avatar",
+                "demo",
+                "--start-frame",
+                "2",
+                "--chunk-seconds",
+                "1",
+                "--in-flight",
+                "3",
+                "-o",
+                str(folder),
+            ]
+        )
+        == 0
+    )
     assert [path.read_bytes() for path in sorted(folder.glob("*.jpg"))] == whole
 
 
@@ -157,11 +179,16 @@ def test_cli_renders_long_audio_at_any_rate_to_the_whole_clip_frame_count(grpc_u
     resampled = av.AudioResampler(format="flt", layout="mono", rate=44100)
     frame = av.AudioFrame.from_ndarray(audio.reshape(1, -1), format="flt", layout="mono")
     frame.sample_rate = 16000
-    at_44k = np.concatenate([f.to_ndarray().reshape(-1) for f in (*resampled.resample(frame), *resampled.resample(None))])
+    at_44k = np.concatenate(
+        [f.to_ndarray().reshape(-1) for f in (*resampled.resample(frame), *resampled.resample(None))]
+    )
     wav = tmp_path / "long44k.wav"
     soundfile.write(wav, at_44k, 44100, subtype="FLOAT")
     output = tmp_path / "long.mp4"
-    assert cli.main(["--url", grpc_url, "render", str(wav), "--avatar", "demo", "--chunk-seconds", "2", "-o", str(output)]) == 0
+    assert (
+        cli.main(["--url", grpc_url, "render", str(wav), "--avatar", "demo", "--chunk-seconds", "2", "-o", str(output)])
+        == 0
+    )
     with av.open(str(output)) as container:
         assert sum(1 for _ in container.decode(container.streams.video[0])) == expected_frames(len(at_44k), 44100)
 
@@ -194,7 +221,9 @@ def test_cli_streams_a_pipe_into_jpegs(grpc_url, tmp_path, speech, monkeypatch, 
 
     pcm = (np.clip(speech[0][:16000], -1, 1) * 32767).astype("<i2").tobytes()
     monkeypatch.setattr(sys, "stdin", stdio.TextIOWrapper(stdio.BytesIO(pcm)))
-    code = cli.main(["--url", grpc_url, "stream", "-", "--avatar", "demo", "--chunk-ms", "200", "-o", str(tmp_path / "live")])
+    code = cli.main(
+        ["--url", grpc_url, "stream", "-", "--avatar", "demo", "--chunk-ms", "200", "-o", str(tmp_path / "live")]
+    )
     assert code == 0
     assert len(list((tmp_path / "live").glob("*.jpg"))) == expected_frames(16000, 16000)
     assert "first frame after" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """Live streaming through the real server: frames of a clip streamed in chunks of any size are
 bit-identical to rendering the clip at once, in order, with the avatar's loop continued."""
+
 import itertools
 
 import numpy as np

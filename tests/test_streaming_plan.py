@@ -1,4 +1,5 @@
 """The streaming plan: which frames are ready, and which audio a segment request needs."""
+
 from lipsync import framing, streaming
 
 
@@ -31,6 +32,8 @@ def test_clip_segments_cover_every_frame_once_with_the_audio_they_depend_on():
         assert sum(p.count for p in parts) == total and parts[-1].end == samples
         for part in parts:
             last = part.stream_frame + part.count
-            assert part.end == samples or streaming.ready_frames(part.end) >= last > streaming.ready_frames(part.end - 1)
+            assert part.end == samples or streaming.ready_frames(part.end) >= last > streaming.ready_frames(
+                part.end - 1
+            )
             # The server's count for the segment (framing.frame_count with its offset) reaches its last frame.
             assert framing.frame_count(part.end - part.begin, part.begin // framing.HOP) >= part.first + part.count

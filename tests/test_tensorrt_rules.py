@@ -1,5 +1,6 @@
 """The GPU profile's graphs as TensorRT's ONNX parser reads them, checked without a GPU: every graph
 the project serves passes lipsync.networks.tensorrt_rules, and the rules catch what the parser refuses."""
+
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def graph(nodes, inputs, outputs, initializers=()) -> onnx.ModelProto:
-    return helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, list(initializers)),
-                             opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(
+        helper.make_graph(nodes, "g", inputs, outputs, list(initializers)), opset_imports=[helper.make_opsetid("", 17)]
+    )
 
 
 def tensor(name: str, kind: int, shape=(2, 3)):
@@ -27,35 +29,57 @@ def tensor(name: str, kind: int, shape=(2, 3)):
 
 def test_the_served_graphs_parse(tmp_path):
     export_unet(LipSyncUNet(base_channels=4).eval(), tmp_path / "unet.onnx")
-    export_audio_encoder(checkpoints.load_audio_encoder(ROOT / "checkpoints" / "audio_visual_encoder.pth"),
-                         tmp_path / "encoder.onnx")
+    export_audio_encoder(
+        checkpoints.load_audio_encoder(ROOT / "checkpoints" / "audio_visual_encoder.pth"), tmp_path / "encoder.onnx"
+    )
     for path in (tmp_path / "unet.onnx", tmp_path / "encoder.onnx"):
         assert tensorrt_rules.problems(onnx.load(str(path))) == [], path.name
 
 
 def test_uint8_between_nodes_is_refused():
-    nodes = [helper.make_node("Transpose", ["FACE"], ["t"], perm=[1, 0]),
-             helper.make_node("Cast", ["t"], ["OUT"], to=TensorProto.FLOAT)]
-    found = tensorrt_rules.problems(graph(nodes, [tensor("FACE", TensorProto.UINT8)], [tensor("OUT", TensorProto.FLOAT, (3, 2))]))
+    nodes = [
+        helper.make_node("Transpose", ["FACE"], ["t"], perm=[1, 0]),
+        helper.make_node("Cast", ["t"], ["OUT"], to=TensorProto.FLOAT),
+    ]
+    found = tensorrt_rules.problems(
+        graph(nodes, [tensor("FACE", TensorProto.UINT8)], [tensor("OUT", TensorProto.FLOAT, (3, 2))])
+    )
     assert found == ["Transpose node ?: uint8 intermediate tensor 't' (uint8 only on graph inputs and outputs)"]
-    cast_first = [helper.make_node("Cast", ["FACE"], ["f"], to=TensorProto.FLOAT),
-                  helper.make_node("Transpose", ["f"], ["t"], perm=[1, 0]),
-                  helper.make_node("Cast", ["t"], ["OUT"], to=TensorProto.UINT8)]
-    assert tensorrt_rules.problems(graph(cast_first, [tensor("FACE", TensorProto.UINT8)],
-                                         [tensor("OUT", TensorProto.UINT8, (3, 2))])) == []
+    cast_first = [
+        helper.make_node("Cast", ["FACE"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Transpose", ["f"], ["t"], perm=[1, 0]),
+        helper.make_node("Cast", ["t"], ["OUT"], to=TensorProto.UINT8),
+    ]
+    assert (
+        tensorrt_rules.problems(
+            graph(cast_first, [tensor("FACE", TensorProto.UINT8)], [tensor("OUT", TensorProto.UINT8, (3, 2))])
+        )
+        == []
+    )
 
 
-@pytest.mark.parametrize("zero_point, quantized_type, expected", [
-    (0, TensorProto.INT8, []),
-    (3, TensorProto.INT8, ["asymmetric quantization"]),
-    (0, TensorProto.INT32, ["dequantizes INT32"]),
-])
+@pytest.mark.parametrize(
+    "zero_point, quantized_type, expected",
+    [
+        (0, TensorProto.INT8, []),
+        (3, TensorProto.INT8, ["asymmetric quantization"]),
+        (0, TensorProto.INT32, ["dequantizes INT32"]),
+    ],
+)
 def test_quantization_must_be_symmetric_int8(zero_point, quantized_type, expected):
     dtype = {TensorProto.INT8: np.int8, TensorProto.INT32: np.int32}[quantized_type]
-    initializers = [numpy_helper.from_array(np.ones((2, 3), dtype), "q"), numpy_helper.from_array(np.float32(0.1), "scale"),
-                    numpy_helper.from_array(dtype(zero_point), "zero")]
-    nodes = [helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["w"]), helper.make_node("Add", ["X", "w"], ["Y"])]
-    found = tensorrt_rules.problems(graph(nodes, [tensor("X", TensorProto.FLOAT)], [tensor("Y", TensorProto.FLOAT)], initializers))
+    initializers = [
+        numpy_helper.from_array(np.ones((2, 3), dtype), "q"),
+        numpy_helper.from_array(np.float32(0.1), "scale"),
+        numpy_helper.from_array(dtype(zero_point), "zero"),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["w"]),
+        helper.make_node("Add", ["X", "w"], ["Y"]),
+    ]
+    found = tensorrt_rules.problems(
+        graph(nodes, [tensor("X", TensorProto.FLOAT)], [tensor("Y", TensorProto.FLOAT)], initializers)
+    )
     assert [message.split(": ", 1)[1].split(" (")[0] for message in found] == expected
 
 

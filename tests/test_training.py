@@ -1,6 +1,7 @@
 """The demo's training data and trainer: the drawn mouth follows the speech, a short training
 run writes SyncTalk_2D checkpoints the importer serves, and the committed demo weights are the
 ones that keep held-out speech in sync."""
+
 from pathlib import Path
 
 import numpy as np

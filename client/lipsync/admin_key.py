@@ -11,6 +11,7 @@ The client and the CLI read the same file for servers on this machine (loopback 
 only: a key of this machine's server is never sent to another one). Rotate it by writing a new
 one (`python -m lipsync.server --new-admin-key`) and restarting the server.
 """
+
 import os
 import secrets
 from pathlib import Path

@@ -6,6 +6,7 @@ quiet mel bins by up to 6 dB against the reference's librosa/soxr resampling. A 
 Kaiser FIR (scipy) removes everything from 8 kHz up first; its passband reaches 7.8 kHz, above
 the mel's top band edge (7.6 kHz), so the mel keeps the reference's values.
 """
+
 import functools
 
 import numpy as np

@@ -10,6 +10,7 @@ UNet weights; its media, shared by all versions, lives beside them:
 faces.npy is the inner 320x320 of each crop resized to 328x328, precomputed so that serving
 never decodes a frame to build the network's input.
 """
+
 import functools
 import json
 import re
@@ -33,7 +34,8 @@ def check_name(name: str) -> str:
     """Avatar names become folder names: allow only a safe, short alphabet."""
     if not NAME_RULE.fullmatch(name):
         raise AvatarNameError(
-            f"invalid avatar name {quoted(name)}: use 1-63 characters from a-z, 0-9, '_' and '-', starting with a letter or digit"
+            f"invalid avatar name {quoted(name)}: use 1-63 characters from a-z, 0-9, '_' and '-', "
+            "starting with a letter or digit"
         )
     return name
 
@@ -44,7 +46,7 @@ def model_name(avatar: str) -> str:
 
 def avatar_name(model: str) -> str | None:
     """The avatar served by a Triton model, or None for the pipeline's own models."""
-    return model[len(MODEL_PREFIX):] if model.startswith(MODEL_PREFIX) else None
+    return model[len(MODEL_PREFIX) :] if model.startswith(MODEL_PREFIX) else None
 
 
 def media_dir(repository: Path, avatar: str) -> Path:

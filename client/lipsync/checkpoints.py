@@ -4,6 +4,7 @@
   width is read from the first layer's weights (32 channels: the reference network).
 - audio encoder: the bare Sequential's state_dict (`0.conv_block.0.weight`, ...).
 """
+
 from pathlib import Path
 
 import torch
@@ -41,7 +42,7 @@ def _state_dict(path: Path) -> dict:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state_dict, found {type(state).__name__}")
     if all(key.startswith("module.") for key in state):
-        state = {key[len("module."):]: value for key, value in state.items()}
+        state = {key[len("module.") :]: value for key, value in state.items()}
     return state
 
 
@@ -55,8 +56,11 @@ def _load_into(module: torch.nn.Module, state: dict, path: Path) -> None:
         if tuple(state[key].shape) != tuple(expected[key].shape)
     ]
     if missing or unexpected or mismatched:
-        problems = [f"missing keys: {_few(missing)}" if missing else "", f"unexpected keys: {_few(unexpected)}" if unexpected else "",
-                    f"shape mismatches: {_few(mismatched)}" if mismatched else ""]
+        problems = [
+            f"missing keys: {_few(missing)}" if missing else "",
+            f"unexpected keys: {_few(unexpected)}" if unexpected else "",
+            f"shape mismatches: {_few(mismatched)}" if mismatched else "",
+        ]
         raise CheckpointError(f"{path} does not fit {type(module).__name__}: " + "; ".join(p for p in problems if p))
     module.load_state_dict(state)
 

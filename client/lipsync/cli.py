@@ -1,9 +1,10 @@
 """`lipsync`: render speech to an MP4, manage avatars, check the server.
 
-    lipsync render speech.wav --avatar demo -o out.mp4
-    lipsync import NAME --dataset DIR --checkpoint EPOCH.pth | quantize NAME
-    lipsync avatars | load NAME | unload NAME | stats | health
+lipsync render speech.wav --avatar demo -o out.mp4
+lipsync import NAME --dataset DIR --checkpoint EPOCH.pth | quantize NAME
+lipsync avatars | load NAME | unload NAME | stats | health
 """
+
 import argparse
 import json
 import sys
@@ -11,26 +12,31 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from tqdm import tqdm
 from tritonclient.utils import InferenceServerException
 
 from . import framing, media_io
 from .client import LipsyncClient
 
-
 # A version added to a GPU server's repository has no TensorRT plan until one is built for it.
-PLAN_HINT = ("GPU profile: a new version loads once its TensorRT plan is built on the serving GPU: "
-             "python3 -m lipsync.tensorrt_plans REPOSITORY --model avatar_NAME (the image builds missing plans at start)")
+PLAN_HINT = (
+    "GPU profile: a new version loads once its TensorRT plan is built on the serving GPU: "
+    "python3 -m lipsync.tensorrt_plans REPOSITORY --model avatar_NAME (the image builds missing plans at start)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lipsync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="lipsync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default=None, help="server address (default 127.0.0.1:8001 for gRPC, :8000 for HTTP)")
     parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
-    parser.add_argument("--admin-key", default=None,
-                        help="the server's administrator key, for avatars/load/unload (default: $LIPSYNC_ADMIN_KEY, "
-                             "else for a server on this machine the key file that lipsync.server writes)")
+    parser.add_argument(
+        "--admin-key",
+        default=None,
+        help="the server's administrator key, for avatars/load/unload (default: $LIPSYNC_ADMIN_KEY, "
+        "else for a server on this machine the key file that lipsync.server writes)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     render = commands.add_parser("render", help="render an audio file to an MP4 with sound")
@@ -40,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--start-frame", type=int, default=0)
     render.add_argument("--chunk-seconds", type=float, default=4.0, help="audio per request")
     render.add_argument("--in-flight", type=int, default=2, help="requests in flight at once")
-    render.add_argument("-o", "--output", type=Path, required=True,
-                        help="an .mp4 (H.264 + AAC), or a folder that receives 000000.jpg, 000001.jpg, ...")
+    render.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="an .mp4 (H.264 + AAC), or a folder that receives 000000.jpg, 000001.jpg, ...",
+    )
 
     live = commands.add_parser("stream", help="render audio as it arrives (a file read in chunks, or a pipe)")
     live.add_argument("audio", help="an audio file, or - for raw 16-bit little-endian mono PCM on stdin")
@@ -59,16 +70,24 @@ def main(argv: list[str] | None = None) -> int:
     imports.add_argument("--dataset", type=Path, help="SyncTalk_2D dataset: full_body_img/<n>.jpg + landmarks/<n>.lms")
     imports.add_argument("--video", type=Path, help="a video of the person (instead of --dataset)")
     imports.add_argument("--rects", type=Path, help="crop_rects.json for --video: [[x1, y1, x2, y2], ...]")
-    imports.add_argument("--audio-encoder", type=Path, help="shared audio encoder checkpoint (becomes its next version)")
+    imports.add_argument(
+        "--audio-encoder", type=Path, help="shared audio encoder checkpoint (becomes its next version)"
+    )
     imports.add_argument("--version", type=int, default=None, help="weights version folder (default: next)")
-    imports.add_argument("--repository", type=Path, default=None, help="default: $LIPSYNC_MODEL_REPOSITORY, else ./model_repository")
+    imports.add_argument(
+        "--repository", type=Path, default=None, help="default: $LIPSYNC_MODEL_REPOSITORY, else ./model_repository"
+    )
     imports.add_argument("--load", action="store_true", help="then load the avatar on the server at --url")
 
     quantize = commands.add_parser("quantize", help="add an INT8 copy of an avatar's weights as its next version")
     quantize.add_argument("name")
     quantize.add_argument("--from-version", type=int, default=None, help="float version to copy (default: latest)")
-    quantize.add_argument("--min-psnr", type=float, default=35.0, help="refuse the copy below this PSNR (dB) against the float output")
-    quantize.add_argument("--repository", type=Path, default=None, help="default: $LIPSYNC_MODEL_REPOSITORY, else ./model_repository")
+    quantize.add_argument(
+        "--min-psnr", type=float, default=35.0, help="refuse the copy below this PSNR (dB) against the float output"
+    )
+    quantize.add_argument(
+        "--repository", type=Path, default=None, help="default: $LIPSYNC_MODEL_REPOSITORY, else ./model_repository"
+    )
     quantize.add_argument("--load", action="store_true", help="then load the avatar on the server at --url")
 
     commands.add_parser("avatars", help="list avatars, their versions and states")
@@ -104,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
 def _render(client: LipsyncClient, args) -> int:
     audio, rate = media_io.read_audio(args.audio)
     expected = framing.frame_count(framing.resampled_length(len(audio), rate))
-    frames = client.render_chunks(audio, rate, args.avatar, args.version, args.start_frame, args.chunk_seconds, args.in_flight)
+    frames = client.render_chunks(
+        audio, rate, args.avatar, args.version, args.start_frame, args.chunk_seconds, args.in_flight
+    )
     with tqdm(total=expected, unit="frame", desc=f"rendering {args.avatar}") as progress:
+
         def counted():
             for jpeg in frames:
                 progress.update(1)
@@ -172,7 +194,7 @@ def _stream(client: LipsyncClient, args) -> int:
             yield chunk
 
     frames = client.stream(arriving(), rate, args.avatar, args.version, args.start_frame)
-    first_frame_at = []
+    first_frame_at: list[float] = []
     started = time.monotonic()
 
     def counted():

@@ -1,20 +1,20 @@
 """Python client of the lip-sync server, over tritonclient gRPC (default) or HTTP.
 
-    client = LipsyncClient("127.0.0.1:8001")
-    client.wait_until_ready()
-    frames = client.render(audio, 16000, avatar="demo")          # list of JPEG bytes
-    for jpeg in client.render_chunks(long_audio, 44100, "demo"):  # several requests in flight
-        ...
+client = LipsyncClient("127.0.0.1:8001")
+client.wait_until_ready()
+frames = client.render(audio, 16000, avatar="demo")          # list of JPEG bytes
+for jpeg in client.render_chunks(long_audio, 44100, "demo"):  # several requests in flight
+    ...
 """
+
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 import av
-
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -40,8 +40,14 @@ class Avatar:
 
 
 class LipsyncClient:
-    def __init__(self, url: str = "127.0.0.1:8001", protocol: str = "grpc", headers: dict[str, str] | None = None,
-                 timeout_s: float | None = None, admin_key: str | None = None):
+    def __init__(
+        self,
+        url: str = "127.0.0.1:8001",
+        protocol: str = "grpc",
+        headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+        admin_key: str | None = None,
+    ):
         """`admin_key`: the server's administrator key, sent (header lipsync-admin-key) with
         the calls that list, load and unload avatars only. Default: $LIPSYNC_ADMIN_KEY, or for
         a server on this machine the launcher's key file (lipsync.admin_key)."""
@@ -72,7 +78,9 @@ class LipsyncClient:
 
     def is_ready(self) -> bool:
         try:
-            return self.triton.is_server_ready(headers=self.headers) and self.triton.is_model_ready(ENSEMBLE, headers=self.headers)
+            return self.triton.is_server_ready(headers=self.headers) and self.triton.is_model_ready(
+                ENSEMBLE, headers=self.headers
+            )
         except (InferenceServerException, ConnectionError, OSError):
             return False
 
@@ -131,8 +139,16 @@ class LipsyncClient:
 
     # Rendering ----------------------------------------------------------------------------
 
-    def render(self, audio: np.ndarray, sample_rate: int, avatar: str, version: int | None = None,
-               start_frame: int = 0, segment: Segment | None = None, raw: bool = False) -> list:
+    def render(
+        self,
+        audio: np.ndarray,
+        sample_rate: int,
+        avatar: str,
+        version: int | None = None,
+        start_frame: int = 0,
+        segment: Segment | None = None,
+        raw: bool = False,
+    ) -> list:
         """JPEG frames (25 fps) of `avatar` speaking `audio` (mono float32 in [-1, 1]).
 
         `segment` renders part of a stream (see stream()); `raw` returns the network's float
@@ -148,8 +164,12 @@ class LipsyncClient:
         if version is not None:
             tensors.append(("AVATAR_VERSION", np.array([[version]], np.int64), "INT64"))
         if segment is not None:
-            for name, value in (("AUDIO_OFFSET", segment.begin), ("FIRST_FRAME", segment.first), ("FRAME_COUNT", segment.count)):
-                tensors.append((name, np.array([[value]], np.int64), "INT64"))
+            for name, number in (
+                ("AUDIO_OFFSET", segment.begin),
+                ("FIRST_FRAME", segment.first),
+                ("FRAME_COUNT", segment.count),
+            ):
+                tensors.append((name, np.array([[number]], np.int64), "INT64"))
         inputs = []
         for name, value, dtype in tensors:
             tensor = module.InferInput(name, list(value.shape), dtype)
@@ -157,13 +177,23 @@ class LipsyncClient:
             inputs.append(tensor)
         model, output = (RAW_ENSEMBLE, "FACES_RAW") if raw else (ENSEMBLE, "FRAMES")
         kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" and self.timeout_s else {}
-        result = self.triton.infer(model, inputs, outputs=[module.InferRequestedOutput(output)], headers=self.headers, **kwargs)
+        result = self.triton.infer(
+            model, inputs, outputs=[module.InferRequestedOutput(output)], headers=self.headers, **kwargs
+        )
         if raw:
             return list(result.as_numpy(output)[0])
         return [bytes(jpeg) for jpeg in result.as_numpy(output).reshape(-1)]
 
-    def stream(self, chunks: Iterable[np.ndarray], sample_rate: int, avatar: str, version: int | None = None,
-               start_frame: int = 0, max_in_flight: int = 2, raw: bool = False) -> Iterator:
+    def stream(
+        self,
+        chunks: Iterable[np.ndarray],
+        sample_rate: int,
+        avatar: str,
+        version: int | None = None,
+        start_frame: int = 0,
+        max_in_flight: int = 2,
+        raw: bool = False,
+    ) -> Iterator:
         """Live rendering: takes audio chunks as they arrive (any sizes) and yields frames in
         order as soon as they can be rendered exactly, continuing the avatar's loop; the end of
         `chunks` flushes the rest. Frames are identical to rendering the whole clip at once
@@ -178,8 +208,18 @@ class LipsyncClient:
                 nonlocal emitted, kept, base
                 part = streaming.segment(emitted, upto, received)
                 audio = kept[part.begin - base : part.end - base]
-                pending.append(pool.submit(self.render, audio, framing.SAMPLE_RATE, avatar, version,
-                                           start_frame + part.stream_frame, part, raw))
+                pending.append(
+                    pool.submit(
+                        self.render,
+                        audio,
+                        framing.SAMPLE_RATE,
+                        avatar,
+                        version,
+                        start_frame + part.stream_frame,
+                        part,
+                        raw,
+                    )
+                )
                 emitted = upto
                 # Later segments start no earlier than this one's context: drop what precedes it.
                 keep_from = streaming.segment(emitted, emitted, received).begin
@@ -205,8 +245,16 @@ class LipsyncClient:
             while pending:
                 yield from pending.popleft().result()
 
-    def render_chunks(self, audio: np.ndarray, sample_rate: int, avatar: str, version: int | None = None,
-                      start_frame: int = 0, chunk_seconds: float = 4.0, max_in_flight: int = 4) -> Iterator[bytes]:
+    def render_chunks(
+        self,
+        audio: np.ndarray,
+        sample_rate: int,
+        avatar: str,
+        version: int | None = None,
+        start_frame: int = 0,
+        chunk_seconds: float = 4.0,
+        max_in_flight: int = 4,
+    ) -> Iterator[bytes]:
         """Renders a whole clip as requests of `chunk_seconds` of video each, up to
         `max_in_flight` at once, yielding frames in order. Each request carries the audio context
         its frames depend on (the segments stream() sends), so the frames are those of one
@@ -221,8 +269,17 @@ class LipsyncClient:
             for part in streaming.clip_segments(len(audio), chunk_frames):
                 if len(pending) == max_in_flight:
                     yield from pending.popleft().result()
-                pending.append(pool.submit(self.render, audio[part.begin : part.end], framing.SAMPLE_RATE, avatar, version,
-                                           start_frame + part.stream_frame, part))
+                pending.append(
+                    pool.submit(
+                        self.render,
+                        audio[part.begin : part.end],
+                        framing.SAMPLE_RATE,
+                        avatar,
+                        version,
+                        start_frame + part.stream_frame,
+                        part,
+                    )
+                )
             while pending:
                 yield from pending.popleft().result()
 
@@ -261,7 +318,9 @@ class _StreamResampler:
             self.taken += samples.size
         out = [f.to_ndarray().reshape(-1) for f in self.resampler.resample(frame)]
         if samples is None:  # FFmpeg's flush can fall a sample short of that length
-            out.append(np.zeros(max(0, framing.resampled_length(self.taken, self.rate) - self.given - sum(map(len, out)))))
+            out.append(
+                np.zeros(max(0, framing.resampled_length(self.taken, self.rate) - self.given - sum(map(len, out))))
+            )
         resampled = np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
         self.given += resampled.size
         return resampled

@@ -4,6 +4,7 @@ A crop square (x1, y1, x2, y2) of the frame is resized to 328x328 (bicubic); the
 and regenerates its inner 320x320. Pasting puts the generated face into that inner region and
 resizes the 328 crop back to the square's size (bicubic). OpenCV's bicubic is the reference's.
 """
+
 import io
 
 import cv2

@@ -6,7 +6,10 @@ The mouth is drawn from a shape per frame (mouth_track.py makes it follow the sp
 are written in SyncTalk_2D's layout, so the avatar importer and the trainer read them as they
 would a filmed person.
 """
+
+import functools
 import math
+import operator
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +154,7 @@ def speech(seconds: float = 4.0, rate: int = 16_000, seed: int = 0) -> np.ndarra
         length = int(rng.uniform(0.12, 0.3) * rate)
         formants = VOWELS[rng.choice(list(VOWELS))]
         segment = pulses[position : position + length]
-        voiced = sum(_resonator(segment, f, 80 + f / 20, rate) for f in formants)
+        voiced = functools.reduce(operator.add, (_resonator(segment, f, 80 + f / 20, rate) for f in formants))
         window = np.hanning(len(voiced))
         loudness = rng.uniform(0.35, 1.0)
         out[position : position + len(voiced)] += loudness * voiced * window

@@ -7,6 +7,7 @@ requests have. Used by `python -m lipsync.server` and by the container's entrypo
 
     python3 -m lipsync.drain 127.0.0.1:8000 [--timeout 30]   # key: $LIPSYNC_ADMIN_KEY or the key file
 """
+
 import argparse
 import sys
 import time

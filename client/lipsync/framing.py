@@ -3,6 +3,7 @@
 Everything here is the reference inference's arithmetic, kept in one place: the client uses it
 to predict frame counts, the exported audio-encoder graph embeds it, the tests check it.
 """
+
 SAMPLE_RATE = 16_000
 N_FFT = 800
 HOP = 200
@@ -58,9 +59,7 @@ def window_starts(mel_frames: int) -> list[int]:
 # exact integer arithmetic. Graphs that only have integer arithmetic (TensorRT) subtract one
 # at these lengths, so that every profile renders the reference's frame count.
 ROUNDING_EXCEPTIONS = tuple(
-    t
-    for t in range(MIN_MEL_FRAMES, MAX_MEL_FRAMES + 1)
-    if window_count(t) != (t - WINDOW) * FPS // MEL_PER_SECOND + 2
+    t for t in range(MIN_MEL_FRAMES, MAX_MEL_FRAMES + 1) if window_count(t) != (t - WINDOW) * FPS // MEL_PER_SECOND + 2
 )
 
 

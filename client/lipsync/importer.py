@@ -3,9 +3,10 @@ video with crop rectangles) and checkpoints (as a new avatar's weights or its ne
 
 Offline: it writes files; `lipsync load NAME` (or a server restart) makes the server serve them.
 """
+
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -71,9 +72,11 @@ def read_video(video: Path, rects_json: Path) -> tuple[Iterator[np.ndarray], lis
     return frames(), rects
 
 
-def import_avatar(repo: Path, name: str, dataset: Path | None = None, video: Path | None = None,
-                  rects: Path | None = None) -> Path:
+def import_avatar(
+    repo: Path, name: str, dataset: Path | None = None, video: Path | None = None, rects: Path | None = None
+) -> Path:
     avatar.check_name(name)
+    frames: Iterable[np.ndarray | Path]
     if dataset is not None:
         frames, crops = read_dataset(dataset)
     elif video is not None and rects is not None:

@@ -1,8 +1,9 @@
 """Reading audio from common files and writing MP4 (H.264 + AAC) with PyAV's bundled FFmpeg."""
+
 import io
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable
 
 import av
 import numpy as np
@@ -30,8 +31,13 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     return audio.astype(np.float32, copy=False), rate
 
 
-def write_mp4(path: Path, jpeg_frames: Iterable[bytes], audio: np.ndarray | Callable[[], np.ndarray],
-              sample_rate: int, crf: int = 20) -> int:
+def write_mp4(
+    path: Path,
+    jpeg_frames: Iterable[bytes],
+    audio: np.ndarray | Callable[[], np.ndarray],
+    sample_rate: int,
+    crf: int = 20,
+) -> int:
     """Writes 25 fps H.264 video from JPEG frames with the audio as AAC; returns frames written.
 
     The sound track is written after the last frame; `audio` may be a function that returns it

@@ -6,6 +6,7 @@ API inside a python-backend model.
 Parameters are the reference's (librosa >= 0.10 defaults: periodic Hann, centred frames with
 zero padding); output is [T, 80], normalised to [-4, 4].
 """
+
 import numpy as np
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali import math as dmath

@@ -1,5 +1,6 @@
 """Error messages quote what they were sent only in part: a message must stay small whatever a
 request held (gRPC carries it in a status header of at most 16 KB; logs and UIs show it)."""
+
 QUOTE_LIMIT = 64
 
 

@@ -7,6 +7,7 @@ first and last windows are repeated), whose 16 mel frames span 0.2 s. The mouth 
 window's middle (four mel frames, 50 ms): the mean level of the speech bands gives the opening,
 the upper bands' level against the lower ones' the width (spread lips for i/e, round for o/u).
 """
+
 import numpy as np
 
 from . import framing, mel_pipeline

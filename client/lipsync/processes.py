@@ -4,6 +4,7 @@ The launcher uses them to find model processes that died under tritonserver, the
 add up the memory of tritonserver and its model processes, the fault tests to find a server's
 own stubs.
 """
+
 from pathlib import Path
 
 PROC = Path("/proc")

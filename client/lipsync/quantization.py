@@ -6,6 +6,7 @@ TensorRT builds as an explicitly quantized INT8 engine. Calibration and the qual
 the avatar's face crops with audio features of the project's synthetic speech, on different
 frames and different speech, so the reported PSNR is not measured on the calibration data.
 """
+
 import json
 import shutil
 import tempfile
@@ -43,8 +44,9 @@ def audio_features(encoder_onnx: Path, audio: np.ndarray) -> np.ndarray:
     return session.run(["AUDIO_FEATURES"], {"MEL": mel[None], "MEL_OFFSET": np.zeros((1, 1), np.int64)})[0][0]
 
 
-def quantize_version(model_repository: Path, name: str, source_version: int | None = None,
-                     min_psnr_db: float = MIN_PSNR_DB) -> tuple[int, float]:
+def quantize_version(
+    model_repository: Path, name: str, source_version: int | None = None, min_psnr_db: float = MIN_PSNR_DB
+) -> tuple[int, float]:
     """Adds an INT8 copy of the avatar's `source_version` (default: latest) as its next
     version, with quality.json beside it; returns (version, PSNR in dB). Raises QualityError,
     writing nothing, when the PSNR against the float version is below `min_psnr_db`."""
@@ -64,36 +66,63 @@ def quantize_version(model_repository: Path, name: str, source_version: int | No
         quality = quantize_model(source, quantized, faces, encoder)
         tensorrt_rules.check(quantized)  # the GPU profile builds every version into a plan
         if quality < min_psnr_db:
-            raise QualityError(f"INT8 copy of avatar {name!r} version {source_version} reaches {quality:.1f} dB PSNR "
-                               f"against it, below the required {min_psnr_db:.1f} dB: not added")
+            raise QualityError(
+                f"INT8 copy of avatar {name!r} version {source_version} reaches {quality:.1f} dB PSNR "
+                f"against it, below the required {min_psnr_db:.1f} dB: not added"
+            )
         target = folder / str(versions[-1] + 1)
         target.mkdir()
         shutil.copyfile(quantized, target / "model.onnx")
     (target / "model.py").write_text(repository.AVATAR_MODEL_PY)
-    (target / QUALITY_FILE).write_text(json.dumps({
-        "precision": "int8", "source_version": source_version, "psnr_db": round(quality, 2),
-        "evaluation_frames": EVALUATION_FRAMES, "calibration_frames": CALIBRATION_FRAMES}, indent=2))
+    (target / QUALITY_FILE).write_text(
+        json.dumps(
+            {
+                "precision": "int8",
+                "source_version": source_version,
+                "psnr_db": round(quality, 2),
+                "evaluation_frames": EVALUATION_FRAMES,
+                "calibration_frames": CALIBRATION_FRAMES,
+            },
+            indent=2,
+        )
+    )
     return int(target.name), quality
 
 
 def quantize_model(source: Path, target: Path, faces: np.ndarray, encoder_onnx: Path) -> float:
     """Writes the INT8 QDQ copy of UNet graph `source` to `target`, calibrated on `faces` (the
     avatar's crops); returns its output's PSNR in dB against the float graph's."""
-    calibration = _inputs(faces, audio_features(encoder_onnx, demo.speech(2.0, framing.SAMPLE_RATE, seed=11)),
-                          CALIBRATION_FRAMES, offset=0)
-    evaluation = _inputs(faces, audio_features(encoder_onnx, demo.speech(1.0, framing.SAMPLE_RATE, seed=12)),
-                         EVALUATION_FRAMES, offset=len(faces) // 2)
+    calibration = _inputs(
+        faces,
+        audio_features(encoder_onnx, demo.speech(2.0, framing.SAMPLE_RATE, seed=11)),
+        CALIBRATION_FRAMES,
+        offset=0,
+    )
+    evaluation = _inputs(
+        faces,
+        audio_features(encoder_onnx, demo.speech(1.0, framing.SAMPLE_RATE, seed=12)),
+        EVALUATION_FRAMES,
+        offset=len(faces) // 2,
+    )
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # Symbolic shape inference cannot follow the mask arithmetic; ONNX's own inference can.
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         # What TensorRT builds too: symmetric int8 activations and weights (zero points 0), biases
         # left in float (TensorRT dequantizes no int32).
-        quantize_static(str(prepared), str(target), _Batches(calibration), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        # 7-bit weights: AVX2 without VNNI saturates u8 x s8 products at 8 bits.
-                        reduce_range=True, op_types_to_quantize=["Conv", "ConvTranspose"],
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+        quantize_static(
+            str(prepared),
+            str(target),
+            _Batches(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            # 7-bit weights: AVX2 without VNNI saturates u8 x s8 products at 8 bits.
+            reduce_range=True,
+            op_types_to_quantize=["Conv", "ConvTranspose"],
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+        )
     return psnr_db(_pixels(source, evaluation), _pixels(target, evaluation))
 
 

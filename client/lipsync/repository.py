@@ -1,9 +1,10 @@
 """Writes avatars into a model repository: media, configs, and numbered weight versions."""
+
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from PIL import Image
@@ -15,8 +16,14 @@ ENV_REPOSITORY = "LIPSYNC_MODEL_REPOSITORY"
 JPEG_QUALITY = 95
 # A version's model.py in the CPU profile: a shared runner, nothing else. Avatars check their
 # media and graph when they load; the encoder is a plain ONNX Runtime model.
-AVATAR_MODEL_PY = '"""CPU profile: this avatar version, checked, then run by ONNX Runtime."""\nfrom lipsync.serving.avatar_model import TritonPythonModel  # noqa: F401\n'
-ENCODER_MODEL_PY = '"""CPU profile: this version\'s model.onnx run by ONNX Runtime."""\nfrom lipsync.serving.onnx_model import TritonPythonModel  # noqa: F401\n'
+AVATAR_MODEL_PY = (
+    '"""CPU profile: this avatar version, checked, then run by ONNX Runtime."""\n'
+    "from lipsync.serving.avatar_model import TritonPythonModel  # noqa: F401\n"
+)
+ENCODER_MODEL_PY = (
+    '"""CPU profile: this version\'s model.onnx run by ONNX Runtime."""\n'
+    "from lipsync.serving.onnx_model import TritonPythonModel  # noqa: F401\n"
+)
 
 
 def default_repository() -> Path:
@@ -65,7 +72,9 @@ def add_version(repository: Path, name: str, unet, version: int | None = None) -
 
     folder = Path(repository) / avatar.model_name(name)
     if version and (folder / str(version)).exists():
-        raise ValueError(f"avatar {name!r} already has a version {version}: choose another, or leave it out for the next")
+        raise ValueError(
+            f"avatar {name!r} already has a version {version}: choose another, or leave it out for the next"
+        )
     version = version or max(_versions(folder), default=0) + 1
     export_unet(unet, folder / str(version) / "model.onnx")
     (folder / str(version) / "model.py").write_text(AVATAR_MODEL_PY)

@@ -6,6 +6,7 @@ profile and explicit model control on 127.0.0.1 until Ctrl-C or SIGTERM. The rep
 (list, load, unload) always needs the administrator key (lipsync.admin_key says where it comes
 from). Tests and benchmarks use TritonServer directly.
 """
+
 import argparse
 import os
 import secrets
@@ -17,8 +18,8 @@ import sys
 import sysconfig
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytriton
 
@@ -33,7 +34,12 @@ SHARED_MEMORY = Path("/dev/shm")
 def _python_backend() -> Path:
     """The wheel's python backend, with the stub for this interpreter in place."""
     backend = TRITON_HOME / "backends" / "python"
-    stub = TRITON_HOME / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}" / "triton_python_backend_stub"
+    stub = (
+        TRITON_HOME
+        / "python_backend_stubs"
+        / f"{sys.version_info.major}.{sys.version_info.minor}"
+        / "triton_python_backend_stub"
+    )
     target = backend / stub.name
     if not target.exists():
         shutil.copy2(stub, target)
@@ -118,7 +124,10 @@ class TritonServer:
         # A session of its own: Ctrl-C in a terminal reaches only the launcher, which drains
         # first; Triton's own SIGINT handling would fail requests caught between two steps.
         self.process = subprocess.Popen(
-            self.command(), env=self.environment(), stdout=output or None, stderr=subprocess.STDOUT if output else None,
+            self.command(),
+            env=self.environment(),
+            stdout=output or None,
+            stderr=subprocess.STDOUT if output else None,
             start_new_session=True,
         )
         return self
@@ -169,7 +178,7 @@ class TritonServer:
     def crashed_stubs(self) -> list[int]:
         """Model processes (python-backend stubs) of this server that died: Triton 24.x neither
         restarts nor reaps them, so they stay behind as zombies, and their models fail."""
-        return [pid for pid, state in processes.children(self.process.pid).items() if state == "Z"]
+        return [pid for pid, state in processes.children(self.running.pid).items() if state == "Z"]
 
     def supervise(self, stopping: Callable[[], bool], poll_s: float = 1.0) -> int:
         """Serves until the server exits or `stopping()` turns true (then drains and stops it);
@@ -177,7 +186,7 @@ class TritonServer:
         died: the restart brings every model back as the repository has it."""
         while not stopping():
             try:
-                return self._exited(self.process.wait(poll_s))
+                return self._exited(self.running.wait(poll_s))
             except subprocess.TimeoutExpired:
                 pass
             crashed = self.crashed_stubs()
@@ -187,6 +196,17 @@ class TritonServer:
                 if self.start().wait_ready(stopping=stopping):
                     print("lipsync.server: ready again", flush=True)
         return self.stop()
+
+    @classmethod
+    def on_free_ports(cls, repository: Path, log: Path | None = None) -> "TritonServer":
+        """A server on free loopback ports (tests, benchmarks)."""
+        return cls(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), log=log)
+
+    @property
+    def running(self) -> subprocess.Popen:
+        if self.process is None:
+            raise RuntimeError("tritonserver has not been started")
+        return self.process
 
     def __enter__(self) -> "TritonServer":
         self.start().wait_ready()
@@ -216,33 +236,54 @@ class StopSignals:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repository", type=Path, default=None,
-                        help=f"model repository (default: ${ENV_REPOSITORY}, else ./model_repository)")
+    parser.add_argument(
+        "--repository",
+        type=Path,
+        default=None,
+        help=f"model repository (default: ${ENV_REPOSITORY}, else ./model_repository)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--profile", default="cpu", help="model config name: configs/<profile>.pbtxt")
-    parser.add_argument("--admin-key", default=None,
-                        help=f"the key the model-repository API (list, load, unload) requires in the {admin_keys.HEADER!r} "
-                             f"header (default: ${admin_keys.ENV_KEY}, else the key file {admin_keys.key_file()}, made on "
-                             "first start)")
-    parser.add_argument("--new-admin-key", action="store_true", help="write a new random key to the key file and use it")
+    parser.add_argument(
+        "--admin-key",
+        default=None,
+        help=f"the key the model-repository API (list, load, unload) requires in the {admin_keys.HEADER!r} "
+        f"header (default: ${admin_keys.ENV_KEY}, else the key file {admin_keys.key_file()}, made on "
+        "first start)",
+    )
+    parser.add_argument(
+        "--new-admin-key", action="store_true", help="write a new random key to the key file and use it"
+    )
     args = parser.parse_args(argv)
     repository = args.repository or default_repository()
     if not repository.is_dir():
         parser.error(f"no model repository at {repository}: pass --repository or set ${ENV_REPOSITORY}")
     if args.new_admin_key and (args.admin_key or os.environ.get(admin_keys.ENV_KEY)):
-        parser.error(f"--new-admin-key writes the key file: it cannot be combined with --admin-key or ${admin_keys.ENV_KEY}")
+        parser.error(
+            f"--new-admin-key writes the key file: it cannot be combined with --admin-key or ${admin_keys.ENV_KEY}"
+        )
     key = admin_keys.write_key_file() if args.new_admin_key else args.admin_key
     stopping = StopSignals()
-    server = TritonServer(repository, args.host, args.http_port, args.grpc_port, args.metrics_port, args.profile,
-                          admin_key=key)
-    where = "--admin-key" if args.admin_key else f"${admin_keys.ENV_KEY}" if os.environ.get(admin_keys.ENV_KEY) else admin_keys.key_file()
+    server = TritonServer(
+        repository, args.host, args.http_port, args.grpc_port, args.metrics_port, args.profile, admin_key=key
+    )
+    where = (
+        "--admin-key"
+        if args.admin_key
+        else f"${admin_keys.ENV_KEY}"
+        if os.environ.get(admin_keys.ENV_KEY)
+        else admin_keys.key_file()
+    )
     server.start()
     if server.wait_ready(stopping=stopping):
-        print(f"lip-sync server ready: gRPC {args.host}:{args.grpc_port}, HTTP {args.host}:{args.http_port}, "
-              f"repository {repository} (Ctrl-C stops)", flush=True)
+        print(
+            f"lip-sync server ready: gRPC {args.host}:{args.grpc_port}, HTTP {args.host}:{args.http_port}, "
+            f"repository {repository} (Ctrl-C stops)",
+            flush=True,
+        )
         print(f"model-repository API (avatars, load, unload): administrator key from {where}", flush=True)
     return server.supervise(stopping)
 

@@ -10,6 +10,7 @@ Each request sends a segment that starts on a 5-frame block boundary (where wind
 with at least 10 frames of context before the first frame it asks for, so that nothing the
 frame depends on is cut by the segment's edge.
 """
+
 from dataclasses import dataclass
 
 from . import framing

@@ -17,6 +17,7 @@ Shapes and precisions, each from one source:
   batch); fp16 where TensorRT finds it faster. INT8 versions (QuantizeLinear nodes, from `lipsync
   quantize`) add --int8 so that their explicit scales are used.
 """
+
 import argparse
 import hashlib
 import json
@@ -64,8 +65,11 @@ def max_audio_seconds(repository: Path) -> float:
 def encoder_plans(repository: Path) -> list[Plan]:
     max_mel = framing.mel_frame_count(round(max_audio_seconds(repository) * framing.SAMPLE_RATE))
     opt_mel = framing.mel_frame_count(8 * framing.SAMPLE_RATE)
-    shapes = (f"--minShapes=MEL:1x{framing.MIN_MEL_FRAMES}x80,MEL_OFFSET:1x1",
-              f"--optShapes=MEL:1x{opt_mel}x80,MEL_OFFSET:1x1", f"--maxShapes=MEL:1x{max_mel}x80,MEL_OFFSET:1x1")
+    shapes = (
+        f"--minShapes=MEL:1x{framing.MIN_MEL_FRAMES}x80,MEL_OFFSET:1x1",
+        f"--optShapes=MEL:1x{opt_mel}x80,MEL_OFFSET:1x1",
+        f"--maxShapes=MEL:1x{max_mel}x80,MEL_OFFSET:1x1",
+    )
     return [Plan(onnx, (*shapes, "--noTF32")) for onnx in sorted((repository / ENCODER).glob("[0-9]*/model.onnx"))]
 
 
@@ -73,8 +77,10 @@ def avatar_plans(folder: Path) -> list[Plan]:
     config = model_config(folder)
     largest = config.max_batch_size
     opt = max(config.dynamic_batching.preferred_batch_size, default=largest)
-    shapes = tuple(f"--{kind}Shapes=FACE:{b}x320x320x3,AUDIO_FEATURES:{b}x32x16x16"
-                   for kind, b in (("min", 1), ("opt", opt), ("max", largest)))
+    shapes = tuple(
+        f"--{kind}Shapes=FACE:{b}x320x320x3,AUDIO_FEATURES:{b}x32x16x16"
+        for kind, b in (("min", 1), ("opt", opt), ("max", largest))
+    )
     plans = []
     for onnx_file in sorted(folder.glob("[0-9]*/model.onnx")):
         precision = ("--fp16", "--int8") if is_quantized(onnx_file) else ("--fp16",)
@@ -85,7 +91,9 @@ def avatar_plans(folder: Path) -> list[Plan]:
 def plans(repository: Path, model: str | None = None) -> list[Plan]:
     """The plans of the repository's TensorRT models (or of one of them)."""
     repository = Path(repository)
-    folders = [repository / model] if model else [repository / ENCODER, *sorted(repository.glob(avatar.MODEL_PREFIX + "*"))]
+    folders = (
+        [repository / model] if model else [repository / ENCODER, *sorted(repository.glob(avatar.MODEL_PREFIX + "*"))]
+    )
     found = []
     for folder in folders:
         if not (folder / "config.pbtxt").is_file():
@@ -95,15 +103,26 @@ def plans(repository: Path, model: str | None = None) -> list[Plan]:
 
 
 def is_quantized(onnx_file: Path) -> bool:
-    return any(node.op_type == "QuantizeLinear" for node in onnx.load(str(onnx_file), load_external_data=False).graph.node)
+    return any(
+        node.op_type == "QuantizeLinear" for node in onnx.load(str(onnx_file), load_external_data=False).graph.node
+    )
 
 
 def record(plan: Plan) -> dict:
     """What the plan was built from and for: the ONNX file, the flags, the image, the GPU."""
-    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "--id=0"], capture_output=True,
-                         text=True).stdout.strip() if shutil.which("nvidia-smi") else "unknown"
-    return {"onnx_sha256": hashlib.sha256(plan.onnx.read_bytes()).hexdigest(), "flags": list(plan.flags),
-            "triton": os.environ.get("NVIDIA_TRITON_SERVER_VERSION", "unknown"), "gpu": gpu}
+    gpu = (
+        subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "--id=0"], capture_output=True, text=True
+        ).stdout.strip()
+        if shutil.which("nvidia-smi")
+        else "unknown"
+    )
+    return {
+        "onnx_sha256": hashlib.sha256(plan.onnx.read_bytes()).hexdigest(),
+        "flags": list(plan.flags),
+        "triton": os.environ.get("NVIDIA_TRITON_SERVER_VERSION", "unknown"),
+        "gpu": gpu,
+    }
 
 
 def is_current(plan: Plan, wanted: dict) -> bool:
@@ -135,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trtexec", default="trtexec")
     args = parser.parse_args(argv)
     if not shutil.which(args.trtexec):
-        parser.error(f"{args.trtexec} not found: plans are built on the serving GPU, inside the image (Dockerfile.triton)")
+        parser.error(
+            f"{args.trtexec} not found: plans are built on the serving GPU, inside the image (Dockerfile.triton)"
+        )
     for plan in plans(args.repository, args.model):
         print(f"{'built' if build(plan, args.trtexec) else 'kept'} {plan.path}", flush=True)
     return 0

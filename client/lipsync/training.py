@@ -9,6 +9,7 @@ Two stages, as SyncTalk_2D trains its networks separately:
    decides (SyncTalk_2D adds perceptual and sync losses; on drawn faces L1 is enough).
 Checkpoints are written in SyncTalk_2D's formats, half precision (the importer reads either).
 """
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,10 +88,18 @@ def audio_features(encoder: AudioEncoder, mel: np.ndarray) -> torch.Tensor:
         return ServingAudioEncoder(encoder).eval()(torch.from_numpy(mel)[None], torch.zeros(1, 1, dtype=torch.int64))[0]
 
 
-def train_unet(data: Dataset, features: torch.Tensor, steps: int, base_channels: int, batch: int = UNET_BATCH,
-               seed: int = 0, log=print) -> LipSyncUNet:
+def train_unet(
+    data: Dataset,
+    features: torch.Tensor,
+    steps: int,
+    base_channels: int,
+    batch: int = UNET_BATCH,
+    seed: int = 0,
+    log=print,
+) -> LipSyncUNet:
     generator = torch.Generator().manual_seed(seed)
-    unet = LipSyncUNet(base_channels).to(memory_format=torch.channels_last)
+    # Module.to takes memory_format; torch's type stubs leave it out.
+    unet = LipSyncUNet(base_channels).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(unet.parameters(), lr=2e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.15)
     crops = torch.from_numpy(data.crops).permute(0, 3, 1, 2)  # uint8 [F, 3, 320, 320] BGR
@@ -133,8 +142,14 @@ def _mouth_in_crop(rect) -> tuple[int, int, int, int]:
     """The drawn mouth's box (demo.mouth_box) in the network's 320x320 view of the crop."""
     x1, y1, x2, y2 = demo.mouth_box(rect)
     scale = compositing.CROP / (rect[2] - rect[0])
-    box = [round((x1 - rect[0]) * scale), round((y1 - rect[1]) * scale), round((x2 - rect[0]) * scale), round((y2 - rect[1]) * scale)]
-    return tuple(int(np.clip(v - compositing.BORDER, 0, 320)) for v in box)
+    box = [
+        round((x1 - rect[0]) * scale),
+        round((y1 - rect[1]) * scale),
+        round((x2 - rect[0]) * scale),
+        round((y2 - rect[1]) * scale),
+    ]
+    x1, y1, x2, y2 = (int(np.clip(v - compositing.BORDER, 0, 320)) for v in box)
+    return x1, y1, x2, y2
 
 
 def demo_held_out_sync(unet: LipSyncUNet, encoder: AudioEncoder) -> float:
@@ -144,8 +159,13 @@ def demo_held_out_sync(unet: LipSyncUNet, encoder: AudioEncoder) -> float:
     return held_out_sync(unet, encoder, held_out_speech(), crops, _mouth_in_crop(idle[0][1]))
 
 
-def held_out_sync(unet: LipSyncUNet, encoder: AudioEncoder, audio: np.ndarray, avatar_crops: np.ndarray,
-                  mouth: tuple[int, int, int, int]) -> float:
+def held_out_sync(
+    unet: LipSyncUNet,
+    encoder: AudioEncoder,
+    audio: np.ndarray,
+    avatar_crops: np.ndarray,
+    mouth: tuple[int, int, int, int],
+) -> float:
     """Pearson r between the generated mouth's dark area and the speech level, frame by frame,
     in process (the sync test measures the same through the server)."""
     mel = mel_pipeline.mel_of(audio)

@@ -3,6 +3,7 @@
 Module names follow SyncTalk_2D's released checkpoint, whose file holds the bare
 Sequential's state_dict (`0.conv_block.0.weight`, ...): load it into `.audio_encoder`.
 """
+
 from torch import Tensor, nn
 
 

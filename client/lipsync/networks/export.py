@@ -1,4 +1,5 @@
 """Export the serving graphs to ONNX with dynamic batch / length axes."""
+
 from pathlib import Path
 
 import torch
@@ -33,8 +34,14 @@ def _export(graph, args, path: Path, inputs, outputs, axes) -> None:
     tmp = path.with_suffix(".tmp")
     with torch.no_grad():
         torch.onnx.export(
-            graph, args, str(tmp), input_names=inputs, output_names=outputs,
-            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+            graph,
+            args,
+            str(tmp),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
         )
     try:
         tensorrt_rules.check(tmp)  # the same file becomes the GPU profile's TensorRT plan

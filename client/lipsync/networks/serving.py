@@ -6,6 +6,7 @@ reference inference does in Python, so that it runs inside the model servers:
 - ServingUNet: uint8 BGR face crops -> the network's float output, and the same as uint8 RGB
   pixels (what the compositor pastes: a quarter of the bytes to move between processes).
 """
+
 import torch
 from torch import Tensor, nn
 
@@ -31,6 +32,8 @@ class ServingAudioEncoder(nn.Module):
 
     All of it happens per request (one clip), before frames of different requests are batched.
     """
+
+    exceptions: Tensor
 
     def __init__(self, encoder: AudioEncoder):
         super().__init__()
@@ -64,6 +67,8 @@ class ServingUNet(nn.Module):
 
     Returns FACE_RAW (float BGR [B, 3, 320, 320], the network's own output) and FACE_RGB (uint8
     RGB [B, 320, 320, 3], truncated as the reference's astype(uint8) does)."""
+
+    mask: Tensor
 
     def __init__(self, unet: LipSyncUNet):
         super().__init__()

@@ -10,14 +10,25 @@ TensorRT 10 as in the NGC image), read from its sources:
   (ONNX Runtime's quantized biases);
 - tensors only of the element types a TensorRT network has (nvinfer1::DataType).
 """
+
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-NETWORK_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.INT8, TensorProto.INT32,
-                 TensorProto.INT64, TensorProto.BOOL, TensorProto.UINT8, TensorProto.FLOAT8E4M3FN, TensorProto.INT4}
+NETWORK_TYPES = {
+    TensorProto.FLOAT,
+    TensorProto.FLOAT16,
+    TensorProto.BFLOAT16,
+    TensorProto.INT8,
+    TensorProto.INT32,
+    TensorProto.INT64,
+    TensorProto.BOOL,
+    TensorProto.UINT8,
+    TensorProto.FLOAT8E4M3FN,
+    TensorProto.INT4,
+}
 DEQUANTIZABLE = {TensorProto.INT8, TensorProto.FLOAT8E4M3FN, TensorProto.INT4}
 
 
@@ -40,8 +51,11 @@ def problems(model: onnx.ModelProto) -> list[str]:
     constants = {init.name: init for init in graph.initializer}
     types.update({name: init.data_type for name, init in constants.items()})
     outputs = {output.name for output in graph.output}
-    found = [f"input {v.name}: {_type(types[v.name])} is no TensorRT type" for v in graph.input
-             if types[v.name] not in NETWORK_TYPES]
+    found = [
+        f"input {v.name}: {_type(types[v.name])} is no TensorRT type"
+        for v in graph.input
+        if types[v.name] not in NETWORK_TYPES
+    ]
     for node in graph.node:
         where = f"{node.op_type} node {node.name or '?'}"
         for name in node.output:

@@ -9,6 +9,7 @@ checkpoints, so a trained `<epoch>.pth` loads with `load_state_dict`.
 (a quarter of the width, a sixteenth of the weights) to fit a CPU training budget. The audio
 input keeps its 32 channels at any width.
 """
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn

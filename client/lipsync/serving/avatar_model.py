@@ -5,6 +5,7 @@ A broken avatar (frames, rectangles or crops corrupt or missing; weights that ar
 network) fails to load with a message naming the problem, which Triton logs and returns to
 the load call, instead of loading and failing requests later. Other avatars are untouched.
 """
+
 from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
@@ -25,7 +26,8 @@ class TritonPythonModel(onnx_model.TritonPythonModel):
             super().initialize(args)
         except Exception as error:  # ONNX Runtime's own errors: unreadable or invalid graph
             raise pb_utils.TritonModelException(
-                f"avatar {name!r} version {args['model_version']}: model.onnx cannot be loaded: {error}") from None
+                f"avatar {name!r} version {args['model_version']}: model.onnx cannot be loaded: {error}"
+            ) from None
         _check_graph(self.session, triton.model_config(args), name, args["model_version"])
 
 
@@ -36,4 +38,5 @@ def _check_graph(session, config: dict, name: str, version: str) -> None:
     if found != declared:
         raise pb_utils.TritonModelException(
             f"avatar {name!r} version {version}: model.onnx is not a lip-sync UNet: its tensors are {found}, "
-            f"the avatar model needs {declared}")
+            f"the avatar model needs {declared}"
+        )

@@ -6,6 +6,7 @@ groups are concatenated along the batch axis and run once; requests whose shapes
 concatenated (the encoder's variable-length clips) run one by one. Only the outputs that the
 requests ask for are computed (ONNX Runtime prunes the graph to them).
 """
+
 from pathlib import Path
 
 import numpy as np

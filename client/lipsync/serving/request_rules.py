@@ -1,4 +1,5 @@
 """What a valid lip-sync request is. Each failed check names the input and the problem."""
+
 import numpy as np
 
 from .. import avatar, framing
@@ -25,15 +26,19 @@ def check_audio(audio: np.ndarray, sample_rate: int, max_seconds: float) -> None
     seconds = audio.size / sample_rate
     shortest = framing.MIN_SAMPLES / framing.SAMPLE_RATE
     if seconds < shortest:
-        raise InvalidInput(f"AUDIO: {audio.size} samples at {sample_rate} Hz is too short: at least {shortest:.4f} s is needed")
+        raise InvalidInput(
+            f"AUDIO: {audio.size} samples at {sample_rate} Hz is too short: at least {shortest:.4f} s is needed"
+        )
     if seconds > max_seconds:
         raise InvalidInput(f"AUDIO: {seconds:.1f} s is longer than this server's limit of {max_seconds:g} s")
     if not np.isfinite(audio).all():
         raise InvalidInput("AUDIO: contains NaN or infinite samples")
     peak = float(np.abs(audio).max())
     if peak > MAX_PEAK:
-        raise InvalidInput(f"AUDIO: peak amplitude {peak:.6g} is beyond {MAX_PEAK:g}: samples are floats in [-1, 1] "
-                           "(scale 16-bit PCM by 1/32768, 32-bit PCM by 1/2147483648)")
+        raise InvalidInput(
+            f"AUDIO: peak amplitude {peak:.6g} is beyond {MAX_PEAK:g}: samples are floats in [-1, 1] "
+            "(scale 16-bit PCM by 1/32768, 32-bit PCM by 1/2147483648)"
+        )
 
 
 def check_sample_rate(rate: int) -> None:
@@ -66,7 +71,9 @@ def check_audio_offset(offset: int, rate: int) -> None:
     if offset < 0 or offset % framing.BLOCK_SAMPLES:
         raise InvalidInput(f"AUDIO_OFFSET: must be a multiple of {framing.BLOCK_SAMPLES} samples >= 0, got {offset}")
     if offset and rate != framing.SAMPLE_RATE:
-        raise InvalidInput(f"AUDIO_OFFSET: streamed segments must be {framing.SAMPLE_RATE} Hz audio, got SAMPLE_RATE {rate}")
+        raise InvalidInput(
+            f"AUDIO_OFFSET: streamed segments must be {framing.SAMPLE_RATE} Hz audio, got SAMPLE_RATE {rate}"
+        )
 
 
 def frame_range(first: int | None, count: int | None, frames: int) -> tuple[int, int]:

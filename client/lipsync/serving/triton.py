@@ -1,4 +1,5 @@
 """Small helpers over triton_python_backend_utils, importable only inside a Triton stub."""
+
 import json
 
 import numpy as np
@@ -20,7 +21,11 @@ def get(request, name: str) -> np.ndarray | None:
 
 
 def text(request, name: str) -> str:
-    value = get(request, name)[0]
+    """A required BYTES input (Triton refuses a request without it) as text."""
+    tensor = get(request, name)
+    if tensor is None:
+        raise KeyError(f"{name}: missing")
+    value = tensor[0]
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 

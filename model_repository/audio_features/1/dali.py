@@ -2,6 +2,7 @@
 DALI it was built with, so the image holds one DALI. The pipeline is lipsync/mel_pipeline.py,
 the one the CPU profile runs, with the signal processing on the GPU; its batch is config.pbtxt's
 max_batch_size."""
+
 from nvidia.dali import pipeline_def
 from nvidia.dali.plugin.triton import autoserialize
 

@@ -1,4 +1,5 @@
 """Pastes generated faces into the avatar's frames along its loop and JPEG-encodes them."""
+
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Generates the avatar's faces for a clip's audio features through the avatar's UNet (BLS)."""
+
 import asyncio
 from pathlib import Path
 
@@ -34,8 +35,10 @@ class TritonPythonModel:
         start = int(triton.get(request, "START_FRAME")[0])
         first, count = (int(triton.get(request, field)[0]) for field in ("FIRST_FRAME", "FRAME_COUNT"))
         if self.frames_in_flight and self.frames_in_flight + count > self.max_frames:
-            return triton.unavailable(f"server busy: {self.frames_in_flight} frames in flight, {count} more would pass "
-                                      f"the limit of {self.max_frames}; retry later")
+            return triton.unavailable(
+                f"server busy: {self.frames_in_flight} frames in flight, {count} more would pass "
+                f"the limit of {self.max_frames}; retry later"
+            )
         self.frames_in_flight += count
         try:
             return await self._faces(request, name, version, start, first, count)

@@ -1,4 +1,5 @@
 """Validates lip-sync requests (rules: lipsync/serving/request_rules.py)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,9 @@ class TritonPythonModel:
                 request_rules.check_version(version)
             request_rules.check_audio_offset(offset, rate)
             frames = framing.frame_count(framing.resampled_length(audio.size, rate), offset // framing.HOP)
-            first, count = request_rules.frame_range(_optional(request, "FIRST_FRAME"), _optional(request, "FRAME_COUNT"), frames)
+            first, count = request_rules.frame_range(
+                _optional(request, "FIRST_FRAME"), _optional(request, "FRAME_COUNT"), frames
+            )
         except InvalidInput as error:
             return triton.invalid_arg(str(error))
         return triton.respond(
