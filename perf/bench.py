@@ -22,7 +22,7 @@ import measure
 import numpy as np
 import report
 
-from lipsync import checkpoints, demo, framing, mel_pipeline, quantization
+from lipsync import checkpoints, demo, framing, mel_pipeline, quantization, repository
 from lipsync.avatar import AvatarMedia, media_dir
 from lipsync.server import TritonServer
 
@@ -45,7 +45,7 @@ def main() -> int:
 
     audio = demo.speech(args.seconds, framing.SAMPLE_RATE, seed=1)
     unet_onnx = REPOSITORY / "avatar_demo" / str(demo.BENCHMARK_VERSION) / "model.onnx"
-    encoder_onnx = max((REPOSITORY / "audio_encoder").glob("[0-9]*/model.onnx"), key=lambda p: int(p.parent.name))
+    encoder_onnx = repository.latest_encoder(REPOSITORY)
     mel = mel_pipeline.mel_of(audio)
     results: dict = {
         "audio_seconds": args.seconds,

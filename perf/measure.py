@@ -13,7 +13,8 @@ import tritonclient.grpc as grpcclient
 
 from lipsync import compositing, demo, framing, mel_pipeline, processes
 from lipsync.avatar import AvatarMedia
-from lipsync.client import LipsyncClient
+from lipsync.client import LipsyncClient, infer_inputs
+from lipsync.networks.serving import face_mask
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -58,8 +59,7 @@ def sequential_fps(audio: np.ndarray, encoder, unet, media: AvatarMedia, frames:
             index = framing.pingpong(i, len(media))
             background = media.background(index)
             crop = torch.from_numpy(media.faces[index].transpose(2, 0, 1).astype(np.float32) / 255.0)
-            masked = crop.clone()
-            masked[:, 5:310, 5:315] = 0
+            masked = crop * face_mask()[0]
             raw = unet(torch.cat([crop, masked])[None], torch.from_numpy(padded[i : i + 16].reshape(1, 32, 16, 16)))[0]
             face = (raw.numpy() * 255).astype(np.uint8).transpose(1, 2, 0)[..., ::-1]
             compositing.encode_jpeg(compositing.paste_face(background, media.rects[index], face), 75)
@@ -129,11 +129,7 @@ def audio_latency_ms(url: str, samples: int, count: int) -> list[float]:
 
 
 def _infer(client, model: str, values: dict, output: str) -> np.ndarray:
-    inputs = []
-    for name, value in values.items():
-        tensor = grpcclient.InferInput(name, list(value.shape), _dtype(value))
-        tensor.set_data_from_numpy(value)
-        inputs.append(tensor)
+    inputs = infer_inputs(grpcclient, ((name, value, _dtype(value)) for name, value in values.items()))
     return client.infer(model, inputs).as_numpy(output)
 
 

@@ -11,6 +11,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from lipsync import framing
+from lipsync.client import infer_inputs
 
 pytestmark = pytest.mark.integration
 MODULES = {"grpc": grpcclient, "http": httpclient}
@@ -33,12 +34,7 @@ def request(audio=None, rate=16000, avatar=b"demo", start=0, version=None, audio
 
 def infer(protocol, url, values, model="lipsync"):
     module = MODULES[protocol]
-    inputs = []
-    for name, value, dtype in values:
-        tensor = module.InferInput(name, list(value.shape), dtype)
-        tensor.set_data_from_numpy(value)
-        inputs.append(tensor)
-    result = module.InferenceServerClient(url).infer(model, inputs)
+    result = module.InferenceServerClient(url).infer(model, infer_inputs(module, values))
     return result.as_numpy("FRAMES").reshape(-1)
 
 

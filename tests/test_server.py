@@ -13,7 +13,7 @@ from scipy import signal
 from tritonclient.utils import InferenceServerException
 
 from lipsync import cli, demo, framing
-from lipsync.client import LipsyncClient
+from lipsync.client import LipsyncClient, infer_inputs
 
 pytestmark = pytest.mark.integration
 HALF_SECOND = 8000
@@ -35,12 +35,7 @@ def plain_infer(protocol, url, audio, rate, avatar="demo", start=0, version=None
     ]
     if version is not None:
         values.append(("AVATAR_VERSION", np.array([[version]], np.int64), "INT64"))
-    inputs = []
-    for name, value, dtype in values:
-        tensor = module.InferInput(name, list(value.shape), dtype)
-        tensor.set_data_from_numpy(value)
-        inputs.append(tensor)
-    return [bytes(b) for b in client.infer("lipsync", inputs).as_numpy("FRAMES").reshape(-1)]
+    return [bytes(b) for b in client.infer("lipsync", infer_inputs(module, values)).as_numpy("FRAMES").reshape(-1)]
 
 
 def decode(jpeg: bytes) -> np.ndarray:

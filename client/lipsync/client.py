@@ -170,11 +170,7 @@ class LipsyncClient:
                 ("FRAME_COUNT", segment.count),
             ):
                 tensors.append((name, np.array([[number]], np.int64), "INT64"))
-        inputs = []
-        for name, value, dtype in tensors:
-            tensor = module.InferInput(name, list(value.shape), dtype)
-            tensor.set_data_from_numpy(value)
-            inputs.append(tensor)
+        inputs = infer_inputs(module, tensors)
         model, output = (RAW_ENSEMBLE, "FACES_RAW") if raw else (ENSEMBLE, "FRAMES")
         kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" and self.timeout_s else {}
         result = self.triton.infer(
@@ -295,6 +291,17 @@ class LipsyncClient:
 
     def _as_json(self) -> dict:
         return {"as_json": True} if self.protocol == "grpc" else {}
+
+
+def infer_inputs(module, tensors: Iterable[tuple[str, np.ndarray, str]]) -> list:
+    """tritonclient inputs (`module`: tritonclient.grpc or tritonclient.http) from (name, array,
+    Triton type) triples."""
+    inputs = []
+    for name, value, dtype in tensors:
+        tensor = module.InferInput(name, list(value.shape), dtype)
+        tensor.set_data_from_numpy(value)
+        inputs.append(tensor)
+    return inputs
 
 
 def _mean_ms(duration: dict, count: int) -> float:

@@ -60,7 +60,7 @@ def quantize_version(
     if not source.is_file():
         raise ValueError(f"avatar {name!r} has no version {source_version} ({source} is missing)")
     faces = np.load(avatar.media_dir(model_repository, name) / "faces.npy", mmap_mode="r")
-    encoder = max((model_repository / "audio_encoder").glob("[0-9]*/model.onnx"), key=lambda p: int(p.parent.name))
+    encoder = repository.latest_encoder(model_repository)
     with tempfile.TemporaryDirectory() as scratch:
         quantized = Path(scratch) / "model.onnx"
         quality = quantize_model(source, quantized, faces, encoder)

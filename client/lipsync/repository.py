@@ -14,15 +14,11 @@ from . import avatar, compositing
 TEMPLATES = Path(__file__).parent / "avatar_model"
 ENV_REPOSITORY = "LIPSYNC_MODEL_REPOSITORY"
 JPEG_QUALITY = 95
-# A version's model.py in the CPU profile: a shared runner, nothing else. Avatars check their
-# media and graph when they load; the encoder is a plain ONNX Runtime model.
+# An avatar version's model.py in the CPU profile: a shared runner that checks the avatar's media
+# and graph when it loads. (The encoder's versions copy its committed audio_encoder/1/model.py.)
 AVATAR_MODEL_PY = (
     '"""CPU profile: this avatar version, checked, then run by ONNX Runtime."""\n'
     "from lipsync.serving.avatar_model import TritonPythonModel  # noqa: F401\n"
-)
-ENCODER_MODEL_PY = (
-    '"""CPU profile: this version\'s model.onnx run by ONNX Runtime."""\n'
-    "from lipsync.serving.onnx_model import TritonPythonModel  # noqa: F401\n"
 )
 
 
@@ -81,6 +77,12 @@ def add_version(repository: Path, name: str, unet, version: int | None = None) -
     return version
 
 
+def latest_encoder(repository: Path) -> Path:
+    """model.onnx of the shared audio encoder's latest version (the one the server serves)."""
+    folder = Path(repository) / "audio_encoder"
+    return folder / str(max(_versions(folder))) / "model.onnx"
+
+
 def add_encoder_version(repository: Path, encoder) -> int:
     """Exports the shared AudioEncoder as audio_encoder's next version (served as the latest)."""
     from .networks.export import export_audio_encoder
@@ -88,7 +90,7 @@ def add_encoder_version(repository: Path, encoder) -> int:
     folder = Path(repository) / "audio_encoder"
     version = max(_versions(folder), default=0) + 1
     export_audio_encoder(encoder, folder / str(version) / "model.onnx")
-    (folder / str(version) / "model.py").write_text(ENCODER_MODEL_PY)
+    shutil.copyfile(folder / "1" / "model.py", folder / str(version) / "model.py")  # the model's own runner
     return version
 
 
