@@ -37,8 +37,8 @@ def client(grpc_url, parity_avatar):
 )
 def test_streamed_raw_faces_equal_whole_clip_bit_for_bit(client, speech, samples, sizes):
     audio = np.resize(speech[0], samples)
-    whole = client.render(audio, 16000, "parity", version=1, start_frame=3, raw=True)
-    streamed = list(client.stream(chunks_of(audio, sizes), 16000, "parity", version=1, start_frame=3, raw=True))
+    whole = client.render_faces(audio, 16000, "parity", version=1, start_frame=3)
+    streamed = list(client.stream_faces(chunks_of(audio, sizes), 16000, "parity", version=1, start_frame=3))
     assert len(streamed) == len(whole) == framing.frame_count(samples)
     mismatched = [i for i, (a, b) in enumerate(zip(streamed, whole)) if not np.array_equal(a, b)]
     assert mismatched == []
@@ -60,7 +60,7 @@ def test_frames_arrive_before_the_stream_ends(client, speech):
             arrived_with.append(position)
             yield audio[position : position + 3200]
 
-    frames = client.stream(paced(), 16000, "parity", version=1, raw=True, max_in_flight=1)
+    frames = client.stream_faces(paced(), 16000, "parity", version=1, max_in_flight=1)
     first = next(frames)
     sent = arrived_with[-1] + 3200
     assert first.shape == (3, 320, 320)

@@ -147,12 +147,55 @@ class LipsyncClient:
         version: int | None = None,
         start_frame: int = 0,
         segment: Segment | None = None,
-        raw: bool = False,
-    ) -> list:
-        """JPEG frames (25 fps) of `avatar` speaking `audio` (mono float32 in [-1, 1]).
+    ) -> list[bytes]:
+        """JPEG frames (25 fps) of `avatar` speaking `audio` (mono float32 in [-1, 1]); `segment`
+        renders part of a stream (see stream())."""
+        frames = self._infer(ENSEMBLE, "FRAMES", audio, sample_rate, avatar, version, start_frame, segment)
+        return [bytes(jpeg) for jpeg in frames.reshape(-1)]
 
-        `segment` renders part of a stream (see stream()); `raw` returns the network's float
-        output per frame ([3, 320, 320], BGR, from the lipsync_faces model) instead of JPEGs."""
+    def render_faces(
+        self,
+        audio: np.ndarray,
+        sample_rate: int,
+        avatar: str,
+        version: int | None = None,
+        start_frame: int = 0,
+        segment: Segment | None = None,
+    ) -> list[np.ndarray]:
+        """The network's own output per frame (float [3, 320, 320], BGR) instead of JPEGs, from
+        the lipsync_faces model: for parity checks and debugging."""
+        faces = self._infer(RAW_ENSEMBLE, "FACES_RAW", audio, sample_rate, avatar, version, start_frame, segment)
+        return list(faces[0])
+
+    def stream(
+        self,
+        chunks: Iterable[np.ndarray],
+        sample_rate: int,
+        avatar: str,
+        version: int | None = None,
+        start_frame: int = 0,
+        max_in_flight: int = 2,
+    ) -> Iterator[bytes]:
+        """Live rendering: takes audio chunks as they arrive (any sizes) and yields JPEG frames in
+        order as soon as they can be rendered exactly, continuing the avatar's loop; the end of
+        `chunks` flushes the rest. Frames are identical to rendering the whole clip at once
+        (for audio at 16 kHz; other rates are resampled here, chunk by chunk, first). A frame
+        needs streaming.LOOKAHEAD_SECONDS (0.49 s) of audio past its start."""
+        return self._stream(self.render, chunks, sample_rate, avatar, version, start_frame, max_in_flight)
+
+    def stream_faces(
+        self,
+        chunks: Iterable[np.ndarray],
+        sample_rate: int,
+        avatar: str,
+        version: int | None = None,
+        start_frame: int = 0,
+        max_in_flight: int = 2,
+    ) -> Iterator[np.ndarray]:
+        """stream(), yielding the network's output per frame as render_faces() does."""
+        return self._stream(self.render_faces, chunks, sample_rate, avatar, version, start_frame, max_in_flight)
+
+    def _infer(self, model, output, audio, sample_rate, avatar, version, start_frame, segment) -> np.ndarray:
         module = grpcclient if self.protocol == "grpc" else httpclient
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1)
         tensors = [
@@ -170,31 +213,17 @@ class LipsyncClient:
                 ("FRAME_COUNT", segment.count),
             ):
                 tensors.append((name, np.array([[number]], np.int64), "INT64"))
-        inputs = infer_inputs(module, tensors)
-        model, output = (RAW_ENSEMBLE, "FACES_RAW") if raw else (ENSEMBLE, "FRAMES")
         kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" and self.timeout_s else {}
         result = self.triton.infer(
-            model, inputs, outputs=[module.InferRequestedOutput(output)], headers=self.headers, **kwargs
+            model,
+            infer_inputs(module, tensors),
+            outputs=[module.InferRequestedOutput(output)],
+            headers=self.headers,
+            **kwargs,
         )
-        if raw:
-            return list(result.as_numpy(output)[0])
-        return [bytes(jpeg) for jpeg in result.as_numpy(output).reshape(-1)]
+        return result.as_numpy(output)
 
-    def stream(
-        self,
-        chunks: Iterable[np.ndarray],
-        sample_rate: int,
-        avatar: str,
-        version: int | None = None,
-        start_frame: int = 0,
-        max_in_flight: int = 2,
-        raw: bool = False,
-    ) -> Iterator:
-        """Live rendering: takes audio chunks as they arrive (any sizes) and yields frames in
-        order as soon as they can be rendered exactly, continuing the avatar's loop; the end of
-        `chunks` flushes the rest. Frames are identical to rendering the whole clip at once
-        (for audio at 16 kHz; other rates are resampled here, chunk by chunk, first). A frame
-        needs streaming.LOOKAHEAD_SECONDS (0.49 s) of audio past its start."""
+    def _stream(self, render, chunks, sample_rate, avatar, version, start_frame, max_in_flight) -> Iterator:
         resampler = None if sample_rate == framing.SAMPLE_RATE else _StreamResampler(sample_rate)
         kept, base, received, emitted = np.zeros(0, np.float32), 0, 0, 0
         pending: deque = deque()
@@ -206,14 +235,7 @@ class LipsyncClient:
                 audio = kept[part.begin - base : part.end - base]
                 pending.append(
                     pool.submit(
-                        self.render,
-                        audio,
-                        framing.SAMPLE_RATE,
-                        avatar,
-                        version,
-                        start_frame + part.stream_frame,
-                        part,
-                        raw,
+                        render, audio, framing.SAMPLE_RATE, avatar, version, start_frame + part.stream_frame, part
                     )
                 )
                 emitted = upto

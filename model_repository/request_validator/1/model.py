@@ -41,8 +41,8 @@ class TritonPythonModel:
             CHECKED_AUDIO=anti_aliasing.band_limit(audio, rate),
             CHECKED_SAMPLE_RATE=triton.get(request, "SAMPLE_RATE"),
             MEL_OFFSET=np.array([offset // framing.HOP], np.int64),
-            FIRST_FRAME_OUT=np.array([first], np.int64),
-            FRAME_COUNT_OUT=np.array([count], np.int64),
+            CHECKED_FIRST_FRAME=np.array([first], np.int64),
+            CHECKED_FRAME_COUNT=np.array([count], np.int64),
         )
 
 
