@@ -122,7 +122,7 @@ def audio_latency_ms(url: str, samples: int, count: int) -> list[float]:
     timings = []
     for _ in range(count + 5):
         t = time.perf_counter()
-        mel = _infer(client, "audio_features", {"AUDIO": audio, "SAMPLE_RATE": np.array([[16000]], np.int32)}, "MEL")
+        mel = _infer(client, "mel", {"AUDIO": audio, "SAMPLE_RATE": np.array([[16000]], np.int32)}, "MEL")
         _infer(client, "audio_encoder", {"MEL": mel, "MEL_OFFSET": np.zeros((1, 1), np.int64)}, "AUDIO_FEATURES")
         timings.append((time.perf_counter() - t) * 1000)
     return timings[5:]

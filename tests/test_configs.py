@@ -14,7 +14,7 @@ PIPELINE = [
     "lipsync",
     "lipsync_faces",
     "request_validator",
-    "audio_features",
+    "mel",
     "audio_encoder",
     "face_generator",
     "compositor",
@@ -68,7 +68,7 @@ def test_ensemble_steps_match_models(name, profile):
         assert produced[output.name] == (output.data_type, list(output.dims))
 
 
-@pytest.mark.parametrize("model", ["audio_features", "audio_encoder", "avatar_demo"])
+@pytest.mark.parametrize("model", ["mel", "audio_encoder", "avatar_demo"])
 def test_profiles_share_tensor_contracts(model):
     gpu, cpu = load(model, "gpu"), load(model, "cpu")
     signature = lambda c: sorted((t.name, t.data_type, list(t.dims)) for t in [*c.input, *c.output])  # noqa: E731

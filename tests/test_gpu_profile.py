@@ -151,11 +151,11 @@ def test_the_image_serves_the_dali_the_cpu_profile_tests():
 
 
 def test_the_dali_backend_serializes_the_served_pipeline():
-    spec = importlib.util.spec_from_file_location("dali_model", REPOSITORY / "audio_features" / "1" / "dali.py")
+    spec = importlib.util.spec_from_file_location("dali_model", REPOSITORY / "mel" / "1" / "dali.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # what the backend runs first; building the pipeline needs CUDA
     assert getattr(module.mel, "_is_autoserialize", False)
-    assert module.MAX_BATCH_SIZE == tensorrt_plans.model_config(REPOSITORY / "audio_features").max_batch_size
+    assert module.MAX_BATCH_SIZE == tensorrt_plans.model_config(REPOSITORY / "mel").max_batch_size
 
 
 def image_requirements() -> list[str]:

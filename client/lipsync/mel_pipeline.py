@@ -1,7 +1,7 @@
 """The DALI pipeline that turns a waveform into the SyncTalk_2D mel spectrogram.
 
 One definition serves both profiles: the GPU profile's DALI backend serializes it when the model
-loads (model_repository/audio_features/1/dali.py); the CPU profile builds it with DALI's Python
+loads (model_repository/mel/1/dali.py); the CPU profile builds it with DALI's Python
 API inside a python-backend model.
 Parameters are the reference's (librosa >= 0.10 defaults: periodic Hann, centred frames with
 zero padding); output is [T, 80], normalised to [-4, 4].

@@ -1,4 +1,4 @@
-"""CPU profile of audio_features: the DALI mel pipeline run through DALI's Python API."""
+"""CPU profile of mel: the DALI mel pipeline run through DALI's Python API."""
 
 from lipsync import mel_pipeline
 from lipsync.serving import triton
