@@ -127,16 +127,17 @@ def test_a_plan_is_kept_while_what_it_was_built_from_is_unchanged(tmp_path):
     onnx_file = tmp_path / "1" / "model.onnx"
     onnx_file.write_bytes(b"graph one")
     plan = tensorrt_plans.Plan(onnx_file, ("--fp16",))
-    built_for = tensorrt_plans.record(plan)
+    target = tensorrt_plans.build_target()
+    built_for = tensorrt_plans.record(plan, target)
     plan.path.write_bytes(b"engine")
     plan.record_path.write_text(json.dumps(built_for))
-    assert tensorrt_plans.is_current(plan, tensorrt_plans.record(plan))  # a restart keeps it
+    assert tensorrt_plans.is_current(plan, tensorrt_plans.record(plan, target))  # a restart keeps it
     onnx_file.write_bytes(b"graph two")  # a new export of the version
-    assert not tensorrt_plans.is_current(plan, tensorrt_plans.record(plan))
+    assert not tensorrt_plans.is_current(plan, tensorrt_plans.record(plan, target))
     onnx_file.write_bytes(b"graph one")
     assert not tensorrt_plans.is_current(plan, {**built_for, "gpu": "another GPU"})  # a plan for another GPU
     other_flags = tensorrt_plans.Plan(onnx_file, ("--fp16", "--int8"))
-    assert not tensorrt_plans.is_current(other_flags, tensorrt_plans.record(other_flags))
+    assert not tensorrt_plans.is_current(other_flags, tensorrt_plans.record(other_flags, target))
 
 
 def test_the_image_serves_the_dali_the_cpu_profile_tests():

@@ -58,6 +58,11 @@ def for_server(explicit: str | None = None) -> str:
     return explicit or os.environ.get(ENV_KEY) or read_key_file() or write_key_file()
 
 
+def source(explicit: str | None = None) -> str:
+    """Where for_server() takes the key from, for the launcher to say (never the key itself)."""
+    return "--admin-key" if explicit else f"${ENV_KEY}" if os.environ.get(ENV_KEY) else str(key_file())
+
+
 def for_client(url: str, explicit: str | None = None) -> str | None:
     """The key a client sends to the server at `url` (host:port), if it has one."""
     given = explicit or os.environ.get(ENV_KEY)

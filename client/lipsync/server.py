@@ -270,13 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     server = TritonServer(
         repository, args.host, args.http_port, args.grpc_port, args.metrics_port, args.profile, admin_key=key
     )
-    where = (
-        "--admin-key"
-        if args.admin_key
-        else f"${admin_keys.ENV_KEY}"
-        if os.environ.get(admin_keys.ENV_KEY)
-        else admin_keys.key_file()
-    )
+    where = admin_keys.source(args.admin_key)
     server.start()
     if server.wait_ready(stopping=stopping):
         print(

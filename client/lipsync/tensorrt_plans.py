@@ -108,8 +108,8 @@ def is_quantized(onnx_file: Path) -> bool:
     )
 
 
-def record(plan: Plan) -> dict:
-    """What the plan was built from and for: the ONNX file, the flags, the image, the GPU."""
+def build_target() -> dict:
+    """The image's Triton release and the GPU that plans are built for (asked once per run)."""
     gpu = (
         subprocess.run(
             ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "--id=0"], capture_output=True, text=True
@@ -117,12 +117,12 @@ def record(plan: Plan) -> dict:
         if shutil.which("nvidia-smi")
         else "unknown"
     )
-    return {
-        "onnx_sha256": hashlib.sha256(plan.onnx.read_bytes()).hexdigest(),
-        "flags": list(plan.flags),
-        "triton": os.environ.get("NVIDIA_TRITON_SERVER_VERSION", "unknown"),
-        "gpu": gpu,
-    }
+    return {"triton": os.environ.get("NVIDIA_TRITON_SERVER_VERSION", "unknown"), "gpu": gpu}
+
+
+def record(plan: Plan, target: dict) -> dict:
+    """What the plan was built from and for: the ONNX file, the flags, the image, the GPU."""
+    return {"onnx_sha256": hashlib.sha256(plan.onnx.read_bytes()).hexdigest(), "flags": list(plan.flags), **target}
 
 
 def is_current(plan: Plan, wanted: dict) -> bool:
@@ -132,9 +132,9 @@ def is_current(plan: Plan, wanted: dict) -> bool:
         return False
 
 
-def build(plan: Plan, trtexec: str = "trtexec") -> bool:
+def build(plan: Plan, target: dict, trtexec: str = "trtexec") -> bool:
     """Builds the plan unless its record matches; True if it built one."""
-    wanted = record(plan)
+    wanted = record(plan, target)
     if is_current(plan, wanted):
         return False
     partial, log = plan.path.with_name("model.plan.partial"), plan.path.with_name("model.plan.log")
@@ -157,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"{args.trtexec} not found: plans are built on the serving GPU, inside the image (Dockerfile.triton)"
         )
+    target = build_target()
     for plan in plans(args.repository, args.model):
-        print(f"{'built' if build(plan, args.trtexec) else 'kept'} {plan.path}", flush=True)
+        print(f"{'built' if build(plan, target, args.trtexec) else 'kept'} {plan.path}", flush=True)
     return 0
 
 
