@@ -1,7 +1,7 @@
 # make demo   - set up, build artifacts, serve, render assets/sample.wav to out/demo.mp4, stop
 # make test   - set up, build artifacts, run the whole test suite (starts its own server)
 # make test-unit - the tests that need no tritonserver (a quick loop)
-# make lint   - ruff (lint, format check) over the whole tree, mypy over the package, scripts and perf
+# make lint   - ruff (lint, format check) over the whole tree, mypy over both packages, scripts and perf
 # make train  - retrain the demo avatar's networks into checkpoints/ (about 18 min on 2 cores)
 # make serve  - serve the model repository on 127.0.0.1 (gRPC 8001, HTTP 8000) until Ctrl-C
 # make bench  - benchmark report in out/bench/ (perf/bench.py)
@@ -27,14 +27,16 @@ endif
 setup: $(STAMPS)/venv
 artifacts: $(STAMPS)/artifacts
 
-$(STAMPS)/venv: pyproject.toml
+# The client and the server are two distributions: installed together, the server's dependency
+# on triton-lipsync-client is met by ./client.
+$(STAMPS)/venv: pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[server,build,test,bench,lint]"
+	$(PY) -m pip install --quiet -e ./client -e ".[cpu,build,test,bench,lint]"
 	@mkdir -p $(STAMPS) && touch $@
 
 # --rebuild replaces only what the build itself writes: avatars and versions that users add to
-# model_repository/ (lipsync import, lipsync quantize) stay as they are.
+# model_repository/ (lipsync-server import, quantize) stay as they are.
 $(STAMPS)/artifacts: $(STAMPS)/venv $(ARTIFACT_SOURCES)
 	$(PY) scripts/build_artifacts.py --rebuild
 	@mkdir -p $(STAMPS) && touch $@
@@ -58,7 +60,7 @@ train: setup
 	$(PY) scripts/train_demo.py
 
 serve: artifacts
-	$(PY) -m lipsync.server
+	$(VENV)/bin/lipsync-server serve
 
 bench: artifacts
 	$(PY) perf/bench.py

@@ -22,9 +22,13 @@ import measure
 import numpy as np
 import report
 
-from lipsync import checkpoints, demo, framing, mel_pipeline, quantization, repository
-from lipsync.avatar import AvatarMedia, media_dir
-from lipsync.server import TritonServer
+from lipsync import framing
+from lipsync_server.audio import mel_pipeline
+from lipsync_server.avatars import quantization, repository
+from lipsync_server.avatars.media import AvatarMedia, media_dir
+from lipsync_server.demo import synthetic
+from lipsync_server.launcher.tritonserver import TritonServer
+from lipsync_server.networks import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
@@ -43,8 +47,8 @@ def main() -> int:
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
 
-    audio = demo.speech(args.seconds, framing.SAMPLE_RATE, seed=1)
-    unet_onnx = REPOSITORY / "avatar_demo" / str(demo.BENCHMARK_VERSION) / "model.onnx"
+    audio = synthetic.speech(args.seconds, framing.SAMPLE_RATE, seed=1)
+    unet_onnx = REPOSITORY / "avatar_demo" / str(synthetic.BENCHMARK_VERSION) / "model.onnx"
     encoder_onnx = repository.latest_encoder(REPOSITORY)
     mel = mel_pipeline.mel_of(audio)
     results: dict = {
@@ -68,7 +72,7 @@ def main() -> int:
     )
     print("c. sequential PyTorch baseline", flush=True)
     encoder = checkpoints.load_audio_encoder(ROOT / "checkpoints" / "audio_visual_encoder.pth")
-    unet = checkpoints.load_unet(ROOT / "build" / "checkpoints" / "demo" / f"{demo.BENCHMARK_VERSION}.pth")
+    unet = checkpoints.load_unet(ROOT / "build" / "checkpoints" / "demo" / f"{synthetic.BENCHMARK_VERSION}.pth")
     media = AvatarMedia(media_dir(REPOSITORY, "demo"))
     results["sequential_fps"] = measure.sequential_fps(
         audio, encoder, unet, media, args.sequential_frames, args.threads

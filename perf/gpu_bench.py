@@ -1,7 +1,7 @@
 """GPU figures: the avatar UNet at batch 1, 8 and 25, then pasting and JPEG-encoding 1280x720
 frames on the GPU, in frames/s. Run it on any machine with CUDA (PyTorch is all it needs):
 
-    PYTHONPATH=client python perf/gpu_bench.py            # writes out/bench/gpu.json and gpu.md
+    PYTHONPATH=client:server python perf/gpu_bench.py          # writes out/bench/gpu.json and gpu.md
 
 The network runs as a TensorRT engine built from the exported ONNX graph when the `tensorrt`
 package is installed, otherwise as PyTorch fp16 (autocast) replayed from a CUDA graph per batch
@@ -14,6 +14,7 @@ tensors). Frames/s of "network + compositing" is one stream doing both in turn, 
 import argparse
 import io
 import json
+import re
 import sys
 import tempfile
 import time
@@ -25,13 +26,25 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lipsync import demo
-from lipsync.networks.export import export_unet
-from lipsync.networks.serving import ServingUNet
-from lipsync.networks.unet import LipSyncUNet
+from lipsync_server.avatars.crop import BORDER, CROP
+from lipsync_server.demo import synthetic
+from lipsync_server.networks.export import export_unet
+from lipsync_server.networks.exported import ServingUNet
+from lipsync_server.networks.unet import LipSyncUNet
 
 ROOT = Path(__file__).resolve().parents[1]
-CROP, BORDER, QUALITY = 328, 4, 75
+
+
+def compositor_jpeg_quality() -> int:
+    """The compositor's JPEG quality, read from its config (the benchmark has no protobuf parser)."""
+    config = (ROOT / "model_repository" / "compositor" / "config.pbtxt").read_text()
+    found = re.search(r'key: "jpeg_quality" value: \{ string_value: "(\d+)"', config)
+    if found is None:
+        raise SystemExit("model_repository/compositor/config.pbtxt sets no jpeg_quality")
+    return int(found.group(1))
+
+
+QUALITY = compositor_jpeg_quality()
 
 
 def main() -> int:
@@ -55,7 +68,7 @@ def main() -> int:
         else ("PyTorch fp16 + CUDA graphs" if device.type == "cuda" else "PyTorch fp32 (CPU check)")
     )
     network = network or (_cuda_graphs(unet, args.batches, device) if device.type == "cuda" else _eager(unet))
-    frames = list(demo.avatar_frames(count=max(args.batches), seed=0))
+    frames = list(synthetic.avatar_frames(count=max(args.batches), seed=0))
     backgrounds = [torch.from_numpy(np.array(frame)).to(device) for frame, _ in frames]
     rects = [rect for _, rect in frames]
     rng = np.random.default_rng(0)
@@ -101,7 +114,7 @@ def main() -> int:
 
 def _unet(checkpoint: Path | None) -> LipSyncUNet:
     if checkpoint:
-        from lipsync.checkpoints import load_unet
+        from lipsync_server.networks.checkpoints import load_unet
 
         return load_unet(checkpoint)
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lipsync.server import TritonServer
+from lipsync_server.launcher.tritonserver import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

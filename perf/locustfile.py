@@ -16,12 +16,13 @@ import time
 import numpy as np
 from locust import User, constant, events, task
 
-from lipsync import demo, framing, streaming
+from lipsync import framing, streaming
 from lipsync.client import LipsyncClient
+from lipsync_server.demo import synthetic
 
 CHUNK_SECONDS = 0.2
 CHUNK = int(framing.SAMPLE_RATE * CHUNK_SECONDS)
-SPEECH = demo.speech(20.0, framing.SAMPLE_RATE, seed=5)  # each stream loops over it
+SPEECH = synthetic.speech(20.0, framing.SAMPLE_RATE, seed=5)  # each stream loops over it
 STREAMS: list[list[float]] = []
 
 
@@ -50,7 +51,12 @@ class LiveStream(User):
         started, error, frames = time.perf_counter(), None, []
         try:
             frames = self.lipsync.render(
-                audio, framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION, start_frame=part.stream_frame, segment=part
+                audio,
+                framing.SAMPLE_RATE,
+                "demo",
+                synthetic.BENCHMARK_VERSION,
+                start_frame=part.stream_frame,
+                segment=part,
             )
         except Exception as exception:  # reported to Locust as a failed request
             error = exception

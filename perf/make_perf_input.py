@@ -5,7 +5,8 @@ import json
 import sys
 from pathlib import Path
 
-from lipsync import demo, framing
+from lipsync import framing
+from lipsync_server.demo import synthetic
 
 
 def main() -> int:
@@ -14,11 +15,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--clips", type=int, default=3)
     parser.add_argument("--avatar", default="demo")
-    parser.add_argument("--version", type=int, default=demo.BENCHMARK_VERSION, help="0: the latest")
+    parser.add_argument("--version", type=int, default=synthetic.BENCHMARK_VERSION, help="0: the latest")
     args = parser.parse_args()
     entries = []
     for seed in range(args.clips):
-        audio = demo.speech(args.seconds, framing.SAMPLE_RATE, seed=seed)
+        audio = synthetic.speech(args.seconds, framing.SAMPLE_RATE, seed=seed)
         entries.append(
             {
                 "AUDIO": {"content": [round(float(v), 6) for v in audio], "shape": [len(audio)]},

@@ -11,10 +11,14 @@ import onnxruntime as ort
 import torch
 import tritonclient.grpc as grpcclient
 
-from lipsync import compositing, demo, framing, mel_pipeline, processes
-from lipsync.avatar import AvatarMedia
+from lipsync import framing
 from lipsync.client import LipsyncClient, infer_inputs
-from lipsync.networks.serving import face_mask
+from lipsync_server.audio import mel_pipeline
+from lipsync_server.avatars import compositing
+from lipsync_server.avatars.media import AvatarMedia
+from lipsync_server.demo import synthetic
+from lipsync_server.launcher import processes
+from lipsync_server.networks.exported import face_mask
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -69,14 +73,14 @@ def sequential_fps(audio: np.ndarray, encoder, unet, media: AvatarMedia, frames:
 def ensemble_sweep(url: str, audio: np.ndarray, levels: list[int], rounds: int) -> list[dict]:
     """(b) The ensemble end to end over gRPC, `rounds` requests per client at each concurrency."""
     client = LipsyncClient(url)
-    client.render(audio[: framing.SAMPLE_RATE], framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION)  # warm-up
+    client.render(audio[: framing.SAMPLE_RATE], framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION)  # warm-up
     results = []
     for level in levels:
         latencies: list[float] = []
 
         def one(_, latencies=latencies):
             t = time.perf_counter()
-            count = len(client.render(audio, framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION))
+            count = len(client.render(audio, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION))
             latencies.append(time.perf_counter() - t)
             return count
 
@@ -156,7 +160,7 @@ def load(url: str, audio: np.ndarray, requests: int, concurrency: int) -> int:
 
     def one(_):
         try:
-            client.render(audio, framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION)
+            client.render(audio, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION)
             return 0
         except Exception:
             return 1

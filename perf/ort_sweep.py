@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from lipsync import demo
+from lipsync_server.demo import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVED = {"batch": 8, "threads": 2, "optimization": "all", "spinning": True, "processes": 1}
@@ -65,7 +65,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=48, help="frames per measurement")
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench")
     args = parser.parse_args()
-    model = args.model or ROOT / "model_repository" / "avatar_demo" / str(demo.BENCHMARK_VERSION) / "model.onnx"
+    model = args.model or ROOT / "model_repository" / "avatar_demo" / str(synthetic.BENCHMARK_VERSION) / "model.onnx"
     changes: list[dict[str, Any]] = [
         {},
         {"batch": 1},

@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from lipsync import demo, framing
+from lipsync import framing
 from lipsync.client import LipsyncClient
-from lipsync.server import TritonServer
+from lipsync_server.demo import synthetic
+from lipsync_server.launcher.tritonserver import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
-AUDIO = demo.speech(1.0, framing.SAMPLE_RATE, seed=3)
+AUDIO = synthetic.speech(1.0, framing.SAMPLE_RATE, seed=3)
 FRAMES = framing.frame_count(len(AUDIO))
 
 
@@ -33,7 +34,7 @@ def sustainable_rate(client: LipsyncClient, seconds: float) -> float:
 
     def worker():
         while time.monotonic() < stop:
-            client.render(AUDIO, framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION)
+            client.render(AUDIO, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION)
             done.append(time.monotonic())
 
     start = time.monotonic()
@@ -48,7 +49,7 @@ def sustainable_rate(client: LipsyncClient, seconds: float) -> float:
 def one(client: LipsyncClient) -> tuple[str, float, str]:
     started = time.monotonic()
     try:
-        frames = client.render(AUDIO, framing.SAMPLE_RATE, "demo", demo.BENCHMARK_VERSION)
+        frames = client.render(AUDIO, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION)
         outcome, detail = ("served", "") if len(frames) == FRAMES else ("lost", f"{len(frames)} frames")
     except InferenceServerException as error:
         unavailable = str(error.status()) in ("StatusCode.UNAVAILABLE", "503")

@@ -15,7 +15,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from lipsync.server import TritonServer
+from lipsync_server.launcher.tritonserver import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,11 +9,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "scripts" / "build_artifacts.py"
-DATA = ("checkpoints/**/*.pth", "client/lipsync/avatar_model/**/*.pbtxt")
+DATA = ("checkpoints/**/*.pth", "server/lipsync_server/avatars/avatar_model/**/*.pbtxt")
 
 
 def sources() -> list[Path]:
-    finder = modulefinder.ModuleFinder(path=[str(ROOT / "client"), str(BUILD.parent)])  # the project's modules only
+    finder = modulefinder.ModuleFinder(
+        path=[str(ROOT / "client"), str(ROOT / "server"), str(BUILD.parent)]
+    )  # the project's modules only
     finder.run_script(str(BUILD))
     files = (getattr(module, "__file__", None) for module in finder.modules.values())
     modules = {Path(file) for file in files if file}

@@ -21,9 +21,11 @@ from pathlib import Path
 import soundfile
 import torch
 
-from lipsync import checkpoints, demo, importer
-from lipsync.networks.export import export_audio_encoder
-from lipsync.networks.unet import LipSyncUNet
+from lipsync_server.avatars import importer
+from lipsync_server.demo import synthetic
+from lipsync_server.networks import checkpoints
+from lipsync_server.networks.export import export_audio_encoder
+from lipsync_server.networks.unet import LipSyncUNet
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINED = ROOT / "checkpoints"
@@ -37,7 +39,7 @@ def outputs(repo: Path, build_dir: Path, assets: Path) -> list[Path]:
         demo_model / "media",
         demo_model / "config.pbtxt",
         demo_model / "configs",
-        *(demo_model / str(v) for v in (demo.BENCHMARK_VERSION, demo.TRAINED_VERSION)),
+        *(demo_model / str(v) for v in (synthetic.BENCHMARK_VERSION, synthetic.TRAINED_VERSION)),
         build_dir / "dataset" / "demo",
         build_dir / "checkpoints" / "demo",
         assets / "sample.wav",
@@ -69,17 +71,17 @@ def build(repo: Path, build_dir: Path, assets: Path, frames: int) -> None:
     if not (repo / "avatar_demo" / "media" / "rects.json").exists():
         dataset = build_dir / "dataset" / "demo"
         if not (dataset / "full_body_img").exists():
-            demo.write_dataset(dataset, demo.avatar_frames(frames))
+            synthetic.write_dataset(dataset, synthetic.avatar_frames(frames))
         importer.import_avatar(repo, "demo", dataset=dataset)
         print(f"imported the demo avatar from {dataset} ({frames} frames)")
-    untrained = build_dir / "checkpoints" / "demo" / f"{demo.BENCHMARK_VERSION}.pth"
+    untrained = build_dir / "checkpoints" / "demo" / f"{synthetic.BENCHMARK_VERSION}.pth"
     if not untrained.exists():
         untrained.parent.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(demo.BENCHMARK_VERSION)
+        torch.manual_seed(synthetic.BENCHMARK_VERSION)
         torch.save(LipSyncUNet().state_dict(), untrained)
     for version, checkpoint in (
-        (demo.BENCHMARK_VERSION, untrained),
-        (demo.TRAINED_VERSION, trained_unet(TRAINED / "demo")),
+        (synthetic.BENCHMARK_VERSION, untrained),
+        (synthetic.TRAINED_VERSION, trained_unet(TRAINED / "demo")),
     ):
         if not (repo / "avatar_demo" / str(version)).exists():
             importer.import_unet(repo, "demo", checkpoint, version)
@@ -88,7 +90,7 @@ def build(repo: Path, build_dir: Path, assets: Path, frames: int) -> None:
     sample = assets / "sample.wav"
     if not sample.exists():
         sample.parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(sample, demo.speech_with_pause(2.8, 1.2, 2.5, 16_000), 16_000, subtype="PCM_16")
+        soundfile.write(sample, synthetic.speech_with_pause(2.8, 1.2, 2.5, 16_000), 16_000, subtype="PCM_16")
         print(f"wrote {sample}")
 
 

@@ -12,8 +12,9 @@ import av
 import numpy as np
 from PIL import Image
 
-from lipsync import demo, framing
-from lipsync.avatar import AvatarMedia, media_dir
+from lipsync import framing
+from lipsync_server.avatars.media import AvatarMedia, media_dir
+from lipsync_server.demo import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,7 @@ def main() -> int:
     with av.open(str(args.video)) as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     rects = [media.rects[framing.pingpong(i, len(media))] for i in range(len(frames))]
-    areas = [demo.dark_area(frame, demo.mouth_box(rect)) for frame, rect in zip(frames, rects)]
+    areas = [synthetic.dark_area(frame, synthetic.mouth_box(rect)) for frame, rect in zip(frames, rects)]
     opened = int(np.argmax(areas))
     closed = round(np.mean(args.pause) * framing.FPS)
     faces = []

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from lipsync import cli
-from lipsync.server import TritonServer
+from lipsync_server.launcher.tritonserver import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

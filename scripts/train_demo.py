@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from lipsync import training
+from lipsync_server.demo import training
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Dockerfile.triton's entrypoint: build the GPU profile's TensorRT plans on this GPU (those not
-# built yet for it: lipsync/tensorrt_plans.py), then serve.
+# built yet for it: lipsync_server/avatars/tensorrt_plans.py), then serve.
 set -euo pipefail
 # Triton's model-repository API loads uploaded models (code): no image ever serves it open.
 key="${LIPSYNC_ADMIN_KEY:-}"
@@ -9,15 +9,15 @@ if [[ -z "${key//[[:space:]]/}" ]]; then
   exit 2
 fi
 repo=/models
-python3 -m lipsync.tensorrt_plans "$repo"
+lipsync-server plans "$repo"
 args=(--model-repository="$repo" --model-control-mode=explicit --load-model='*' --exit-timeout-secs=30 --strict-readiness=false)
 args+=(--grpc-restricted-protocol="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
 args+=(--http-restricted-api="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
 tritonserver "${args[@]}" "$@" &
 server=$!
 # On SIGTERM (docker stop, Kubernetes), drain first so that requests in flight finish
-# (lipsync/drain.py says why Triton's own SIGTERM handling is not enough), then stop.
-stop() { python3 -m lipsync.drain 127.0.0.1:8000 --timeout 30 || true; kill -TERM "$server"; }
+# (lipsync_server/launcher/drain.py says why Triton's own SIGTERM handling is not enough), then stop.
+stop() { lipsync-server drain 127.0.0.1:8000 --timeout 30 || true; kill -TERM "$server"; }
 trap stop TERM INT
 set +e
 wait "$server"; status=$?

@@ -11,11 +11,11 @@ import pytest
 import soundfile
 import torch
 
-from lipsync import cli
-from lipsync.avatar import AvatarMedia, media_dir
 from lipsync.client import LipsyncClient
-from lipsync.networks.unet import LipSyncUNet
-from lipsync.server import TritonServer
+from lipsync_server import cli as server_cli
+from lipsync_server.avatars.media import AvatarMedia, media_dir
+from lipsync_server.launcher.tritonserver import TritonServer
+from lipsync_server.networks.unet import LipSyncUNet
 
 import reference
 import synthetic_data
@@ -86,11 +86,11 @@ def parity_avatar(server, grpc_url, tmp_path_factory):
     # The shared encoder is re-imported as a new version with the demo's trained weights, so that
     # the demo avatar, served through the same (latest) encoder, stays in sync in later tests.
     shutil.copyfile(ROOT / "checkpoints" / "audio_visual_encoder.pth", folder / "audio_visual_encoder.pth")
-    code = cli.main(
+    code = server_cli.main(
         [
+            "import",
             "--url",
             grpc_url,
-            "import",
             "parity",
             "--dataset",
             str(folder / "dataset"),
@@ -110,11 +110,11 @@ def parity_avatar(server, grpc_url, tmp_path_factory):
     torch.manual_seed(22)
     plain = LipSyncUNet().eval()
     torch.save(plain.state_dict(), folder / "31.pth")
-    code = cli.main(
+    code = server_cli.main(
         [
+            "import",
             "--url",
             grpc_url,
-            "import",
             "parity",
             "--checkpoint",
             str(folder / "31.pth"),

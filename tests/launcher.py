@@ -1,4 +1,4 @@
-"""`python -m lipsync.server` (what `make serve` runs) in a process of its own, on free loopback ports."""
+"""`lipsync-server serve` (what `make serve` runs) in a process of its own, on free loopback ports."""
 
 import os
 import signal
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from lipsync.client import LipsyncClient
-from lipsync.server import free_port
+from lipsync_server.launcher.tritonserver import free_port
 
 
 class Launcher:
@@ -30,7 +30,7 @@ class Launcher:
     def command(self) -> list[str]:
         repository = ["--repository", str(self.repository)] if self.repository else []
         ports = (f"--{name}-port={port}" for name, port in self.ports.items())
-        return [sys.executable, "-m", "lipsync.server", *repository, *ports, *self.args]
+        return [sys.executable, "-m", "lipsync_server", "serve", *repository, *ports, *self.args]
 
     def start(self, wait_for_ensemble: bool = True) -> "Launcher":
         with open(self.log, "ab") as log:

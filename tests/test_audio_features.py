@@ -5,9 +5,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lipsync import anti_aliasing, framing, mel_pipeline
-from lipsync.networks.audio_encoder import AudioEncoder
-from lipsync.networks.export import export_audio_encoder
+from lipsync import framing
+from lipsync_server.audio import anti_aliasing, mel_pipeline
+from lipsync_server.networks.audio_encoder import AudioEncoder
+from lipsync_server.networks.export import export_audio_encoder
 
 import reference
 
@@ -92,9 +93,9 @@ def test_serialized_pipeline_computes_the_same_mel(tmp_path, pipeline, speech):
 def test_served_resampling_keeps_mel_windows_within_1e3_of_librosa(pipeline, rate):
     import librosa
 
-    from lipsync import demo
+    from lipsync_server.demo import synthetic
 
-    audio = demo.speech(3.0, rate, seed=2)  # with a white noise floor up to the input's Nyquist
+    audio = synthetic.speech(3.0, rate, seed=2)  # with a white noise floor up to the input's Nyquist
     ours = run_mel(pipeline, anti_aliasing.band_limit(audio, rate), rate)  # as request_validator sends it
     theirs = reference.mel(librosa.resample(audio, orig_sr=rate, target_sr=16000, res_type="soxr_hq"))
     assert ours.shape == theirs.shape == (framing.mel_frame_count(framing.resampled_length(len(audio), rate)), 80)

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lipsync import demo
-from lipsync.networks.unet import LipSyncUNet
+from lipsync_server.demo import synthetic
+from lipsync_server.networks.unet import LipSyncUNet
 
 import synthetic_data
 
 ROOT = Path(__file__).resolve().parents[1]
-LIPSYNC = Path(sys.executable).parent / "lipsync"
+LIPSYNC_SERVER = Path(sys.executable).parent / "lipsync-server"
 
 
 def make(project: Path, *targets: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -54,7 +54,7 @@ def test_clean_and_rebuild_keep_what_users_added(project, tmp_path):
     torch.save(LipSyncUNet(base_channels=4).state_dict(), tmp_path / "7.pth")
     added = [
         [
-            str(LIPSYNC),
+            str(LIPSYNC_SERVER),
             "import",
             "guest",
             "--dataset",
@@ -62,7 +62,7 @@ def test_clean_and_rebuild_keep_what_users_added(project, tmp_path):
             "--checkpoint",
             str(tmp_path / "7.pth"),
         ],
-        [str(LIPSYNC), "quantize", "demo", "--from-version", str(demo.TRAINED_VERSION), "--min-psnr", "0"],
+        [str(LIPSYNC_SERVER), "quantize", "demo", "--from-version", str(synthetic.TRAINED_VERSION), "--min-psnr", "0"],
     ]
     for command in added:
         done = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=600)  # default repository
@@ -71,13 +71,13 @@ def test_clean_and_rebuild_keep_what_users_added(project, tmp_path):
     assert users["guest"] and "model.onnx" in users["demo 3"]
 
     make(project, "clean")
-    assert not (repository / "avatar_demo" / str(demo.BENCHMARK_VERSION)).exists()  # the build's own: gone
+    assert not (repository / "avatar_demo" / str(synthetic.BENCHMARK_VERSION)).exists()  # the build's own: gone
     assert not (repository / "audio_encoder" / "1" / "model.onnx").exists()
     assert files_under(repository / "avatar_guest") == users["guest"]
     assert files_under(repository / "avatar_demo" / "3") == users["demo 3"]
 
     make(project, "artifacts")
-    assert (repository / "avatar_demo" / str(demo.TRAINED_VERSION) / "model.onnx").is_file()
+    assert (repository / "avatar_demo" / str(synthetic.TRAINED_VERSION) / "model.onnx").is_file()
     assert files_under(repository / "avatar_guest") == users["guest"]
     assert files_under(repository / "avatar_demo" / "3") == users["demo 3"]
 
@@ -89,7 +89,9 @@ def test_editing_any_source_of_an_artifact_rebuilds_it(project):
         [sys.executable, "scripts/artifact_sources.py"], cwd=project, capture_output=True, text=True, check=True
     ).stdout.split()
     # framing.py's constants are compiled into the encoder graph; networks/ are the graphs.
-    assert {"client/lipsync/framing.py", "client/lipsync/networks/serving.py", "checkpoints/demo/3.pth"} <= set(sources)
+    assert {"client/lipsync/framing.py", "server/lipsync_server/networks/exported.py", "checkpoints/demo/3.pth"} <= set(
+        sources
+    )
     assert "client/lipsync/cli.py" not in sources  # the CLI is no part of an artifact
     (project / "client" / "lipsync" / "framing.py").touch()
     assert make(project, "-q", "artifacts", check=False).returncode == 1  # out of date: `make artifacts` rebuilds

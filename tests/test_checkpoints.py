@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from lipsync.checkpoints import CheckpointError, load_audio_encoder, load_unet
-from lipsync.networks.audio_encoder import AudioEncoder
-from lipsync.networks.unet import LipSyncUNet
+from lipsync_server.networks.audio_encoder import AudioEncoder
+from lipsync_server.networks.checkpoints import CheckpointError, load_audio_encoder, load_unet
+from lipsync_server.networks.unet import LipSyncUNet
 
 
 def test_unet_checkpoint_with_and_without_module_prefix(tmp_path):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lipsync import compositing, framing
+from lipsync import framing
+from lipsync_server.avatars import compositing
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from tritonclient.grpc import model_config_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
-AVATAR_TEMPLATE = ROOT / "client" / "lipsync" / "avatar_model"
+AVATAR_TEMPLATE = ROOT / "server" / "lipsync_server" / "avatars" / "avatar_model"
 PIPELINE = [
     "lipsync",
     "lipsync_faces",

@@ -1,4 +1,4 @@
-"""Faults and control through the real launcher (`python -m lipsync.server`, what `make serve`
+"""Faults and control through the real launcher (`lipsync-server serve`, what `make serve`
 runs) with an administrator key: the model-repository API needs the key; a killed model
 process fails only the requests it held and the launcher restarts the server; SIGTERM lets
 in-flight requests finish; a restart brings every avatar back as it was."""
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from lipsync import framing, processes
+from lipsync import framing
 from lipsync.client import LipsyncClient
+from lipsync_server.launcher import processes
 
 from launcher import Launcher
 

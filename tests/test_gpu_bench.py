@@ -32,3 +32,11 @@ def test_gpu_bench_runs_on_cpu_and_writes_its_report(tmp_path):
     assert [row["batch"] for row in report["rows"]] == [1, 2]
     assert all(row["network_and_compositing_fps"] > 0 for row in report["rows"])
     assert "| 2 |" in (tmp_path / "gpu.md").read_text()
+
+
+def test_gpu_bench_needs_neither_opencv_nor_onnx_runtime():
+    """A GPU machine may have PyTorch and little else: the benchmark takes the crop geometry
+    from a module that imports nothing."""
+    probe = "import sys; sys.path.insert(0, 'perf'); import gpu_bench; print({'cv2', 'onnxruntime'} & set(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "set()"

@@ -18,7 +18,8 @@ import pytest
 import tomllib
 from tritonclient.grpc import model_config_pb2
 
-from lipsync import framing, tensorrt_plans
+from lipsync import framing
+from lipsync_server.avatars import tensorrt_plans
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
@@ -36,7 +37,7 @@ def test_bls_calls_ask_for_cpu_memory():
     """A TensorRT model's outputs stay in GPU memory unless asked otherwise, and as_numpy()
     refuses them ("Tensor is stored in GPU and cannot be converted to NumPy")."""
     calls = []
-    for path in [*REPOSITORY.glob("*/1/model.py"), *(ROOT / "client" / "lipsync" / "serving").glob("*.py")]:
+    for path in [*REPOSITORY.glob("*/1/model.py"), *(ROOT / "server" / "lipsync_server" / "backend").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "InferenceRequest":
                 memory = {k.arg: ast.unparse(k.value) for k in node.keywords}.get("preferred_memory", "")
@@ -141,7 +142,7 @@ def test_a_plan_is_kept_while_what_it_was_built_from_is_unchanged(tmp_path):
 
 
 def test_the_image_serves_the_dali_the_cpu_profile_tests():
-    server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["server"]
+    server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["cpu"]
     pins = [re.fullmatch(r"nvidia-dali-cuda\d+==([\d.]+)", d) for d in server if d.startswith("nvidia-dali")]
     assert len(pins) == 1 and pins[0], server
     assert pins[0].group(1) == BACKEND_DALI[TRITON_RELEASE]
@@ -160,10 +161,13 @@ def test_the_dali_backend_serializes_the_served_pipeline():
 
 
 def image_requirements() -> list[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    installs = re.findall(r'pip install [^\n]*"\.\[(\w+)\]"', DOCKERFILE)
-    assert installs == ["image"], "the image installs the package with its `image` extra"
-    return [*project["dependencies"], *project["optional-dependencies"]["image"]]
+    server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    client = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())["project"]
+    installs = re.findall(r'pip install [^\n]*\./client "\.\[(\w+)\]"', DOCKERFILE)
+    assert installs == ["image"], "the image installs the client, and the server with its `image` extra"
+    # The server's dependency on the client is met by ./client in the same pip command.
+    server_own = [r for r in server["dependencies"] if not r.startswith(client["name"])]
+    return [*client["dependencies"], *server_own, *server["optional-dependencies"]["image"]]
 
 
 def test_the_image_dependencies_resolve_for_its_python(tmp_path):

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from lipsync import cli, compositing, repository
-from lipsync.avatar import AvatarMedia, media_dir
-from lipsync.importer import AvatarImportError, import_avatar, import_unet
-from lipsync.networks.unet import LipSyncUNet
+from lipsync_server import cli as server_cli
+from lipsync_server.avatars import compositing, repository
+from lipsync_server.avatars.importer import AvatarImportError, import_avatar, import_unet
+from lipsync_server.avatars.media import AvatarMedia, media_dir
+from lipsync_server.networks.unet import LipSyncUNet
 
 import synthetic_data
 
@@ -72,7 +73,7 @@ def test_cli_import_reports_wrong_checkpoint_keys(tmp_path, capsys):
     state = LipSyncUNet().state_dict()
     state.pop("up5.conv.double_conv.0.conv.0.weight")
     torch.save(state, tmp_path / "bad.pth")
-    code = cli.main(
+    code = server_cli.main(
         [
             "import",
             "may",

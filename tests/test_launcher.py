@@ -1,4 +1,4 @@
-"""The launcher as a user runs it (`python -m lipsync.server`, what `make serve` runs): the
+"""The launcher as a user runs it (`lipsync-server serve`, what `make serve` runs): the
 model-repository API is keyed by default with a key file only the user can read, which the CLI
 finds; bursts of stop signals stop it; it serves the working directory's repository from a
 non-editable install. And the container's entrypoint refuses to serve without a key."""
@@ -20,7 +20,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from lipsync import admin_key, processes
+from lipsync import admin_key
+from lipsync_server.launcher import processes
 
 from launcher import Launcher
 
@@ -184,6 +185,7 @@ def test_a_non_editable_install_serves_the_working_directorys_repository(tmp_pat
             "--no-build-isolation",
             "--target",
             str(site),
+            str(ROOT / "client"),
             str(ROOT),
         ],
         check=True,
@@ -193,7 +195,7 @@ def test_a_non_editable_install_serves_the_working_directorys_repository(tmp_pat
     elsewhere = tmp_path / "empty"
     elsewhere.mkdir()
     refused = subprocess.run(
-        [sys.executable, "-m", "lipsync.server"],
+        [sys.executable, "-m", "lipsync_server", "serve"],
         cwd=elsewhere,
         env={**os.environ, **env},
         capture_output=True,
@@ -215,15 +217,15 @@ def test_a_non_editable_install_serves_the_working_directorys_repository(tmp_pat
     finally:
         assert launched.stop() == 0
     assert f"repository {work / 'model_repository'}" in launched.log.read_text(errors="replace")
-    # With that environment the package is the installed copy, not this checkout's.
+    # With that environment both packages are the installed copies, not this checkout's.
     located = subprocess.run(
-        [sys.executable, "-c", "import lipsync; print(lipsync.__file__)"],
+        [sys.executable, "-c", "import lipsync, lipsync_server; print(lipsync.__file__, lipsync_server.__file__)"],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
         check=True,
     )
-    assert located.stdout.startswith(str(site))
+    assert all(path.startswith(str(site)) for path in located.stdout.split())
 
 
 @pytest.mark.parametrize("key", [None, "", "   "], ids=["unset", "empty", "blank"])

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lipsync import demo, framing, mel_pipeline, mouth_track, training
-from lipsync.avatar import AvatarMedia, media_dir
+from lipsync import framing
 from lipsync.client import LipsyncClient
+from lipsync_server.audio import mel_pipeline
+from lipsync_server.avatars.media import AvatarMedia, media_dir
+from lipsync_server.demo import mouth_track, synthetic, training
 
 pytestmark = pytest.mark.integration
 
@@ -24,11 +26,13 @@ SHIFT_FRAMES = 3
 
 def mouth_openings(client: LipsyncClient, audio: np.ndarray, media: AvatarMedia) -> np.ndarray:
     """Dark area inside the mouth box of every rendered frame."""
-    frames = client.render(audio, framing.SAMPLE_RATE, "demo", version=demo.TRAINED_VERSION)
+    frames = client.render(audio, framing.SAMPLE_RATE, "demo", version=synthetic.TRAINED_VERSION)
     areas = []
     for position, jpeg in enumerate(frames):
         rect = media.rects[framing.pingpong(position, len(media))]
-        areas.append(demo.dark_area(np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")), demo.mouth_box(rect)))
+        areas.append(
+            synthetic.dark_area(np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")), synthetic.mouth_box(rect))
+        )
     return np.array(areas, np.float64)
 
 
@@ -71,7 +75,7 @@ def test_audio_shifted_by_three_frames_breaks_the_sync(grpc_url, media, speech_a
     audio, level, areas = speech_and_mouths
     delay = (
         np.random.default_rng(1)
-        .normal(0, demo.NOISE_FLOOR, SHIFT_FRAMES * framing.SAMPLES_PER_FRAME)
+        .normal(0, synthetic.NOISE_FLOOR, SHIFT_FRAMES * framing.SAMPLES_PER_FRAME)
         .astype(np.float32)
     )
     shifted = mouth_openings(LipsyncClient(grpc_url), np.concatenate([delay, audio]), media)[: len(level)]

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import soundfile
 
-from lipsync import demo, media_io
+from lipsync import media_io
+from lipsync_server.demo import synthetic
 
 
 @pytest.fixture(scope="module")
 def tone():
-    return demo.speech(1.0, 22050, seed=3)
+    return synthetic.speech(1.0, 22050, seed=3)
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac"])
@@ -48,6 +49,6 @@ def test_write_jpegs(tmp_path):
 
 
 def open_jpeg() -> bytes:
-    from lipsync.compositing import encode_jpeg
+    from lipsync_server.avatars.compositing import encode_jpeg
 
     return encode_jpeg(np.full((64, 96, 3), 128, np.uint8), 80)

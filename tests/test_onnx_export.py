@@ -4,8 +4,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from lipsync.networks.export import export_unet
-from lipsync.networks.unet import LipSyncUNet
+from lipsync_server.networks.export import export_unet
+from lipsync_server.networks.unet import LipSyncUNet
 
 
 def test_unet_onnx_matches_pytorch_within_1e4(tmp_path):

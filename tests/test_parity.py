@@ -9,9 +9,9 @@ import torch
 import tritonclient.grpc as grpcclient
 from PIL import Image
 
-from lipsync import compositing
 from lipsync.client import LipsyncClient
-from lipsync.networks.audio_encoder import AudioEncoder
+from lipsync_server.avatars import compositing
+from lipsync_server.networks.audio_encoder import AudioEncoder
 
 import reference
 

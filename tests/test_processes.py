@@ -4,7 +4,7 @@ import os
 import subprocess
 import time
 
-from lipsync import processes
+from lipsync_server.launcher import processes
 
 
 def test_children_states_tree_and_memory():

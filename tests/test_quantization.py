@@ -1,4 +1,4 @@
-"""`lipsync quantize`: an INT8 copy of an avatar's weights, added as a version only when its
+"""`lipsync-server quantize`: an INT8 copy of an avatar's weights, added as a version only when its
 output stays within the PSNR threshold of the float version's, and then served like any other."""
 
 import io
@@ -9,9 +9,11 @@ import onnx
 import pytest
 from PIL import Image
 
-from lipsync import cli, framing, quantization, repository
+from lipsync import framing
 from lipsync.client import LipsyncClient
-from lipsync.networks import tensorrt_rules
+from lipsync_server import cli as server_cli
+from lipsync_server.avatars import quantization, repository
+from lipsync_server.networks import tensorrt_rules
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +29,11 @@ def test_int8_version_is_added_served_and_close_to_float(parity_avatar, server, 
     folder = server.repository / "avatar_parity"
     before = repository.versions(server.repository, "parity")
     # Version 2 holds default-initialised weights, whose output varies smoothly with the input.
-    code = cli.main(
+    code = server_cli.main(
         [
+            "quantize",
             "--url",
             grpc_url,
-            "quantize",
             "parity",
             "--from-version",
             "2",
@@ -61,7 +63,7 @@ def test_int8_copy_below_the_threshold_is_refused(parity_avatar, server, capsys)
     # Version 1's calibrated random weights amplify any change: 1 LSB of input noise already
     # costs it more than 10 dB, so its INT8 copy cannot reach 35 dB and must not be added.
     before = repository.versions(server.repository, "parity")
-    code = cli.main(["quantize", "parity", "--from-version", "1", "--repository", str(server.repository)])
+    code = server_cli.main(["quantize", "parity", "--from-version", "1", "--repository", str(server.repository)])
     assert code == 2
     message = capsys.readouterr().err
     assert "INT8 copy of avatar 'parity' version 1 reaches" in message and "below the required 35.0 dB" in message
@@ -69,7 +71,7 @@ def test_int8_copy_below_the_threshold_is_refused(parity_avatar, server, capsys)
 
 
 def test_quantize_names_what_is_missing(server, capsys):
-    assert cli.main(["quantize", "../etc", "--repository", str(server.repository)]) == 2
+    assert server_cli.main(["quantize", "../etc", "--repository", str(server.repository)]) == 2
     assert "invalid avatar name '../etc'" in capsys.readouterr().err
-    assert cli.main(["quantize", "nobody", "--repository", str(server.repository)]) == 2
+    assert server_cli.main(["quantize", "nobody", "--repository", str(server.repository)]) == 2
     assert "avatar 'nobody' has no weight versions" in capsys.readouterr().err

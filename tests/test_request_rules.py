@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from lipsync.serving.request_rules import InvalidInput, check_audio, check_avatar, check_sample_rate, check_start_frame
+from lipsync_server.backend.request_rules import (
+    InvalidInput,
+    check_audio,
+    check_avatar,
+    check_sample_rate,
+    check_start_frame,
+)
 
 
 @pytest.mark.parametrize(
@@ -62,7 +68,7 @@ def test_start_frame():
 
 
 def test_stream_segment_inputs():
-    from lipsync.serving.request_rules import check_audio_offset, frame_range
+    from lipsync_server.backend.request_rules import check_audio_offset, frame_range
 
     check_audio_offset(6400, 16000)
     with pytest.raises(InvalidInput, match="AUDIO_OFFSET: must be a multiple of 3200"):

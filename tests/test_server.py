@@ -12,8 +12,9 @@ from PIL import Image
 from scipy import signal
 from tritonclient.utils import InferenceServerException
 
-from lipsync import cli, demo, framing
+from lipsync import cli, framing
 from lipsync.client import LipsyncClient, infer_inputs
+from lipsync_server.demo import synthetic
 
 pytestmark = pytest.mark.integration
 HALF_SECOND = 8000
@@ -77,7 +78,9 @@ def test_content_above_8khz_does_not_reach_the_network(clients, speech):
 def test_frames_are_background_sized_jpegs_following_the_loop(clients, speech, demo_media):
     start = len(demo_media) - 3  # crosses the end of the loop: 117, 118, 119, 118, ...
     # Version 1 (untrained) pastes a grey patch, unlike the background: the paste is visible.
-    frames = clients["grpc"].render(speech[0][:HALF_SECOND], 16000, "demo", demo.BENCHMARK_VERSION, start_frame=start)
+    frames = clients["grpc"].render(
+        speech[0][:HALF_SECOND], 16000, "demo", synthetic.BENCHMARK_VERSION, start_frame=start
+    )
     for i, jpeg in enumerate(frames):
         image = Image.open(io.BytesIO(jpeg))
         assert image.format == "JPEG"

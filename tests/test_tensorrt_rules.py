@@ -9,10 +9,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from lipsync import checkpoints
-from lipsync.networks import tensorrt_rules
-from lipsync.networks.export import export_audio_encoder, export_unet
-from lipsync.networks.unet import LipSyncUNet
+from lipsync_server.networks import checkpoints, tensorrt_rules
+from lipsync_server.networks.export import export_audio_encoder, export_unet
+from lipsync_server.networks.unet import LipSyncUNet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,14 +89,14 @@ def test_types_outside_tensorrt_are_refused():
 
 
 def test_export_refuses_a_graph_tensorrt_would_refuse(tmp_path, monkeypatch):
-    from lipsync.networks import serving
+    from lipsync_server.networks import exported
 
     def uint8_flip(self, face, audio):  # the layout of the first export: uint8 moved before any cast
         real = face.permute(0, 3, 1, 2).flip(1).to(torch.float32) / 255.0
         raw = self.unet(torch.cat([real, real * self.mask], dim=1), audio)
         return raw, (raw * 255).to(torch.uint8).permute(0, 2, 3, 1)
 
-    monkeypatch.setattr(serving.ServingUNet, "forward", uint8_flip)
+    monkeypatch.setattr(exported.ServingUNet, "forward", uint8_flip)
     with pytest.raises(tensorrt_rules.TensorRTRuleError, match="uint8 intermediate tensor"):
         export_unet(LipSyncUNet(base_channels=4).eval(), tmp_path / "model.onnx")
     assert list(tmp_path.iterdir()) == []  # nothing half-made left where the server looks

@@ -7,8 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lipsync import checkpoints, demo, importer, mel_pipeline, mouth_track, repository, training
-from lipsync.networks.unet import LipSyncUNet
+from lipsync_server.audio import mel_pipeline
+from lipsync_server.avatars import importer, repository
+from lipsync_server.demo import mouth_track, synthetic, training
+from lipsync_server.networks import checkpoints
+from lipsync_server.networks.unet import LipSyncUNet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,8 +20,8 @@ def test_dataset_mouth_follows_the_speech(tmp_path):
     count = training.make_dataset(tmp_path / "ds", seconds=3.0, seed=3)
     data = training.load_dataset(tmp_path / "ds")
     assert len(data.crops) == count == len(data.shapes)
-    areas = [demo.dark_area(crop, data.mouth) for crop in data.crops]  # BGR crops: the measure ignores order
-    opening, _ = mouth_track.mouth_shapes(mel_pipeline.mel_of(demo.speech(3.0, seed=3)))
+    areas = [synthetic.dark_area(crop, data.mouth) for crop in data.crops]  # BGR crops: the measure ignores order
+    opening, _ = mouth_track.mouth_shapes(mel_pipeline.mel_of(synthetic.speech(3.0, seed=3)))
     assert np.allclose(data.shapes[:, 0], opening, atol=0.02)  # aud.wav holds 16-bit samples
     assert np.corrcoef(areas, opening)[0, 1] > 0.9
     closed = data.shapes[:, 0] == 0
@@ -45,7 +48,7 @@ def test_short_training_writes_importable_half_precision_checkpoints(tmp_path):
     checkpoints.load_audio_encoder(encoder_path)
 
     repo = tmp_path / "repo"
-    demo.write_dataset(tmp_path / "avatar", demo.avatar_frames(4))
+    synthetic.write_dataset(tmp_path / "avatar", synthetic.avatar_frames(4))
     importer.import_avatar(repo, "talker", dataset=tmp_path / "avatar")
     assert importer.import_unet(repo, "talker", unet_path) == 1
     assert repository.versions(repo, "talker") == [1]

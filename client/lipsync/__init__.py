@@ -1,1 +1,3 @@
-"""triton-lipsync: real-time lip-sync video served by NVIDIA Triton Inference Server."""
+"""triton-lipsync's client: renders speech into lip-synced video frames on a Triton server
+(lipsync.client.LipsyncClient, the `lipsync` command). Kept free of imports: the server's
+python-backend models import lipsync.framing without loading the client's transport."""

@@ -1,8 +1,10 @@
 """`lipsync`: render speech to an MP4, manage avatars, check the server.
 
 lipsync render speech.wav --avatar demo -o out.mp4
-lipsync import NAME --dataset DIR --checkpoint EPOCH.pth | quantize NAME
+lipsync stream - --rate 16000 --avatar demo -o out.mp4     # PCM from a pipe, as it arrives
 lipsync avatars | load NAME | unload NAME | stats | health
+
+Adding avatars and versions to a server's repository is the server's command: lipsync-server.
 """
 
 import argparse
@@ -21,7 +23,7 @@ from .client import LipsyncClient
 # A version added to a GPU server's repository has no TensorRT plan until one is built for it.
 PLAN_HINT = (
     "GPU profile: a new version loads once its TensorRT plan is built on the serving GPU: "
-    "python3 -m lipsync.tensorrt_plans REPOSITORY --model avatar_NAME (the image builds missing plans at start)"
+    "lipsync-server plans REPOSITORY --model avatar_NAME (the image builds missing plans at start)"
 )
 
 
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         "--admin-key",
         default=None,
         help="the server's administrator key, for avatars/load/unload (default: $LIPSYNC_ADMIN_KEY, "
-        "else for a server on this machine the key file that lipsync.server writes)",
+        "else for a server on this machine the key file that lipsync-server writes)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -64,32 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     live.add_argument("--realtime", action="store_true", help="send a file's chunks at the pace of speech")
     live.add_argument("-o", "--output", type=Path, required=True, help="an .mp4, or a folder for JPEG frames")
 
-    imports = commands.add_parser("import", help="make a SyncTalk_2D checkpoint and dataset a served avatar")
-    imports.add_argument("name", help="avatar name (a-z, 0-9, '_', '-')")
-    imports.add_argument("--checkpoint", type=Path, help="the person's UNet checkpoint (<epoch>.pth)")
-    imports.add_argument("--dataset", type=Path, help="SyncTalk_2D dataset: full_body_img/<n>.jpg + landmarks/<n>.lms")
-    imports.add_argument("--video", type=Path, help="a video of the person (instead of --dataset)")
-    imports.add_argument("--rects", type=Path, help="crop_rects.json for --video: [[x1, y1, x2, y2], ...]")
-    imports.add_argument(
-        "--audio-encoder", type=Path, help="shared audio encoder checkpoint (becomes its next version)"
-    )
-    imports.add_argument("--version", type=int, default=None, help="weights version folder (default: next)")
-    imports.add_argument(
-        "--repository", type=Path, default=None, help="default: $LIPSYNC_MODEL_REPOSITORY, else ./model_repository"
-    )
-    imports.add_argument("--load", action="store_true", help="then load the avatar on the server at --url")
-
-    quantize = commands.add_parser("quantize", help="add an INT8 copy of an avatar's weights as its next version")
-    quantize.add_argument("name")
-    quantize.add_argument("--from-version", type=int, default=None, help="float version to copy (default: latest)")
-    quantize.add_argument(
-        "--min-psnr", type=float, default=35.0, help="refuse the copy below this PSNR (dB) against the float output"
-    )
-    quantize.add_argument(
-        "--repository", type=Path, default=None, help="default: $LIPSYNC_MODEL_REPOSITORY, else ./model_repository"
-    )
-    quantize.add_argument("--load", action="store_true", help="then load the avatar on the server at --url")
-
     commands.add_parser("avatars", help="list avatars, their versions and states")
     for verb in ("load", "unload"):
         sub = commands.add_parser(verb, help=f"{verb} an avatar on the server")
@@ -98,14 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("health", help="server liveness, readiness and avatars")
 
     args = parser.parse_args(argv)
-    if args.command in ("import", "quantize"):
-        from .repository import default_repository  # the server side's: it needs OpenCV
-
-        args.repository = args.repository or default_repository()
-        status = _import(args) if args.command == "import" else _quantize(args)
-        if status or not args.load:
-            return status
-        args.command = "load"
     url = args.url or ("127.0.0.1:8001" if args.protocol == "grpc" else "127.0.0.1:8000")
     try:
         with LipsyncClient(url, args.protocol, admin_key=args.admin_key) as client:
@@ -138,40 +106,6 @@ def _render(client: LipsyncClient, args) -> int:
         else:
             written = media_io.write_jpegs(args.output, counted())
     print(f"wrote {args.output}: {written} frames, {len(audio) / rate:.2f} s of audio")
-    return 0
-
-
-def _import(args) -> int:
-    from .checkpoints import CheckpointError
-    from .importer import AvatarImportError, import_audio_encoder, import_avatar, import_unet
-
-    try:
-        if args.dataset or args.video:
-            media = import_avatar(args.repository, args.name, args.dataset, args.video, args.rects)
-            print(f"wrote avatar {args.name!r} media: {media}")
-        if args.checkpoint:
-            version = import_unet(args.repository, args.name, args.checkpoint, args.version)
-            print(f"wrote avatar {args.name!r} version {version} from {args.checkpoint}")
-            print(f"note: {PLAN_HINT}")
-        if args.audio_encoder:
-            version = import_audio_encoder(args.repository, args.audio_encoder)
-            print(f"wrote audio_encoder version {version} from {args.audio_encoder} (load audio_encoder to serve it)")
-    except (AvatarImportError, CheckpointError, ValueError) as error:
-        print(f"lipsync import: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _quantize(args) -> int:
-    from .quantization import quantize_version
-
-    try:
-        version, quality = quantize_version(args.repository, args.name, args.from_version, args.min_psnr)
-    except ValueError as error:  # includes QualityError and invalid names
-        print(f"lipsync quantize: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote avatar {args.name!r} version {version}: INT8, {quality:.1f} dB PSNR against the float output")
-    print(f"note: {PLAN_HINT}")
     return 0
 
 

@@ -21,8 +21,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from . import admin_key as admin_keys
-from . import avatar as avatar_names
-from . import framing, streaming
+from . import avatar_names, framing, streaming
 from .streaming import Segment
 
 ENSEMBLE = "lipsync"

@@ -6,21 +6,21 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from lipsync import avatar, framing
-from lipsync.avatar import AvatarStore
-from lipsync.serving import triton
+from lipsync import avatar_names, framing
+from lipsync_server.avatars.media import AvatarStore
+from lipsync_server.backend import stub
 
 UNET_OUTPUTS = {"FACES": "FACE_RGB", "FACES_RAW": "FACE_RAW"}
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = triton.model_config(args)
-        self.chunk = int(triton.parameter(config, "frames_per_unet_request", "8"))
+        config = stub.model_config(args)
+        self.chunk = int(stub.parameter(config, "frames_per_unet_request", "8"))
         # Admission control: beyond this many frames in the works, requests are turned away at
         # once (UNAVAILABLE) rather than run behind minutes of work; the first is always taken,
         # however long. (Requests beyond one execute() wait in the bounded queue of config.pbtxt.)
-        self.max_frames = int(triton.parameter(config, "max_frames_in_flight", "400"))
+        self.max_frames = int(stub.parameter(config, "max_frames_in_flight", "400"))
         self.frames_in_flight = 0  # execute() coroutines share one event loop: no lock needed
         self.avatars = AvatarStore(Path(args["model_repository"]).parent)
 
@@ -29,13 +29,13 @@ class TritonPythonModel:
         return await asyncio.gather(*(self._generate(request) for request in requests))
 
     async def _generate(self, request):
-        name = triton.text(request, "AVATAR")
-        version = triton.get(request, "AVATAR_VERSION")
+        name = stub.text(request, "AVATAR")
+        version = stub.get(request, "AVATAR_VERSION")
         version = int(version[0]) if version is not None else 0
-        start = int(triton.get(request, "START_FRAME")[0])
-        first, count = (int(triton.get(request, field)[0]) for field in ("FIRST_FRAME", "FRAME_COUNT"))
+        start = int(stub.get(request, "START_FRAME")[0])
+        first, count = (int(stub.get(request, field)[0]) for field in ("FIRST_FRAME", "FRAME_COUNT"))
         if self.frames_in_flight and self.frames_in_flight + count > self.max_frames:
-            return triton.unavailable(
+            return stub.unavailable(
                 f"server busy: {self.frames_in_flight} frames in flight, {count} more would pass "
                 f"the limit of {self.max_frames}; retry later"
             )
@@ -46,11 +46,11 @@ class TritonPythonModel:
             self.frames_in_flight -= count
 
     async def _faces(self, request, name, version, start, first, count):
-        features = triton.get(request, "AUDIO_FEATURES")[first : first + count]
+        features = stub.get(request, "AUDIO_FEATURES")[first : first + count]
         try:
             media = self.avatars.get(name)
         except (OSError, ValueError) as error:
-            return triton.internal(f"avatar {name!r} media unreadable: {error}")
+            return stub.internal(f"avatar {name!r} media unreadable: {error}")
         frames = [framing.pingpong(start + i, len(media)) for i in range(len(features))]
         crops = media.faces[frames]
         # Each of our outputs is one of the UNet's: uint8 pixels unless a caller asks for floats.
@@ -63,11 +63,11 @@ class TritonPythonModel:
         failed = [r for r in results if not isinstance(r, dict)]
         if failed:
             return failed[0]
-        return triton.respond(**{ours: np.concatenate([r[theirs] for r in results]) for ours, theirs in wanted.items()})
+        return stub.respond(**{ours: np.concatenate([r[theirs] for r in results]) for ours, theirs in wanted.items()})
 
     async def _unet(self, name, version, crops, features, outputs):
         request = pb_utils.InferenceRequest(
-            model_name=avatar.model_name(name),
+            model_name=avatar_names.model_name(name),
             model_version=version if version > 0 else -1,
             inputs=[pb_utils.Tensor("FACE", np.ascontiguousarray(crops)), pb_utils.Tensor("AUDIO_FEATURES", features)],
             requested_output_names=outputs,
@@ -80,8 +80,8 @@ class TritonPythonModel:
             message = response.error().message()
             if "unknown model" in message or "not found" in message or "not ready" in message:
                 which = f"version {version}" if version > 0 else "any version"
-                return triton.invalid_arg(f"AVATAR: avatar {name!r} ({which}) is not loaded ({message})")
+                return stub.invalid_arg(f"AVATAR: avatar {name!r} ({which}) is not loaded ({message})")
             if response.error().code() == pb_utils.TritonError.UNAVAILABLE:  # the UNet's queue is full
-                return triton.unavailable(f"server busy: avatar {name!r} UNet rejected frames: {message}")
-            return triton.internal(f"avatar {name!r} UNet failed: {message}")
+                return stub.unavailable(f"server busy: avatar {name!r} UNet rejected frames: {message}")
+            return stub.internal(f"avatar {name!r} UNet failed: {message}")
         return {output: pb_utils.get_output_tensor_by_name(response, output).as_numpy() for output in outputs}

@@ -6,7 +6,7 @@ max_batch_size."""
 from nvidia.dali import pipeline_def
 from nvidia.dali.plugin.triton import autoserialize
 
-from lipsync import mel_pipeline
+from lipsync_server.audio import mel_pipeline
 
 MAX_BATCH_SIZE = 8
 

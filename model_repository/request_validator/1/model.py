@@ -4,30 +4,31 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync import anti_aliasing, framing
-from lipsync.avatar import AvatarStore
-from lipsync.serving import request_rules, triton
-from lipsync.serving.request_rules import InvalidInput
+from lipsync import framing
+from lipsync_server.audio import anti_aliasing
+from lipsync_server.avatars.media import AvatarStore
+from lipsync_server.backend import request_rules, stub
+from lipsync_server.backend.request_rules import InvalidInput
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = triton.model_config(args)
-        self.max_seconds = float(triton.parameter(config, "max_audio_seconds", "60"))
+        config = stub.model_config(args)
+        self.max_seconds = float(stub.parameter(config, "max_audio_seconds", "60"))
         self.avatars = AvatarStore(Path(args["model_repository"]).parent)
 
     def execute(self, requests):
         return [self._check(request) for request in requests]
 
     def _check(self, request):
-        audio = triton.get(request, "AUDIO")
-        rate = int(triton.get(request, "SAMPLE_RATE")[0])
+        audio = stub.get(request, "AUDIO")
+        rate = int(stub.get(request, "SAMPLE_RATE")[0])
         version, offset = _optional(request, "AVATAR_VERSION"), _optional(request, "AUDIO_OFFSET") or 0
         try:
             request_rules.check_sample_rate(rate)
             request_rules.check_audio(audio, rate, self.max_seconds)
-            request_rules.check_avatar(triton.text(request, "AVATAR"), self.avatars.exists)
-            request_rules.check_start_frame(int(triton.get(request, "START_FRAME")[0]))
+            request_rules.check_avatar(stub.text(request, "AVATAR"), self.avatars.exists)
+            request_rules.check_start_frame(int(stub.get(request, "START_FRAME")[0]))
             if version is not None:
                 request_rules.check_version(version)
             request_rules.check_audio_offset(offset, rate)
@@ -36,10 +37,10 @@ class TritonPythonModel:
                 _optional(request, "FIRST_FRAME"), _optional(request, "FRAME_COUNT"), frames
             )
         except InvalidInput as error:
-            return triton.invalid_arg(str(error))
-        return triton.respond(
+            return stub.invalid_arg(str(error))
+        return stub.respond(
             CHECKED_AUDIO=anti_aliasing.band_limit(audio, rate),
-            CHECKED_SAMPLE_RATE=triton.get(request, "SAMPLE_RATE"),
+            CHECKED_SAMPLE_RATE=stub.get(request, "SAMPLE_RATE"),
             MEL_OFFSET=np.array([offset // framing.HOP], np.int64),
             CHECKED_FIRST_FRAME=np.array([first], np.int64),
             CHECKED_FRAME_COUNT=np.array([count], np.int64),
@@ -47,5 +48,5 @@ class TritonPythonModel:
 
 
 def _optional(request, name: str) -> int | None:
-    value = triton.get(request, name)
+    value = stub.get(request, name)
     return None if value is None else int(value[0])

@@ -3,19 +3,18 @@
 Triton's own SIGTERM handling stops every model's scheduler at once, which fails an ensemble
 request caught between two steps. Unloading the ensembles first refuses new requests while the
 in-flight ones go on through the step models; an ensemble's unload completes when its in-flight
-requests have. Used by `python -m lipsync.server` and by the container's entrypoint:
+requests have. Used by `lipsync-server serve` and by the container's entrypoint:
 
-    python3 -m lipsync.drain 127.0.0.1:8000 [--timeout 30]   # key: $LIPSYNC_ADMIN_KEY or the key file
+    lipsync-server drain 127.0.0.1:8000 [--timeout 30]   # key: $LIPSYNC_ADMIN_KEY or the key file
 """
 
-import argparse
 import sys
 import time
 
 import tritonclient.http as httpclient
 
-from . import admin_key as admin_keys
-from .client import ENSEMBLE, RAW_ENSEMBLE
+from lipsync.admin_key import HEADER
+from lipsync.client import ENSEMBLE, RAW_ENSEMBLE
 
 ENSEMBLES = (ENSEMBLE, RAW_ENSEMBLE)
 
@@ -24,7 +23,7 @@ def drain(http_address: str, admin_key: str | None, timeout: float = 30.0) -> bo
     """Unloads the ensembles and waits (at most `timeout`) until they are gone; False if the
     server could not be drained (it should be stopped all the same)."""
     client = httpclient.InferenceServerClient(http_address, network_timeout=timeout)
-    headers = {admin_keys.HEADER: admin_key} if admin_key else None
+    headers = {HEADER: admin_key} if admin_key else None
     deadline = time.monotonic() + timeout
     try:
         for ensemble in ENSEMBLES:
@@ -37,19 +36,7 @@ def drain(http_address: str, admin_key: str | None, timeout: float = 30.0) -> bo
             time.sleep(0.2)
         return False
     except Exception as error:
-        print(f"lipsync drain: {error}", file=sys.stderr)
+        print(f"lipsync-server drain: {error}", file=sys.stderr)
         return False
     finally:
         client.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("http_address", help="the server's HTTP endpoint, host:port")
-    parser.add_argument("--timeout", type=float, default=30.0)
-    args = parser.parse_args(argv)
-    return 0 if drain(args.http_address, admin_keys.for_client(args.http_address), args.timeout) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

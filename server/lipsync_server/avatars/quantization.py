@@ -17,8 +17,12 @@ import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from . import avatar, demo, framing, mel_pipeline, repository
-from .networks import tensorrt_rules
+from lipsync import avatar_names, framing
+from lipsync_server.audio import mel_pipeline
+from lipsync_server.demo import synthetic
+from lipsync_server.networks import tensorrt_rules
+
+from . import media, repository
 
 MIN_PSNR_DB = 35.0
 QUALITY_FILE = "quality.json"
@@ -51,7 +55,7 @@ def quantize_version(
     version, with quality.json beside it; returns (version, PSNR in dB). Raises QualityError,
     writing nothing, when the PSNR against the float version is below `min_psnr_db`."""
     model_repository = Path(model_repository)
-    folder = model_repository / avatar.model_name(name)
+    folder = model_repository / avatar_names.model_name(name)
     versions = repository.versions(model_repository, name)
     if not versions:
         raise ValueError(f"avatar {name!r} has no weight versions in {model_repository}")
@@ -59,7 +63,7 @@ def quantize_version(
     source = folder / str(source_version) / "model.onnx"
     if not source.is_file():
         raise ValueError(f"avatar {name!r} has no version {source_version} ({source} is missing)")
-    faces = np.load(avatar.media_dir(model_repository, name) / "faces.npy", mmap_mode="r")
+    faces = np.load(media.media_dir(model_repository, name) / "faces.npy", mmap_mode="r")
     encoder = repository.latest_encoder(model_repository)
     with tempfile.TemporaryDirectory() as scratch:
         quantized = Path(scratch) / "model.onnx"
@@ -94,13 +98,13 @@ def quantize_model(source: Path, target: Path, faces: np.ndarray, encoder_onnx: 
     avatar's crops); returns its output's PSNR in dB against the float graph's."""
     calibration = _inputs(
         faces,
-        audio_features(encoder_onnx, demo.speech(2.0, framing.SAMPLE_RATE, seed=11)),
+        audio_features(encoder_onnx, synthetic.speech(2.0, framing.SAMPLE_RATE, seed=11)),
         CALIBRATION_FRAMES,
         offset=0,
     )
     evaluation = _inputs(
         faces,
-        audio_features(encoder_onnx, demo.speech(1.0, framing.SAMPLE_RATE, seed=12)),
+        audio_features(encoder_onnx, synthetic.speech(1.0, framing.SAMPLE_RATE, seed=12)),
         EVALUATION_FRAMES,
         offset=len(faces) // 2,
     )

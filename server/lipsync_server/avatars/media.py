@@ -13,40 +13,14 @@ never decodes a frame to build the network's input.
 
 import functools
 import json
-import re
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from .messages import quoted
+from lipsync.avatar_names import model_name
 
-MODEL_PREFIX = "avatar_"
 MEDIA = "media"
-NAME_RULE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-
-
-class AvatarNameError(ValueError):
-    pass
-
-
-def check_name(name: str) -> str:
-    """Avatar names become folder names: allow only a safe, short alphabet."""
-    if not NAME_RULE.fullmatch(name):
-        raise AvatarNameError(
-            f"invalid avatar name {quoted(name)}: use 1-63 characters from a-z, 0-9, '_' and '-', "
-            "starting with a letter or digit"
-        )
-    return name
-
-
-def model_name(avatar: str) -> str:
-    return MODEL_PREFIX + check_name(avatar)
-
-
-def avatar_name(model: str) -> str | None:
-    """The avatar served by a Triton model, or None for the pipeline's own models."""
-    return model[len(MODEL_PREFIX) :] if model.startswith(MODEL_PREFIX) else None
 
 
 def media_dir(repository: Path, avatar: str) -> Path:

@@ -10,16 +10,18 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-from .. import avatar
-from . import onnx_model, triton
+from lipsync import avatar_names
+from lipsync_server.avatars import media
+
+from . import onnx_model, stub
 
 
 class TritonPythonModel(onnx_model.TritonPythonModel):
     def initialize(self, args):
-        name = avatar.avatar_name(args["model_name"])
+        name = avatar_names.avatar_name(args["model_name"])
         folder = Path(args["model_repository"])
         try:
-            avatar.AvatarMedia(folder / avatar.MEDIA).verify()
+            media.AvatarMedia(folder / media.MEDIA).verify()
         except (OSError, ValueError) as error:
             raise pb_utils.TritonModelException(f"avatar {name!r}: media unusable: {error}") from None
         try:
@@ -28,7 +30,7 @@ class TritonPythonModel(onnx_model.TritonPythonModel):
             raise pb_utils.TritonModelException(
                 f"avatar {name!r} version {args['model_version']}: model.onnx cannot be loaded: {error}"
             ) from None
-        _check_graph(self.session, triton.model_config(args), name, args["model_version"])
+        _check_graph(self.session, stub.model_config(args), name, args["model_version"])
 
 
 def _check_graph(session, config: dict, name: str, version: str) -> None:

@@ -10,11 +10,12 @@ reference inference does in Python, so that it runs inside the model servers:
 import torch
 from torch import Tensor, nn
 
-from .. import framing
+from lipsync import framing
+
+from ..avatars.crop import FACE
 from .audio_encoder import AudioEncoder
 from .unet import LipSyncUNet
 
-FACE = 320
 # The reference blacks out cv2.rectangle(x=5, y=5, w=310, h=305): rows 5..309, columns 5..314.
 MASK_ROWS = (5, 310)
 MASK_COLS = (5, 315)

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from .. import avatar, framing
-from ..messages import quoted
+from lipsync import avatar_names, framing
+from lipsync.messages import quoted
 
 MAX_SAMPLE_RATE = 192_000
 MIN_SAMPLE_RATE = 8_000
@@ -48,8 +48,8 @@ def check_sample_rate(rate: int) -> None:
 
 def check_avatar(name: str, exists) -> None:
     try:
-        avatar.check_name(name)
-    except avatar.AvatarNameError as error:
+        avatar_names.check_name(name)
+    except avatar_names.AvatarNameError as error:
         raise InvalidInput(f"AVATAR: {error}") from None
     if not exists(name):
         raise InvalidInput(f"AVATAR: unknown avatar {quoted(name)}")

@@ -13,16 +13,16 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-from . import triton
+from . import stub
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = triton.model_config(args)
+        config = stub.model_config(args)
         self.inputs = [tensor["name"] for tensor in config["input"]]
         self.outputs = [tensor["name"] for tensor in config["output"]]
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(triton.parameter(config, "intra_op_threads", "0"))
+        options.intra_op_num_threads = int(stub.parameter(config, "intra_op_threads", "0"))
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
@@ -46,7 +46,7 @@ class TritonPythonModel:
         try:
             results = self.session.run(names, dict(zip(self.inputs, joined)))
         except Exception as error:  # one failed run fails the requests that shared it
-            return [triton.internal(f"ONNX Runtime failed: {error}")] * len(arrays)
+            return [stub.internal(f"ONNX Runtime failed: {error}")] * len(arrays)
         bounds = np.cumsum(sizes)[:-1]
         split = dict(zip(names, (np.split(result, bounds) for result in results)))
         return [
@@ -58,7 +58,7 @@ class TritonPythonModel:
         try:
             results = self.session.run(names, dict(zip(self.inputs, request_arrays)))
         except Exception as error:
-            return triton.internal(f"ONNX Runtime failed: {error}")
+            return stub.internal(f"ONNX Runtime failed: {error}")
         return pb_utils.InferenceResponse([pb_utils.Tensor(n, r) for n, r in zip(names, results)])
 
 

@@ -1,4 +1,4 @@
-"""Crop geometry and paste-back of the SyncTalk_2D "328" models, and JPEG encoding.
+"""Cropping and paste-back of the SyncTalk_2D "328" models, and JPEG encoding.
 
 A crop square (x1, y1, x2, y2) of the frame is resized to 328x328 (bicubic); the network sees
 and regenerates its inner 320x320. Pasting puts the generated face into that inner region and
@@ -11,8 +11,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-CROP = 328
-BORDER = 4  # (328 - 320) / 2
+from .crop import BORDER, CROP
 
 
 def face_input(frame: np.ndarray, rect) -> np.ndarray:

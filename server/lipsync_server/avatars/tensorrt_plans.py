@@ -1,12 +1,12 @@
 """Builds the GPU profile's TensorRT plans with trtexec: model.plan beside every served model.onnx.
 
-    python3 -m lipsync.tensorrt_plans /models                  # every model; what the image runs at start
-    python3 -m lipsync.tensorrt_plans /models --model avatar_may  # after `lipsync import/quantize` there
+    lipsync-server plans /models                   # every model; what the image runs at start
+    lipsync-server plans /models --model avatar_may  # after `lipsync-server import/quantize` there
 
 A plan holds kernels for one GPU and one TensorRT release, built from one ONNX file: the record
 beside it (model.plan.json) names all three, and a plan whose record still matches is kept, so a
 server with a persistent repository restarts without rebuilding what has not changed. A version
-added after start (lipsync import, lipsync quantize) has no plan until this runs for it; Triton
+added after start (lipsync-server import, quantize) has no plan until this runs for it; Triton
 refuses to load it until then.
 
 Shapes and precisions, each from one source:
@@ -14,17 +14,15 @@ Shapes and precisions, each from one source:
   (request_validator's max_audio_seconds); float32, TF32 off (trtexec enables it by default):
   its output feeds every frame of the clip.
 - avatar versions: batch 1 to the avatar config's max_batch_size (opt: its largest preferred
-  batch); fp16 where TensorRT finds it faster. INT8 versions (QuantizeLinear nodes, from `lipsync
+  batch); fp16 where TensorRT finds it faster. INT8 versions (QuantizeLinear nodes, from `lipsync-server
   quantize`) add --int8 so that their explicit scales are used.
 """
 
-import argparse
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +30,7 @@ import onnx
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from . import avatar, framing
+from lipsync import avatar_names, framing
 
 ENCODER = "audio_encoder"
 VALIDATOR = "request_validator"
@@ -92,7 +90,9 @@ def plans(repository: Path, model: str | None = None) -> list[Plan]:
     """The plans of the repository's TensorRT models (or of one of them)."""
     repository = Path(repository)
     folders = (
-        [repository / model] if model else [repository / ENCODER, *sorted(repository.glob(avatar.MODEL_PREFIX + "*"))]
+        [repository / model]
+        if model
+        else [repository / ENCODER, *sorted(repository.glob(avatar_names.MODEL_PREFIX + "*"))]
     )
     found = []
     for folder in folders:
@@ -147,21 +147,9 @@ def build(plan: Plan, target: dict, trtexec: str = "trtexec") -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("repository", type=Path)
-    parser.add_argument("--model", help="only this model (audio_encoder or avatar_<name>)")
-    parser.add_argument("--trtexec", default="trtexec")
-    args = parser.parse_args(argv)
-    if not shutil.which(args.trtexec):
-        parser.error(
-            f"{args.trtexec} not found: plans are built on the serving GPU, inside the image (Dockerfile.triton)"
-        )
+def build_all(repository: Path, model: str | None = None, trtexec: str = "trtexec") -> int:
+    """Builds the plans that are missing or stale (`lipsync-server plans`)."""
     target = build_target()
-    for plan in plans(args.repository, args.model):
-        print(f"{'built' if build(plan, target, args.trtexec) else 'kept'} {plan.path}", flush=True)
+    for plan in plans(repository, model):
+        print(f"{'built' if build(plan, target, trtexec) else 'kept'} {plan.path}", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,7 +10,8 @@ the upper bands' level against the lower ones' the width (spread lips for i/e, r
 
 import numpy as np
 
-from . import framing, mel_pipeline
+from lipsync import framing
+from lipsync_server.audio import mel_pipeline
 
 SPEECH_BAND_HZ = (250.0, 4000.0)
 LOW_BAND_HZ, HIGH_BAND_HZ = (250.0, 1000.0), (1500.0, 3500.0)

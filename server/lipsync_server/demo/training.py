@@ -20,10 +20,14 @@ import soundfile
 import torch
 from torch import nn
 
-from . import compositing, demo, framing, importer, mel_pipeline, mouth_track
-from .networks.audio_encoder import AudioEncoder
-from .networks.serving import ServingAudioEncoder, ServingUNet, face_mask
-from .networks.unet import LipSyncUNet
+from lipsync import framing
+from lipsync_server.audio import mel_pipeline
+from lipsync_server.avatars import compositing, importer
+from lipsync_server.networks.audio_encoder import AudioEncoder
+from lipsync_server.networks.exported import ServingAudioEncoder, ServingUNet, face_mask
+from lipsync_server.networks.unet import LipSyncUNet
+
+from . import mouth_track, synthetic
 
 MOUTH_WEIGHT = 10.0  # loss weight of mouth pixels against the rest of the face
 UNET_BATCH = 8
@@ -33,7 +37,7 @@ HELD_OUT_SEED, HELD_OUT_PAUSE = 7, (3.0, 4.4)
 
 def held_out_speech() -> np.ndarray:
     (start, end), after = HELD_OUT_PAUSE, 4.0
-    return demo.speech_with_pause(start, end - start, after, framing.SAMPLE_RATE, seed=HELD_OUT_SEED)
+    return synthetic.speech_with_pause(start, end - start, after, framing.SAMPLE_RATE, seed=HELD_OUT_SEED)
 
 
 @dataclass
@@ -46,10 +50,10 @@ class Dataset:
 
 def make_dataset(folder: Path, seconds: float, seed: int) -> int:
     """The synthetic person speaking `seconds` of synthetic speech, in SyncTalk_2D's layout."""
-    audio = demo.speech(seconds, framing.SAMPLE_RATE, seed=seed)
+    audio = synthetic.speech(seconds, framing.SAMPLE_RATE, seed=seed)
     opening, width = mouth_track.mouth_shapes(mel_pipeline.mel_of(audio))
-    frames = demo.avatar_frames(len(opening), seed=seed, mouths=zip(opening, width))
-    return demo.write_dataset(folder, frames, audio)
+    frames = synthetic.avatar_frames(len(opening), seed=seed, mouths=zip(opening, width))
+    return synthetic.write_dataset(folder, frames, audio)
 
 
 def load_dataset(folder: Path) -> Dataset:
@@ -139,8 +143,8 @@ def _windows(mel: np.ndarray) -> torch.Tensor:
 
 
 def _mouth_in_crop(rect) -> tuple[int, int, int, int]:
-    """The drawn mouth's box (demo.mouth_box) in the network's 320x320 view of the crop."""
-    x1, y1, x2, y2 = demo.mouth_box(rect)
+    """The drawn mouth's box (synthetic.mouth_box) in the network's 320x320 view of the crop."""
+    x1, y1, x2, y2 = synthetic.mouth_box(rect)
     scale = compositing.CROP / (rect[2] - rect[0])
     box = [
         round((x1 - rect[0]) * scale),
@@ -154,7 +158,7 @@ def _mouth_in_crop(rect) -> tuple[int, int, int, int]:
 
 def demo_held_out_sync(unet: LipSyncUNet, encoder: AudioEncoder) -> float:
     """held_out_sync on the idle demo person (the served avatar's frames) and the held-out speech."""
-    idle = list(demo.avatar_frames(120))
+    idle = list(synthetic.avatar_frames(120))
     crops = np.stack([compositing.face_input(np.ascontiguousarray(frame[..., ::-1]), rect) for frame, rect in idle])
     return held_out_sync(unet, encoder, held_out_speech(), crops, _mouth_in_crop(idle[0][1]))
 
@@ -176,5 +180,5 @@ def held_out_sync(
         for start in range(0, len(features), 16):
             ids = [framing.pingpong(i, len(avatar_crops)) for i in range(start, min(start + 16, len(features)))]
             _, pixels = graph(torch.from_numpy(avatar_crops[ids]), features[start : start + len(ids)])
-            areas += [demo.dark_area(p, mouth) for p in pixels.numpy()]
+            areas += [synthetic.dark_area(p, mouth) for p in pixels.numpy()]
     return float(np.corrcoef(areas, level)[0, 1])

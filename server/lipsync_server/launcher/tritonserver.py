@@ -1,13 +1,12 @@
 """Starts the real `tritonserver` on this machine: the binary shipped in the nvidia-pytriton wheel.
 
-`python -m lipsync.server` (what `make serve` runs) serves a model repository with the CPU
-profile and explicit model control on 127.0.0.1 until Ctrl-C or SIGTERM. The repository is
+`lipsync-server serve` (what `make serve` runs) serves a model repository with the CPU profile
+and explicit model control on 127.0.0.1 until Ctrl-C or SIGTERM. The repository is
 --repository, else $LIPSYNC_MODEL_REPOSITORY, else ./model_repository. The model-repository API
 (list, load, unload) always needs the administrator key (lipsync.admin_key says where it comes
 from). Tests and benchmarks use TritonServer directly.
 """
 
-import argparse
 import os
 import secrets
 import shutil
@@ -23,9 +22,11 @@ from pathlib import Path
 
 import pytriton
 
-from . import admin_key as admin_keys
+from lipsync.admin_key import HEADER
+from lipsync_server.avatars.repository import default_repository
+
 from . import drain, processes
-from .repository import ENV_REPOSITORY, default_repository
+from .admin_key import for_server, source, write_key_file
 
 TRITON_HOME = Path(pytriton.__file__).parent / "tritonserver"
 SHARED_MEMORY = Path("/dev/shm")
@@ -72,7 +73,7 @@ class TritonServer:
         self.log = log
         self.extra_args = extra_args
         # Never open: Triton's repository API loads uploaded models, which is running code here.
-        self.admin_key = admin_keys.for_server(admin_key)
+        self.admin_key = for_server(admin_key)
         # The python backend's shared-memory regions, named so that this server's can be found:
         # a model process that dies (killed, crashed) leaves its region behind.
         self.shm_prefix = f"lipsync_{secrets.token_hex(6)}_"
@@ -107,7 +108,7 @@ class TritonServer:
         ]
 
     def _restrictions(self) -> list[str]:
-        rule = f"model-repository:{admin_keys.HEADER}={self.admin_key}"
+        rule = f"model-repository:{HEADER}={self.admin_key}"
         return [f"--grpc-restricted-protocol={rule}", f"--http-restricted-api={rule}"]
 
     def environment(self) -> dict[str, str]:
@@ -191,10 +192,10 @@ class TritonServer:
                 pass
             crashed = self.crashed_stubs()
             if crashed:
-                print(f"lipsync.server: model process {crashed} died: restarting tritonserver", flush=True)
+                print(f"lipsync-server: model process {crashed} died: restarting tritonserver", flush=True)
                 self.stop()
                 if self.start().wait_ready(stopping=stopping):
-                    print("lipsync.server: ready again", flush=True)
+                    print("lipsync-server: ready again", flush=True)
         return self.stop()
 
     @classmethod
@@ -234,53 +235,22 @@ class StopSignals:
         return self.received is not None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--repository",
-        type=Path,
-        default=None,
-        help=f"model repository (default: ${ENV_REPOSITORY}, else ./model_repository)",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    parser.add_argument("--http-port", type=int, default=8000)
-    parser.add_argument("--grpc-port", type=int, default=8001)
-    parser.add_argument("--metrics-port", type=int, default=8002)
-    parser.add_argument("--profile", default="cpu", help="model config name: configs/<profile>.pbtxt")
-    parser.add_argument(
-        "--admin-key",
-        default=None,
-        help=f"the key the model-repository API (list, load, unload) requires in the {admin_keys.HEADER!r} "
-        f"header (default: ${admin_keys.ENV_KEY}, else the key file {admin_keys.key_file()}, made on "
-        "first start)",
-    )
-    parser.add_argument(
-        "--new-admin-key", action="store_true", help="write a new random key to the key file and use it"
-    )
-    args = parser.parse_args(argv)
-    repository = args.repository or default_repository()
-    if not repository.is_dir():
-        parser.error(f"no model repository at {repository}: pass --repository or set ${ENV_REPOSITORY}")
-    if args.new_admin_key and (args.admin_key or os.environ.get(admin_keys.ENV_KEY)):
-        parser.error(
-            f"--new-admin-key writes the key file: it cannot be combined with --admin-key or ${admin_keys.ENV_KEY}"
-        )
-    key = admin_keys.write_key_file() if args.new_admin_key else args.admin_key
+def serve(
+    repository: Path, host: str, ports: tuple[int, int, int], profile: str, key: str | None, new_key: bool
+) -> int:
+    """Serves until Ctrl-C or SIGTERM; returns the exit status (`lipsync-server serve`)."""
+    http_port, grpc_port, metrics_port = ports
     stopping = StopSignals()
     server = TritonServer(
-        repository, args.host, args.http_port, args.grpc_port, args.metrics_port, args.profile, admin_key=key
+        repository, host, http_port, grpc_port, metrics_port, profile, admin_key=write_key_file() if new_key else key
     )
-    where = admin_keys.source(args.admin_key)
+    where = source(key)
     server.start()
     if server.wait_ready(stopping=stopping):
         print(
-            f"lip-sync server ready: gRPC {args.host}:{args.grpc_port}, HTTP {args.host}:{args.http_port}, "
+            f"lip-sync server ready: gRPC {host}:{grpc_port}, HTTP {host}:{http_port}, "
             f"repository {repository} (Ctrl-C stops)",
             flush=True,
         )
         print(f"model-repository API (avatars, load, unload): administrator key from {where}", flush=True)
     return server.supervise(stopping)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from . import avatar, checkpoints, repository
+from lipsync import avatar_names
+from lipsync_server.networks import checkpoints
+
+from . import media, repository
 
 # Landmark indices of SyncTalk_2D's 110-point .lms files that define the crop square.
 JAW_LEFT, JAW_RIGHT, CROP_TOP = 1, 31, 52
@@ -75,7 +78,7 @@ def read_video(video: Path, rects_json: Path) -> tuple[Iterator[np.ndarray], lis
 def import_avatar(
     repo: Path, name: str, dataset: Path | None = None, video: Path | None = None, rects: Path | None = None
 ) -> Path:
-    avatar.check_name(name)
+    avatar_names.check_name(name)
     frames: Iterable[np.ndarray | Path]
     if dataset is not None:
         frames, crops = read_dataset(dataset)
@@ -91,8 +94,8 @@ def import_avatar(
 
 def import_unet(repo: Path, name: str, checkpoint: Path, version: int | None = None) -> int:
     """The checkpoint as the avatar's given or next version; the avatar's media must exist."""
-    avatar.check_name(name)
-    if not (avatar.media_dir(repo, name) / "rects.json").is_file():
+    avatar_names.check_name(name)
+    if not (media.media_dir(repo, name) / "rects.json").is_file():
         raise AvatarImportError(f"avatar {name!r} has no media in {repo}: import its frames first")
     return repository.add_version(repo, name, checkpoints.load_unet(checkpoint), version)
 

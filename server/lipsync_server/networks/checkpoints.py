@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from .networks.audio_encoder import AudioEncoder
-from .networks.unet import LipSyncUNet
+from .audio_encoder import AudioEncoder
+from .unet import LipSyncUNet
 
 
 class CheckpointError(ValueError):

@@ -6,7 +6,7 @@ import torch
 
 from . import tensorrt_rules
 from .audio_encoder import AudioEncoder
-from .serving import FACE, ServingAudioEncoder, ServingUNet
+from .exported import FACE, ServingAudioEncoder, ServingUNet
 from .unet import LipSyncUNet
 
 OPSET = 17

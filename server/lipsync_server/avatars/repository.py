@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import avatar, compositing
+from lipsync import avatar_names
+
+from . import compositing, media
 
 TEMPLATES = Path(__file__).parent / "avatar_model"
 ENV_REPOSITORY = "LIPSYNC_MODEL_REPOSITORY"
@@ -18,21 +20,21 @@ JPEG_QUALITY = 95
 # and graph when it loads. (The encoder's versions copy its committed audio_encoder/1/model.py.)
 AVATAR_MODEL_PY = (
     '"""CPU profile: this avatar version, checked, then run by ONNX Runtime."""\n'
-    "from lipsync.serving.avatar_model import TritonPythonModel  # noqa: F401\n"
+    "from lipsync_server.backend.avatar_model import TritonPythonModel  # noqa: F401\n"
 )
 
 
 def default_repository() -> Path:
     """$LIPSYNC_MODEL_REPOSITORY, else model_repository/ in the working directory: the same
-    for the server, `lipsync import` and `quantize`, wherever the package is installed."""
+    for the server, `lipsync-server import` and `quantize`, wherever the package is installed."""
     return Path(os.environ.get(ENV_REPOSITORY) or "model_repository").absolute()
 
 
 def write_media(repository: Path, name: str, frames: Iterable[np.ndarray | Path], rects) -> Path:
     """Stores frames (RGB arrays, or JPEG files copied as they are) and their crop squares as
     the avatar's media, replacing old media only once the new media is complete."""
-    target = avatar.media_dir(repository, name)
-    staging = target.with_name(avatar.MEDIA + ".partial")
+    target = media.media_dir(repository, name)
+    staging = target.with_name(media.MEDIA + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "frames").mkdir(parents=True)
     rects = [[int(v) for v in rect] for rect in rects]
@@ -59,14 +61,14 @@ def write_media(repository: Path, name: str, frames: Iterable[np.ndarray | Path]
 
 
 def versions(repository: Path, name: str) -> list[int]:
-    return _versions(Path(repository) / avatar.model_name(name))
+    return _versions(Path(repository) / avatar_names.model_name(name))
 
 
 def add_version(repository: Path, name: str, unet, version: int | None = None) -> int:
     """Exports a LipSyncUNet as the avatar's next (or the given, new) version; returns the number."""
-    from .networks.export import export_unet
+    from lipsync_server.networks.export import export_unet
 
-    folder = Path(repository) / avatar.model_name(name)
+    folder = Path(repository) / avatar_names.model_name(name)
     if version and (folder / str(version)).exists():
         raise ValueError(
             f"avatar {name!r} already has a version {version}: choose another, or leave it out for the next"
@@ -85,7 +87,7 @@ def latest_encoder(repository: Path) -> Path:
 
 def add_encoder_version(repository: Path, encoder) -> int:
     """Exports the shared AudioEncoder as audio_encoder's next version (served as the latest)."""
-    from .networks.export import export_audio_encoder
+    from lipsync_server.networks.export import export_audio_encoder
 
     folder = Path(repository) / "audio_encoder"
     version = max(_versions(folder), default=0) + 1
@@ -99,7 +101,7 @@ def _versions(model_folder: Path) -> list[int]:
 
 
 def _write_configs(repository: Path, name: str) -> None:
-    folder = Path(repository) / avatar.model_name(name)
+    folder = Path(repository) / avatar_names.model_name(name)
     (folder / "configs").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(TEMPLATES / "config.pbtxt", folder / "config.pbtxt")
     shutil.copyfile(TEMPLATES / "configs" / "cpu.pbtxt", folder / "configs" / "cpu.pbtxt")

@@ -1,1 +1,0 @@
-"""PyTorch definitions of the SyncTalk_2D networks, with the checkpoints' module names."""

@@ -1,0 +1,1 @@
+"""Audio preprocessing: band-limiting before resampling, and the DALI mel pipeline."""

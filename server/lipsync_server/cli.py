@@ -1,0 +1,150 @@
+"""`lipsync-server`: serve a model repository, and write avatars and versions into one.
+
+lipsync-server serve [--repository DIR] [--host 127.0.0.1] [--admin-key KEY | --new-admin-key]
+lipsync-server import NAME --dataset DIR --checkpoint EPOCH.pth [--load]
+lipsync-server quantize NAME [--from-version N] [--load]
+lipsync-server plans REPOSITORY [--model avatar_NAME]      # GPU image: TensorRT plans
+lipsync-server drain HOST:PORT                              # before stopping a server
+
+The repository is --repository, else $LIPSYNC_MODEL_REPOSITORY, else ./model_repository. Talking
+to a running server (render, avatars, load, unload) is the client's command: lipsync.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from lipsync.admin_key import ENV_KEY, HEADER, for_client, key_file
+from lipsync.cli import PLAN_HINT
+
+REPOSITORY_HELP = "default: $LIPSYNC_MODEL_REPOSITORY, else ./model_repository"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lipsync-server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run tritonserver on this machine until Ctrl-C or SIGTERM")
+    serve.add_argument("--repository", type=Path, default=None, help=REPOSITORY_HELP)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument("--http-port", type=int, default=8000)
+    serve.add_argument("--grpc-port", type=int, default=8001)
+    serve.add_argument("--metrics-port", type=int, default=8002)
+    serve.add_argument("--profile", default="cpu", help="model config name: configs/<profile>.pbtxt")
+    serve.add_argument(
+        "--admin-key",
+        default=None,
+        help=f"the key the model-repository API (list, load, unload) requires in the {HEADER!r} header "
+        f"(default: ${ENV_KEY}, else the key file {key_file()}, made on first start)",
+    )
+    serve.add_argument("--new-admin-key", action="store_true", help="write a new random key to the key file and use it")
+
+    imports = commands.add_parser("import", help="make a SyncTalk_2D checkpoint and dataset a served avatar")
+    imports.add_argument("name", help="avatar name (a-z, 0-9, '_', '-')")
+    imports.add_argument("--checkpoint", type=Path, help="the person's UNet checkpoint (<epoch>.pth)")
+    imports.add_argument("--dataset", type=Path, help="SyncTalk_2D dataset: full_body_img/<n>.jpg + landmarks/<n>.lms")
+    imports.add_argument("--video", type=Path, help="a video of the person (instead of --dataset)")
+    imports.add_argument("--rects", type=Path, help="crop_rects.json for --video: [[x1, y1, x2, y2], ...]")
+    imports.add_argument(
+        "--audio-encoder", type=Path, help="shared audio encoder checkpoint (becomes its next version)"
+    )
+    imports.add_argument("--version", type=int, default=None, help="weights version folder (default: next)")
+
+    quantize = commands.add_parser("quantize", help="add an INT8 copy of an avatar's weights as its next version")
+    quantize.add_argument("name")
+    quantize.add_argument("--from-version", type=int, default=None, help="float version to copy (default: latest)")
+    quantize.add_argument(
+        "--min-psnr", type=float, default=35.0, help="refuse the copy below this PSNR (dB) against the float output"
+    )
+    for writer in (imports, quantize):
+        writer.add_argument("--repository", type=Path, default=None, help=REPOSITORY_HELP)
+        writer.add_argument("--load", action="store_true", help="then load the avatar on the server at --url")
+        writer.add_argument("--url", default="127.0.0.1:8001", help="the server's gRPC address, for --load")
+        writer.add_argument("--admin-key", default=None, help="for --load (default: as the lipsync command finds it)")
+
+    plans = commands.add_parser("plans", help="build the GPU profile's TensorRT plans (in the GPU image)")
+    plans.add_argument("repository", type=Path)
+    plans.add_argument("--model", help="only this model (audio_encoder or avatar_<name>)")
+    plans.add_argument("--trtexec", default="trtexec")
+
+    drain = commands.add_parser("drain", help="let a server's requests in flight finish (before stopping it)")
+    drain.add_argument("http_address", help="the server's HTTP endpoint, host:port")
+    drain.add_argument("--timeout", type=float, default=30.0)
+
+    args = parser.parse_args(argv)
+    # Each command imports what it runs: serve needs no PyTorch, the GPU image has no pytriton.
+    if args.command == "drain":
+        from .launcher.drain import drain as drain_server
+
+        return 0 if drain_server(args.http_address, for_client(args.http_address), args.timeout) else 1
+    if args.command == "plans":
+        if not shutil.which(args.trtexec):
+            plans.error(f"{args.trtexec} not found: plans are built on the serving GPU, inside the image")
+        from .avatars.tensorrt_plans import build_all
+
+        return build_all(args.repository, args.model, args.trtexec)
+    from .avatars.repository import ENV_REPOSITORY, default_repository
+
+    args.repository = args.repository or default_repository()
+    if args.command == "serve":
+        if not args.repository.is_dir():
+            serve.error(f"no model repository at {args.repository}: pass --repository or set ${ENV_REPOSITORY}")
+        if args.new_admin_key and (args.admin_key or os.environ.get(ENV_KEY)):
+            serve.error(f"--new-admin-key writes the key file: it cannot be combined with --admin-key or ${ENV_KEY}")
+        return _serve(args)
+    status = _import(args) if args.command == "import" else _quantize(args)
+    return _load(args) if status == 0 and args.load else status
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .launcher import tritonserver
+
+    ports = (args.http_port, args.grpc_port, args.metrics_port)
+    return tritonserver.serve(args.repository, args.host, ports, args.profile, args.admin_key, args.new_admin_key)
+
+
+def _import(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `serve` must start without loading PyTorch.
+    from .avatars.importer import AvatarImportError, import_audio_encoder, import_avatar, import_unet
+    from .networks.checkpoints import CheckpointError
+
+    try:
+        if args.dataset or args.video:
+            media = import_avatar(args.repository, args.name, args.dataset, args.video, args.rects)
+            print(f"wrote avatar {args.name!r} media: {media}")
+        if args.checkpoint:
+            version = import_unet(args.repository, args.name, args.checkpoint, args.version)
+            print(f"wrote avatar {args.name!r} version {version} from {args.checkpoint}")
+            print(f"note: {PLAN_HINT}")
+        if args.audio_encoder:
+            version = import_audio_encoder(args.repository, args.audio_encoder)
+            print(f"wrote audio_encoder version {version} from {args.audio_encoder} (load audio_encoder to serve it)")
+    except (AvatarImportError, CheckpointError, ValueError) as error:
+        print(f"lipsync-server import: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from .avatars.quantization import quantize_version
+
+    try:
+        version, quality = quantize_version(args.repository, args.name, args.from_version, args.min_psnr)
+    except ValueError as error:  # includes QualityError and invalid names
+        print(f"lipsync-server quantize: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote avatar {args.name!r} version {version}: INT8, {quality:.1f} dB PSNR against the float output")
+    print(f"note: {PLAN_HINT}")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    from lipsync import cli
+
+    return cli.main(
+        ["--url", args.url, *(["--admin-key", args.admin_key] if args.admin_key else []), "load", args.name]
+    )
