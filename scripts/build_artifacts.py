@@ -9,8 +9,9 @@
 Checkpoints and the dataset go through the importer exactly as a user's would.
 
 `--clean` removes what this build writes (outputs()) and nothing else: the repository also holds
-what users add there, other avatars (`lipsync import`) and more versions of the demo (`lipsync
-quantize demo`), which no build step may touch. `--rebuild` is `--clean`, then the build.
+what users add there, other avatars (`lipsync-server import`) and more versions of the demo
+(`lipsync-server quantize demo`), which no build step may touch. `--rebuild` is `--clean`, then
+the build.
 """
 
 import argparse

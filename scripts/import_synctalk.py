@@ -1,4 +1,4 @@
-"""Imports a SyncTalk_2D checkpoint and dataset as a served avatar (same as `lipsync import`).
+"""Imports a SyncTalk_2D checkpoint and dataset as a served avatar (same as `lipsync-server import`).
 
 .venv/bin/python scripts/import_synctalk.py may --dataset dataset/May --checkpoint checkpoint/May/100.pth
 .venv/bin/python scripts/import_synctalk.py may --checkpoint checkpoint/May/200.pth   # next version
@@ -7,7 +7,7 @@
 
 import sys
 
-from lipsync import cli
+from lipsync_server import cli
 
 if __name__ == "__main__":
     sys.exit(cli.main(["import", *sys.argv[1:]]))
