@@ -34,6 +34,15 @@ def admin_key_file(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def runtime_cache(tmp_path_factory) -> Path:
+    """The CPU-runtime measurements the servers make and read during the tests: measured afresh
+    in each test run, never taken from the user's cache (lipsync_server.backend.runtime_choice)."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["LIPSYNC_CACHE_DIR"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """Serves a copy of the model repository, so tests that import avatars leave no trace."""
@@ -43,6 +52,7 @@ def server(tmp_path_factory):
     shutil.copytree(REPOSITORY, repository)
     log = ROOT / "out" / "test-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)  # this run's log only: tests read what this server said
     triton = TritonServer.on_free_ports(repository, log=log)
     with triton:
         yield triton
@@ -76,7 +86,7 @@ def demo_media() -> AvatarMedia:
 
 @pytest.fixture(scope="session")
 def parity_avatar(server, grpc_url, tmp_path_factory):
-    """A dataset and a 'module.'-prefixed checkpoint, imported and loaded with one command."""
+    """A dataset and a 'module.'-prefixed checkpoint, imported with the command users run."""
     folder = tmp_path_factory.mktemp("synctalk")
     synthetic_data.write_dataset(folder / "dataset", count=8, seed=4)
     torch.manual_seed(21)
@@ -100,10 +110,15 @@ def parity_avatar(server, grpc_url, tmp_path_factory):
             str(folder / "audio_visual_encoder.pth"),
             "--repository",
             str(server.repository),
-            "--load",
         ]
     )
     assert code == 0
+    # Parity is float32's: a CPU with bf16 would otherwise serve the versions in bf16 (they reach
+    # its quality bar), as a user who wants exact float output also sets it.
+    config = server.repository / "avatar_parity" / "configs" / "cpu.pbtxt"
+    auto = 'key: "precision" value: { string_value: "auto" }'
+    assert auto in config.read_text()
+    config.write_text(config.read_text().replace(auto, auto.replace("auto", "fp32")))
     admin = LipsyncClient(grpc_url)
     admin.triton.load_model("audio_encoder", headers=admin.admin_headers)  # serves the imported encoder version
     # Version 2: default-initialised weights (nearly input-independent, but float32-exact).

@@ -12,7 +12,7 @@ from PIL import Image
 from lipsync import framing
 from lipsync.client import LipsyncClient
 from lipsync_server import cli as server_cli
-from lipsync_server.avatars import quantization, repository
+from lipsync_server.avatars import quality, repository
 from lipsync_server.networks import tensorrt_rules
 
 pytestmark = pytest.mark.integration
@@ -20,9 +20,9 @@ pytestmark = pytest.mark.integration
 
 def test_psnr_of_known_errors():
     image = np.full((4, 4, 3), 100, np.uint8)
-    assert quantization.psnr_db(image, image) == float("inf")
+    assert quality.psnr_db(image, image) == float("inf")
     # Every pixel off by 1: MSE 1, PSNR = 20 log10(255) = 48.13 dB.
-    assert quantization.psnr_db(image, image + 1) == pytest.approx(48.13, abs=0.01)
+    assert quality.psnr_db(image, image + 1) == pytest.approx(48.13, abs=0.01)
 
 
 def test_int8_version_is_added_served_and_close_to_float(parity_avatar, server, grpc_url, speech, capsys):
@@ -44,9 +44,9 @@ def test_int8_version_is_added_served_and_close_to_float(parity_avatar, server, 
     )
     assert code == 0, capsys.readouterr().err
     version = before[-1] + 1
-    quality = json.loads((folder / str(version) / quantization.QUALITY_FILE).read_text())
-    assert quality["precision"] == "int8" and quality["source_version"] == 2
-    assert quality["psnr_db"] >= quantization.MIN_PSNR_DB
+    record = json.loads((folder / str(version) / quality.QUALITY_FILE).read_text())
+    assert record["precision"] == "int8" and record["source_version"] == 2
+    assert record["psnr_db"] >= quality.MIN_PSNR_DB
     assert tensorrt_rules.problems(onnx.load(str(folder / str(version) / "model.onnx"))) == []  # builds on GPU too
     assert f"version {version}: INT8" in capsys.readouterr().out
 
@@ -56,7 +56,7 @@ def test_int8_version_is_added_served_and_close_to_float(parity_avatar, server, 
     int8_frames = client.render(audio, 16000, "parity", version=version)
     assert len(int8_frames) == len(float_frames) == framing.frame_count(len(audio))
     decoded = [np.asarray(Image.open(io.BytesIO(f)).convert("RGB")) for f in (float_frames[10], int8_frames[10])]
-    assert quantization.psnr_db(*decoded) >= quantization.MIN_PSNR_DB
+    assert quality.psnr_db(*decoded) >= quality.MIN_PSNR_DB
 
 
 def test_int8_copy_below_the_threshold_is_refused(parity_avatar, server, capsys):

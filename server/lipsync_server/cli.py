@@ -3,6 +3,7 @@
 lipsync-server serve [--repository DIR] [--host 127.0.0.1] [--admin-key KEY | --new-admin-key]
 lipsync-server import NAME --dataset DIR --checkpoint EPOCH.pth [--load]
 lipsync-server quantize NAME [--from-version N] [--load]
+lipsync-server quality NAME [--version N]                  # measure bf16 against fp32 (CPU with bf16)
 lipsync-server plans REPOSITORY [--model avatar_NAME]      # GPU image: TensorRT plans
 lipsync-server drain HOST:PORT                              # before stopping a server
 
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     quantize.add_argument(
         "--min-psnr", type=float, default=35.0, help="refuse the copy below this PSNR (dB) against the float output"
     )
+    measure = commands.add_parser("quality", help="measure and record a version's bf16 output against fp32")
+    measure.add_argument("name")
+    measure.add_argument("--version", type=int, default=None, help="default: every float version")
+    measure.add_argument("--repository", type=Path, default=None, help=REPOSITORY_HELP)
+
     for writer in (imports, quantize):
         writer.add_argument("--repository", type=Path, default=None, help=REPOSITORY_HELP)
         writer.add_argument("--load", action="store_true", help="then load the avatar on the server at --url")
@@ -90,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     from .avatars.repository import ENV_REPOSITORY, default_repository
 
     args.repository = args.repository or default_repository()
+    if args.command == "quality":
+        return _quality(args)
     if args.command == "serve":
         if not args.repository.is_dir():
             serve.error(f"no model repository at {args.repository}: pass --repository or set ${ENV_REPOSITORY}")
@@ -139,6 +147,26 @@ def _quantize(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote avatar {args.name!r} version {version}: INT8, {quality:.1f} dB PSNR against the float output")
     print(f"note: {PLAN_HINT}")
+    return 0
+
+
+def _quality(args: argparse.Namespace) -> int:
+    from .avatars import quality, repository
+    from .backend import runtimes
+
+    if not runtimes.has_native_bf16():
+        print("lipsync-server quality: this CPU has no native bf16 (or OpenVINO is missing): nothing to measure")
+        return 2
+    try:
+        versions = [args.version] if args.version else repository.versions(args.repository, args.name)
+        for version in versions:
+            if quality.read(repository.version_folder(args.repository, args.name, version)).get("precision") == "int8":
+                continue
+            psnr = quality.measure_version_bf16(args.repository, args.name, version)
+            print(f"avatar {args.name!r} version {version}: bf16 {psnr:.1f} dB PSNR against fp32")
+    except (OSError, ValueError) as error:
+        print(f"lipsync-server quality: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -12,9 +12,10 @@ import av
 import numpy as np
 
 from lipsync import avatar_names
+from lipsync_server.backend import runtimes
 from lipsync_server.networks import checkpoints
 
-from . import media, repository
+from . import media, quality, repository
 
 # Landmark indices of SyncTalk_2D's 110-point .lms files that define the crop square.
 JAW_LEFT, JAW_RIGHT, CROP_TOP = 1, 31, 52
@@ -93,11 +94,16 @@ def import_avatar(
 
 
 def import_unet(repo: Path, name: str, checkpoint: Path, version: int | None = None) -> int:
-    """The checkpoint as the avatar's given or next version; the avatar's media must exist."""
+    """The checkpoint as the avatar's given or next version; the avatar's media must exist.
+    On a CPU with native bf16 the version's bf16 quality is measured and recorded too, so that
+    a CPU server may run it in bf16 (quality.py)."""
     avatar_names.check_name(name)
     if not (media.media_dir(repo, name) / "rects.json").is_file():
         raise AvatarImportError(f"avatar {name!r} has no media in {repo}: import its frames first")
-    return repository.add_version(repo, name, checkpoints.load_unet(checkpoint), version)
+    added = repository.add_version(repo, name, checkpoints.load_unet(checkpoint), version)
+    if runtimes.has_native_bf16():
+        quality.measure_version_bf16(repo, name, added)
+    return added
 
 
 def import_audio_encoder(repo: Path, checkpoint: Path) -> int:

@@ -64,6 +64,10 @@ def versions(repository: Path, name: str) -> list[int]:
     return _versions(Path(repository) / avatar_names.model_name(name))
 
 
+def version_folder(repository: Path, name: str, version: int) -> Path:
+    return Path(repository) / avatar_names.model_name(name) / str(int(version))
+
+
 def add_version(repository: Path, name: str, unet, version: int | None = None) -> int:
     """Exports a LipSyncUNet as the avatar's next (or the given, new) version; returns the number."""
     from lipsync_server.networks.export import export_unet

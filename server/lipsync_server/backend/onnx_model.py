@@ -1,19 +1,20 @@
-"""Runs `<version>/model.onnx` with ONNX Runtime: the CPU stand-in for a TensorRT plan.
+"""Runs `<version>/model.onnx` on the CPU: the CPU stand-in for a TensorRT plan.
 
 Used by the audio encoder and by every avatar's UNet (their model.py only imports this class).
-The tensor names in config.pbtxt are the ONNX graph's. Requests that the dynamic batcher
-groups are concatenated along the batch axis and run once; requests whose shapes cannot be
-concatenated (the encoder's variable-length clips) run one by one. Only the outputs that the
-requests ask for are computed (ONNX Runtime prunes the graph to them).
+The runtime is ONNX Runtime or OpenVINO (runtimes.py): the config's `runtime` parameter names
+one, or `auto` (the default) takes the one measured faster on this machine for this graph
+(runtime_choice.py); `precision` is fp32 unless a subclass (the avatars) finds bf16 allowed.
+The tensor names in config.pbtxt are the graph's. Requests that the dynamic batcher groups are
+concatenated along the batch axis and run once; requests whose shapes cannot be concatenated
+(the encoder's variable-length clips) run one by one.
 """
 
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-from . import stub
+from . import runtime_choice, runtimes, stub
 
 
 class TritonPythonModel:
@@ -21,12 +22,30 @@ class TritonPythonModel:
         config = stub.model_config(args)
         self.inputs = [tensor["name"] for tensor in config["input"]]
         self.outputs = [tensor["name"] for tensor in config["output"]]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(stub.parameter(config, "intra_op_threads", "0"))
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        folder = Path(args["model_repository"]) / args["model_version"]
+        self.check_graph(config, runtimes.graph_tensors(folder / "model.onnx"), args)
+        precision, why_precision = self.precision(config, folder)
+        threads = int(stub.parameter(config, "threads", "0"))
+        runtime = stub.parameter(config, "runtime", "auto")
+        why_runtime = "the config's runtime parameter"
+        if runtime == "auto":
+            batch = max(1, int(config.get("max_batch_size", 1)))
+            runtime, why_runtime = runtime_choice.fastest(folder / "model.onnx", precision, threads, batch)
+        self.session = runtimes.open_session(folder / "model.onnx", runtime, precision, threads)
+        pb_utils.Logger.log_info(
+            f"{args['model_name']} version {args['model_version']}: {self.session.description} "
+            f"(runtime: {why_runtime}; precision: {why_precision})"
+        )
+
+    def check_graph(self, config: dict, tensors: list[runtimes.Tensor], args: dict) -> None:
+        """Raises TritonModelException if the graph is not what the model serves (subclasses)."""
+
+    def precision(self, config: dict, folder: Path) -> tuple[str, str]:
+        """(precision, why): the config's `precision` parameter, fp32 by default."""
+        precision = stub.parameter(config, "precision", runtimes.FP32)
+        if precision not in runtimes.PRECISIONS:
+            raise pb_utils.TritonModelException(f"precision {precision!r}: use one of {', '.join(runtimes.PRECISIONS)}")
+        return precision, "the config's precision parameter"
 
     def execute(self, requests):
         arrays = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs] for r in requests]
@@ -46,7 +65,7 @@ class TritonPythonModel:
         try:
             results = self.session.run(names, dict(zip(self.inputs, joined)))
         except Exception as error:  # one failed run fails the requests that shared it
-            return [stub.internal(f"ONNX Runtime failed: {error}")] * len(arrays)
+            return [stub.internal(f"{self.session.description} failed: {error}")] * len(arrays)
         bounds = np.cumsum(sizes)[:-1]
         split = dict(zip(names, (np.split(result, bounds) for result in results)))
         return [
@@ -58,7 +77,7 @@ class TritonPythonModel:
         try:
             results = self.session.run(names, dict(zip(self.inputs, request_arrays)))
         except Exception as error:
-            return stub.internal(f"ONNX Runtime failed: {error}")
+            return stub.internal(f"{self.session.description} failed: {error}")
         return pb_utils.InferenceResponse([pb_utils.Tensor(n, r) for n, r in zip(names, results)])
 
 

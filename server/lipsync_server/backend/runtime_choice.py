@@ -1,0 +1,138 @@
+"""Which CPU runtime runs a graph faster on this machine: measured at the first load, then
+remembered.
+
+CPUs differ between machines (AVX2 only, AVX-512 with VNNI, BF16, AMX) and so does the faster
+runtime: OpenVINO is well ahead on some graphs and CPUs, level with ONNX Runtime on others. So
+the first load of a graph times both on one full batch and writes the winner to a cache file,
+keyed by everything the result depends on: the CPU and its ISA, both runtimes' versions, the
+graph's structure (not its weights: every avatar of one network width shares the result), the
+precision, the batch and the threads. Later loads, of this or any same-shaped avatar, read it.
+
+    $LIPSYNC_CACHE_DIR/cpu-runtimes.json, or ${XDG_CACHE_HOME:-~/.cache}/lipsync/cpu-runtimes.json
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import runtimes
+
+ENV_CACHE = "LIPSYNC_CACHE_DIR"
+TIMED_RUNS = 2
+# Inputs with an open length (the encoder's MEL) are timed at 2 s of audio.
+OPEN_LENGTH = 200
+
+
+def cache_file() -> Path:
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]) / "cpu-runtimes.json"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "lipsync" / "cpu-runtimes.json"
+
+
+def fastest(path: Path, precision: str, threads: int, batch: int) -> tuple[str, str]:
+    """(runtime, how it was chosen): ONNX Runtime runs fp32 only, so for bf16 it is OpenVINO's
+    bf16 against ONNX Runtime's fp32, the best each can do."""
+    key = _key(path, precision, threads, batch)
+    known = _read().get(key)
+    if known in runtimes.RUNTIMES:
+        return known, f"measured before on this machine ({cache_file()})"
+    # Triton loads models in parallel: one measurement at a time, or each would time the others.
+    with _measuring():
+        known = _read().get(key)  # measured by another model while this one waited
+        if known in runtimes.RUNTIMES:
+            return known, f"measured before on this machine ({cache_file()})"
+        timings = {runtime: _time(_session(path, runtime, precision, threads), batch) for runtime in runtimes.RUNTIMES}
+        winner = min(timings, key=timings.__getitem__)
+        _write(key, winner)
+    measured = ", ".join(f"{r} {s * 1000:.0f} ms" for r, s in timings.items())
+    return winner, f"measured now: one batch of {batch}: {measured}"
+
+
+def _session(path: Path, runtime: str, precision: str, threads: int):
+    return runtimes.open_session(path, runtime, precision if runtime == runtimes.OPENVINO else runtimes.FP32, threads)
+
+
+@contextlib.contextmanager
+def _measuring():
+    path = cache_file().with_suffix(".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path, "a")
+    except OSError:  # a read-only home: measure unserialized
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _time(session, batch: int) -> float:
+    feeds = {t.name: _zeros(t, batch) for t in session.inputs}
+    names = [t.name for t in session.outputs]
+    session.run(names, feeds)  # the first run allocates and compiles kernels for the shape
+    best = float("inf")
+    for _ in range(TIMED_RUNS):
+        started = time.perf_counter()
+        session.run(names, feeds)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _zeros(tensor: runtimes.Tensor, batch: int) -> np.ndarray:
+    shape = [batch, *(OPEN_LENGTH if d < 0 else d for d in tensor.dims)]
+    dtype = np.uint8 if tensor.name == "FACE" else np.int64 if tensor.name == "MEL_OFFSET" else np.float32
+    return np.zeros(shape, dtype)
+
+
+def _key(path: Path, precision: str, threads: int, batch: int) -> str:
+    import onnxruntime as ort
+    import openvino as ov
+
+    isa = _cpu_flags()
+    parts = [runtimes.cpu_name(), isa, f"ort {ort.__version__}", f"ov {ov.get_version()}"]
+    parts += [_structure(path), precision, f"batch {batch}", f"threads {threads}"]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def _structure(path: Path) -> str:
+    """A digest of the graph's operations and their shapes, not of its weights."""
+    model = runtimes.core().read_model(str(path))
+    ops = [
+        f"{op.get_type_name()}{[str(o.get_partial_shape()) for o in op.outputs()]}" for op in model.get_ordered_ops()
+    ]
+    return hashlib.sha256("\n".join(ops).encode()).hexdigest()
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return hashlib.sha256(line.encode()).hexdigest()[:16]
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _read() -> dict[str, str]:
+    try:
+        return json.loads(cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write(key: str, runtime: str) -> None:
+    path = cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f"{path.name}.{os.getpid()}")
+        staging.write_text(json.dumps({**_read(), key: runtime}, indent=1))
+        staging.replace(path)  # concurrent loads each write a whole file: the last one wins
+    except OSError:
+        pass  # a read-only home: measure again at the next load

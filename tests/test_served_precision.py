@@ -1,0 +1,55 @@
+"""What the CPU profile serves each avatar version with, as the server says it in its log, and the
+quality of a bf16 version against the same version served in fp32 (on a CPU with native bf16)."""
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from lipsync.client import LipsyncClient
+from lipsync_server.avatars import quality
+from lipsync_server.backend import runtimes
+from lipsync_server.demo import synthetic
+
+pytestmark = pytest.mark.integration
+LOADED = re.compile(r"(avatar_\w+|audio_encoder) version (\d+): (OpenVINO|ONNX Runtime) [\d.]+ (fp32|bf16) \(runtime: ")
+
+
+def served(log_text: str) -> dict[tuple[str, int], tuple[str, str]]:
+    return {(m[1], int(m[2])): (m[3], m[4]) for m in LOADED.finditer(log_text)}
+
+
+def test_every_cpu_model_says_what_runs_it(server, grpc_url):
+    LipsyncClient(grpc_url).wait_until_ready()
+    seen = served(server.log.read_text(errors="replace"))
+    assert {("audio_encoder", 1), ("avatar_demo", 1), ("avatar_demo", 2)} <= set(seen)
+    assert seen[("audio_encoder", 1)][1] == "fp32"
+    demo = runtimes.BF16 if runtimes.has_native_bf16() else runtimes.FP32  # both versions reach the bar
+    assert seen[("avatar_demo", 1)][1] == seen[("avatar_demo", 2)][1] == demo
+
+
+@pytest.fixture(scope="module")
+def demo_in_fp32(server, grpc_url):
+    """The demo avatar again, as `demofp32`, forced to fp32 by its config."""
+    source, copy = server.repository / "avatar_demo", server.repository / "avatar_demofp32"
+    shutil.copytree(source, copy)
+    config = copy / "configs" / "cpu.pbtxt"
+    auto = 'key: "precision" value: { string_value: "auto" }'
+    config.write_text(config.read_text().replace(auto, auto.replace("auto", "fp32")))
+    client = LipsyncClient(grpc_url)
+    client.load_avatar("demofp32")
+    yield client
+    client.unload_avatar("demofp32")
+    shutil.rmtree(copy)
+
+
+@pytest.mark.skipif(not runtimes.has_native_bf16(), reason="this CPU has no native bf16")
+@pytest.mark.parametrize("version", [synthetic.TRAINED_VERSION, synthetic.BENCHMARK_VERSION])
+def test_served_bf16_reaches_the_bar_against_served_fp32(demo_in_fp32, speech, version):
+    audio = speech[0][:16000]
+    as_served = np.stack(demo_in_fp32.render_faces(audio, 16000, "demo", version))
+    in_fp32 = np.stack(demo_in_fp32.render_faces(audio, 16000, "demofp32", version))
+    pixels = [np.clip(np.round(faces * 255), 0, 255).astype(np.uint8) for faces in (as_served, in_fp32)]
+    assert quality.psnr_db(*pixels) >= quality.MIN_PSNR_DB
+    assert not np.array_equal(*pixels)  # they are two precisions, not one
