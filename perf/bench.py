@@ -1,19 +1,26 @@
 """`make bench`: one run that measures the CPU profile side by side and writes out/bench/
 report.json, report.md and throughput_latency.png.
 
-    a. bare networks (encoder + UNet) in ONNX Runtime, one process: the ceiling; and the same
-       with the UNet quantized to INT8 (speed, and PSNR against the float output)
-    b. the ensemble end to end over gRPC at several concurrency levels
-    c. the reference's sequential loop in PyTorch eager: the baseline
-    d. audio preprocessing (mel + encoder) for 8 frames of audio: the processing itself, and
-       the round trips through the server's two audio models
-    e. server memory (tritonserver and its stubs) and /dev/shm after 100 and 1000 requests
+    a.  bare networks (encoder + UNet), one process, for each CPU runtime and precision (ONNX
+        Runtime fp32, OpenVINO fp32, OpenVINO bf16 where the CPU has it), at reference size and
+        for the trained demo; the INT8 UNet (speed, and PSNR against the float output)
+    a'. the served runtime and precision with paste and JPEG, one process without Triton: the
+        same work as the ensemble
+    b.  the ensemble end to end over gRPC at several concurrency levels, each level run twice,
+        with the time per step from Triton's per-model statistics; and the ensemble as served
+        before this runtime choice (ONNX Runtime fp32) at its best levels
+    c.  the reference's sequential loop in PyTorch eager: the baseline
+    d.  audio preprocessing (mel + encoder) for 8 frames of audio: the processing itself, and
+        the round trips through the server's two audio models
+    e.  server memory (tritonserver and its stubs) and /dev/shm after 100 and 1000 requests
 
-Ratios are taken within the run (b/a, b/c), because this machine's speed drifts between runs.
+The report names the CPU: figures differ between machines and are compared only within a run
+(b/a', b/a, b/c). Every avatar here is the demo's reference-size version unless named.
 """
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,9 +30,11 @@ import numpy as np
 import report
 
 from lipsync import framing
+from lipsync.client import LipsyncClient
 from lipsync_server.audio import mel_pipeline
-from lipsync_server.avatars import quantization, repository
+from lipsync_server.avatars import quality, quantization, repository
 from lipsync_server.avatars.media import AvatarMedia, media_dir
+from lipsync_server.backend import runtime_choice, runtimes
 from lipsync_server.demo import synthetic
 from lipsync_server.launcher.tritonserver import TritonServer
 from lipsync_server.networks import checkpoints
@@ -37,52 +46,80 @@ REPOSITORY = ROOT / "model_repository"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=4.0, help="audio per ensemble request")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--rounds", type=int, default=2, help="requests per concurrent client and level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--rounds", type=int, default=3, help="requests per concurrent client and level")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each concurrency level")
     parser.add_argument("--sequential-frames", type=int, default=25)
     parser.add_argument("--memory-requests", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=8, help="face_generator's frames_per_unet_request")
-    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime / PyTorch threads, as served")
+    parser.add_argument("--threads", type=int, default=2, help="runtime / PyTorch threads, as served")
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
 
     audio = synthetic.speech(args.seconds, framing.SAMPLE_RATE, seed=1)
-    unet_onnx = REPOSITORY / "avatar_demo" / str(synthetic.BENCHMARK_VERSION) / "model.onnx"
+    unets = {size: REPOSITORY / "avatar_demo" / str(v) / "model.onnx" for size, v in VERSIONS.items()}
     encoder_onnx = repository.latest_encoder(REPOSITORY)
     mel = mel_pipeline.mel_of(audio)
+    media = AvatarMedia(media_dir(REPOSITORY, "demo"))
     results: dict = {
+        "cpu": measure.cpu(),
         "audio_seconds": args.seconds,
         "frames_per_request": framing.frame_count(len(audio)),
         "unet_batch": args.batch,
         "threads": args.threads,
     }
+    print(f"CPU: {results['cpu']}", flush=True)
+    served = expected_served(unets["reference_size"], args.batch, args.threads)
+    results["served_expected"] = served
 
-    print("a. bare networks", flush=True)
-    bare = [measure.bare_networks_fps(encoder_onnx, unet_onnx, mel, args.batch, args.threads)]
+    print("a. bare networks, each runtime and precision", flush=True)
+    results["runtimes"] = {
+        size: {
+            f"{runtime} {precision}": measure.bare_networks_fps(
+                encoder_onnx, unet, mel, args.batch, args.threads, runtime, precision
+            )
+            for runtime, precision in candidates()
+        }
+        for size, unet in unets.items()
+    }
+    bare = [results["runtimes"]["reference_size"][served]]
     print("a. bare networks with the UNet quantized to INT8", flush=True)
     int8_onnx = args.output / "int8" / "model.onnx"
     int8_onnx.parent.mkdir(exist_ok=True)
     faces = np.load(media_dir(REPOSITORY, "demo") / "faces.npy", mmap_mode="r")
-    results["int8_psnr_db"] = quantization.quantize_model(unet_onnx, int8_onnx, faces, encoder_onnx)
-    results["int8_fps"] = measure.bare_networks_fps(encoder_onnx, int8_onnx, mel, args.batch, args.threads)
+    results["int8_psnr_db"] = quantization.quantize_model(unets["reference_size"], int8_onnx, faces, encoder_onnx)
+    results["int8"] = {
+        f"{runtime} fp32": measure.bare_networks_fps(
+            encoder_onnx, int8_onnx, mel, args.batch, args.threads, runtime, runtimes.FP32
+        )
+        for runtime in runtimes.RUNTIMES
+    }
     print("d. audio preprocessing, in process", flush=True)
     results["audio_ms_8_frames"] = measure.summary(
-        measure.audio_processing_ms(encoder_onnx, 8 * framing.SAMPLES_PER_FRAME, 200, args.threads)
+        measure.audio_processing_ms(encoder_onnx, 8 * framing.SAMPLES_PER_FRAME, 200, args.threads, _runtime(served))
     )
     print("c. sequential PyTorch baseline", flush=True)
     encoder = checkpoints.load_audio_encoder(ROOT / "checkpoints" / "audio_visual_encoder.pth")
     unet = checkpoints.load_unet(ROOT / "build" / "checkpoints" / "demo" / f"{synthetic.BENCHMARK_VERSION}.pth")
-    media = AvatarMedia(media_dir(REPOSITORY, "demo"))
     results["sequential_fps"] = measure.sequential_fps(
         audio, encoder, unet, media, args.sequential_frames, args.threads
     )
 
     shm_before = measure.shm_mb()
-    with TritonServer.on_free_ports(REPOSITORY, log=args.output / "server.log") as server:
+    log = args.output / "server.log"
+    log.unlink(missing_ok=True)
+    with TritonServer.on_free_ports(REPOSITORY, log=log) as server:
         url = f"127.0.0.1:{server.grpc_port}"
         print("b. ensemble sweep", flush=True)
-        results["ensemble"] = measure.ensemble_sweep(url, audio, args.concurrency, args.rounds)
+        client = LipsyncClient(url)
+        before = client.statistics()
+        results["ensemble"] = measure.ensemble_sweep(url, audio, args.concurrency, args.rounds, args.repeats)
+        swept = sum(level["requests"] for level in results["ensemble"]) * results["frames_per_request"]
+        results["steps"] = measure.step_costs(before, client.statistics(), swept)
+        results["served"] = {
+            f"{model}/{version}": how for (model, version), how in runtimes.served_from_log(log.read_text()).items()
+        }
         print("d. audio preprocessing latency over gRPC", flush=True)
         audio_ms = measure.audio_latency_ms(url, 8 * framing.SAMPLES_PER_FRAME, 200)
         results["audio_round_trip_ms_8_frames"] = measure.summary(audio_ms)
@@ -99,17 +136,40 @@ def main() -> int:
     time.sleep(1)
     memory.update(shm_mb_before_server=shm_before, shm_mb_after_server=measure.shm_mb())
     results["memory"] = memory
-    print("a. bare networks, again", flush=True)
-    bare.append(measure.bare_networks_fps(encoder_onnx, unet_onnx, mel, args.batch, args.threads))
+    served_now = _as_served(results["served"].get(f"avatar_demo/{synthetic.BENCHMARK_VERSION}", "?"))
+    if served_now != served:
+        print(f"note: the server ran {served_now}, this run expected {served}", flush=True)
+
+    print("b. the ensemble as served before: ONNX Runtime fp32", flush=True)
+    before_repository = onnx_runtime_copy(args.output / "onnxruntime_repository")
+    with TritonServer.on_free_ports(before_repository, log=args.output / "server_onnxruntime.log") as server:
+        results["ensemble_onnxruntime"] = measure.ensemble_sweep(
+            f"127.0.0.1:{server.grpc_port}", audio, args.concurrency[:2], args.rounds, 1
+        )
+    print("a'. served networks with paste and JPEG, one process", flush=True)
+    results["networks_and_compositing_fps"] = measure.networks_and_compositing_fps(
+        encoder_onnx, unets["reference_size"], mel, media, args.batch, args.threads, served
+    )
+    print("a. bare networks, served runtime, again", flush=True)
+    bare.append(
+        measure.bare_networks_fps(
+            encoder_onnx, unets["reference_size"], mel, args.batch, args.threads, _runtime(served), served.split()[-1]
+        )
+    )
 
     best = max(results["ensemble"], key=lambda level: level["fps"])
+    best_before = max(results["ensemble_onnxruntime"], key=lambda level: level["fps"])
     results.update(
         bare_fps=float(np.mean(bare)),
         bare_fps_before_after=bare,
         ensemble_fps=best["fps"],
+        ensemble_spread=best["spread"],
         best_concurrency=best["concurrency"],
+        ensemble_onnxruntime_fps=best_before["fps"],
+        speedup_vs_onnxruntime=best["fps"] / best_before["fps"],
+        efficiency_vs_compositing=best["fps"] / results["networks_and_compositing_fps"],
         pipeline_efficiency=best["fps"] / float(np.mean(bare)),
-        int8_speedup=results["int8_fps"] / bare[0],
+        int8_speedup=results["int8"][f"{_runtime(served)} fp32"] / bare[0],
         speedup_vs_sequential=best["fps"] / results["sequential_fps"],
         audio_ms_p99_8_frames=results["audio_ms_8_frames"]["p99"],
         rss_growth_mb_100_to_1000=memory["rss_mb_after_1000"] - memory["rss_mb_after_100"],
@@ -118,6 +178,53 @@ def main() -> int:
     report.write(results, args.output)
     print(json.dumps({k: v for k, v in results.items() if not isinstance(v, (list, dict))}, indent=2))
     return 0
+
+
+VERSIONS = {"reference_size": synthetic.BENCHMARK_VERSION, "trained": synthetic.TRAINED_VERSION}
+
+
+def candidates() -> list[tuple[str, str]]:
+    found = [(runtimes.ONNXRUNTIME, runtimes.FP32), (runtimes.OPENVINO, runtimes.FP32)]
+    return found + ([(runtimes.OPENVINO, runtimes.BF16)] if runtimes.has_native_bf16() else [])
+
+
+def expected_served(unet_onnx: Path, batch: int, threads: int) -> str:
+    """What the server will run the reference-size version with: the same rules (and the same
+    cached measurement) as its avatar model, "openvino bf16" say."""
+    precision, _ = quality.served_precision(
+        runtimes.has_native_bf16(), quality.bf16_psnr(unet_onnx.parent), quality.MIN_PSNR_DB
+    )
+    runtime, precision, _ = runtime_choice.fastest(unet_onnx, precision, threads, batch)
+    return f"{runtime} {precision}"
+
+
+def _as_served(description: str) -> str:
+    """ "OpenVINO 2026.4.1 bf16" (a server's log) as "openvino bf16" (this benchmark's keys)."""
+    runtime = runtimes.OPENVINO if description.startswith("OpenVINO") else runtimes.ONNXRUNTIME
+    return f"{runtime} {description.split()[-1]}"
+
+
+def _runtime(served: str) -> str:
+    return served.split()[0]
+
+
+def onnx_runtime_copy(target: Path) -> Path:
+    """The repository as served before OpenVINO: every CPU model on ONNX Runtime in fp32."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(REPOSITORY, target, symlinks=True)
+    for config in [
+        target / "avatar_demo" / "configs" / "cpu.pbtxt",
+        target / "audio_encoder" / "configs" / "cpu.pbtxt",
+    ]:
+        text = config.read_text()
+        text = text.replace(
+            'key: "runtime" value: { string_value: "auto" }', 'key: "runtime" value: { string_value: "onnxruntime" }'
+        )
+        text = text.replace(
+            'key: "precision" value: { string_value: "auto" }', 'key: "precision" value: { string_value: "fp32" }'
+        )
+        config.write_text(text)
+    return target
 
 
 if __name__ == "__main__":

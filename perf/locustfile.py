@@ -20,6 +20,8 @@ from lipsync import framing, streaming
 from lipsync.client import LipsyncClient
 from lipsync_server.demo import synthetic
 
+# The avatar version streamed: the reference-size network unless perf/loadtest.py names another.
+VERSION = int(os.environ.get("LIPSYNC_LOCUST_VERSION", synthetic.BENCHMARK_VERSION))
 CHUNK_SECONDS = 0.2
 CHUNK = int(framing.SAMPLE_RATE * CHUNK_SECONDS)
 SPEECH = synthetic.speech(20.0, framing.SAMPLE_RATE, seed=5)  # each stream loops over it
@@ -54,7 +56,7 @@ class LiveStream(User):
                 audio,
                 framing.SAMPLE_RATE,
                 "demo",
-                synthetic.BENCHMARK_VERSION,
+                VERSION,
                 start_frame=part.stream_frame,
                 segment=part,
             )

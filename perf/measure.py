@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 import tritonclient.grpc as grpcclient
 
@@ -16,6 +15,7 @@ from lipsync.client import LipsyncClient, infer_inputs
 from lipsync_server.audio import mel_pipeline
 from lipsync_server.avatars import compositing
 from lipsync_server.avatars.media import AvatarMedia
+from lipsync_server.backend import runtimes
 from lipsync_server.demo import synthetic
 from lipsync_server.launcher import processes
 from lipsync_server.networks.exported import face_mask
@@ -25,23 +25,72 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
 
 
-def bare_networks_fps(encoder_onnx: Path, unet_onnx: Path, mel: np.ndarray, batch: int, threads: int) -> float:
-    """(a) The ceiling: encoder then UNet in ONNX Runtime, one process, the served batch and threads."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    encoder = ort.InferenceSession(str(encoder_onnx), options, providers=["CPUExecutionProvider"])
-    unet = ort.InferenceSession(str(unet_onnx), options, providers=["CPUExecutionProvider"])
-    offset = np.zeros((1, 1), np.int64)
-    features = encoder.run(None, {"MEL": mel[None], "MEL_OFFSET": offset})[0][0]
+def bare_networks_fps(
+    encoder_onnx: Path, unet_onnx: Path, mel: np.ndarray, batch: int, threads: int, runtime: str, precision: str
+) -> float:
+    """(a) The ceiling: encoder then UNet in one process with the served runtimes (the encoder in
+    fp32, the UNet at `precision`), the served batch and threads."""
+    encoder = runtimes.open_session(encoder_onnx, runtime, runtimes.FP32, threads)
+    unet = runtimes.open_session(unet_onnx, runtime, precision, threads)
     faces = np.random.default_rng(0).integers(0, 256, (batch, 320, 320, 3), dtype=np.uint8)
-    # FACE_RGB only: the served pipeline asks the UNet for nothing else.
-    unet.run(["FACE_RGB"], {"FACE": faces, "AUDIO_FEATURES": features[:batch]})  # warm-up
+    frames = 0
     start = time.perf_counter()
-    features = encoder.run(None, {"MEL": mel[None], "MEL_OFFSET": offset})[0][0]
+    for face_rgb in _unet_batches(encoder, unet, mel, faces, batch, warm_up=True):
+        frames += len(face_rgb)
+    return frames / (time.perf_counter() - start)
+
+
+def networks_and_compositing_fps(
+    encoder_onnx: Path, unet_onnx: Path, mel: np.ndarray, media: AvatarMedia, batch: int, threads: int, served: str
+) -> float:
+    """(a') The same work as the ensemble in one process without Triton: encoder, UNet on the
+    avatar's own crops, then paste and JPEG on `threads` threads, as the compositor does."""
+    runtime, precision = served.split()  # "openvino bf16"
+    encoder = runtimes.open_session(encoder_onnx, runtime, runtimes.FP32, threads)
+    unet = runtimes.open_session(unet_onnx, runtime, precision, threads)
+    count = len(media)
+    for index in range(count):
+        media.background(index)  # decoded once, as the compositor's cache holds them
+    faces = np.ascontiguousarray(media.faces[[framing.pingpong(i, count) for i in range(batch)]])
+    frames = 0
+
+    def composite(item):
+        position, face = item
+        index = framing.pingpong(position, count)
+        return compositing.encode_jpeg(compositing.paste_face(media.background(index), media.rects[index], face), 75)
+
+    with ThreadPoolExecutor(threads) as pool:
+        start = time.perf_counter()
+        for face_rgb in _unet_batches(encoder, unet, mel, faces, batch, warm_up=True):
+            list(pool.map(composite, enumerate(face_rgb, start=frames)))
+            frames += len(face_rgb)
+        return frames / (time.perf_counter() - start)
+
+
+def _unet_batches(encoder, unet, mel: np.ndarray, faces: np.ndarray, batch: int, warm_up: bool):
+    """Encodes the clip, then yields the UNet's FACE_RGB batch by batch (the served output)."""
+    offset = np.zeros((1, 1), np.int64)
+    if warm_up:
+        features = encoder.run(["AUDIO_FEATURES"], {"MEL": mel[None], "MEL_OFFSET": offset})[0][0]
+        unet.run(["FACE_RGB"], {"FACE": faces, "AUDIO_FEATURES": features[:batch]})
+    features = encoder.run(["AUDIO_FEATURES"], {"MEL": mel[None], "MEL_OFFSET": offset})[0][0]
     for i in range(0, len(features), batch):
         part = features[i : i + batch]
-        unet.run(["FACE_RGB"], {"FACE": faces[: len(part)], "AUDIO_FEATURES": part})
-    return len(features) / (time.perf_counter() - start)
+        yield unet.run(["FACE_RGB"], {"FACE": faces[: len(part)], "AUDIO_FEATURES": part})[0]
+
+
+def cpu() -> dict:
+    """The CPU's model and the ISA extensions the runtimes use: figures differ between machines."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
+    return {
+        "model": model,
+        "cores": os.cpu_count(),
+        "isa": [flag for flag in wanted if flag in flags],
+        "native_bf16": runtimes.has_native_bf16(),
+    }
 
 
 def sequential_fps(audio: np.ndarray, encoder, unet, media: AvatarMedia, frames: int, threads: int) -> float:
@@ -70,42 +119,63 @@ def sequential_fps(audio: np.ndarray, encoder, unet, media: AvatarMedia, frames:
     return frames / (time.perf_counter() - start)
 
 
-def ensemble_sweep(url: str, audio: np.ndarray, levels: list[int], rounds: int) -> list[dict]:
-    """(b) The ensemble end to end over gRPC, `rounds` requests per client at each concurrency."""
+def ensemble_sweep(url: str, audio: np.ndarray, levels: list[int], rounds: int, repeats: int) -> list[dict]:
+    """(b) The ensemble end to end over gRPC, `rounds` requests per client at each concurrency,
+    every level run `repeats` times (interleaved) so that the report can state the spread."""
     client = LipsyncClient(url)
     client.render(audio[: framing.SAMPLE_RATE], framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION)  # warm-up
-    results = []
-    for level in levels:
-        latencies: list[float] = []
+    runs: dict[int, list[float]] = {level: [] for level in levels}
+    latencies: dict[int, list[float]] = {level: [] for level in levels}
+    for _ in range(repeats):
+        for level in levels:
 
-        def one(_, latencies=latencies):
-            t = time.perf_counter()
-            count = len(client.render(audio, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION))
-            latencies.append(time.perf_counter() - t)
-            return count
+            def one(_, level=level):
+                t = time.perf_counter()
+                count = len(client.render(audio, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION))
+                latencies[level].append(time.perf_counter() - t)
+                return count
 
-        start = time.perf_counter()
-        with ThreadPoolExecutor(level) as pool:
-            frames = sum(pool.map(one, range(level * rounds)))
-        elapsed = time.perf_counter() - start
-        results.append(
-            {
-                "concurrency": level,
-                "fps": frames / elapsed,
-                "latency_p50_s": percentile(latencies, 50),
-                "latency_p99_s": percentile(latencies, 99),
-                "requests": len(latencies),
-            }
-        )
-    return results
+            start = time.perf_counter()
+            with ThreadPoolExecutor(level) as pool:
+                frames = sum(pool.map(one, range(level * rounds)))
+            runs[level].append(frames / (time.perf_counter() - start))
+    return [
+        {
+            "concurrency": level,
+            "fps": float(np.mean(runs[level])),
+            "fps_runs": runs[level],
+            "spread": (max(runs[level]) - min(runs[level])) / float(np.mean(runs[level])),
+            "latency_p50_s": percentile(latencies[level], 50),
+            "latency_p99_s": percentile(latencies[level], 99),
+            "requests": len(latencies[level]),
+        }
+        for level in levels
+    ]
 
 
-def audio_processing_ms(encoder_onnx: Path, samples: int, count: int, threads: int) -> list[float]:
-    """(d) Mel (the DALI pipeline) + encoder (ONNX Runtime) for `samples` of audio, in process:
-    the work the server's two audio steps do, without the transport around them."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    encoder = ort.InferenceSession(str(encoder_onnx), options, providers=["CPUExecutionProvider"])
+def step_costs(before: dict[str, dict], after: dict[str, dict], frames: int) -> dict[str, dict]:
+    """Per model (Triton's statistics between two snapshots): queue and compute ms per frame.
+    face_generator's compute includes the avatar UNet calls it makes (BLS)."""
+    costs = {}
+    for model, now in after.items():
+        then = before.get(model, {"requests": 0, "avg_queue_ms": 0.0, "avg_compute_ms": 0.0})
+        requests = now["requests"] - then["requests"]
+        if requests <= 0:
+            continue
+        queue = now["avg_queue_ms"] * now["requests"] - then["avg_queue_ms"] * then["requests"]
+        compute = now["avg_compute_ms"] * now["requests"] - then["avg_compute_ms"] * then["requests"]
+        costs[model] = {
+            "requests": requests,
+            "queue_ms_per_frame": queue / frames,
+            "compute_ms_per_frame": compute / frames,
+        }
+    return costs
+
+
+def audio_processing_ms(encoder_onnx: Path, samples: int, count: int, threads: int, runtime: str) -> list[float]:
+    """(d) Mel (the DALI pipeline) + encoder (the served runtime) for `samples` of audio, in
+    process: the work the server's two audio steps do, without the transport around them."""
+    encoder = runtimes.open_session(encoder_onnx, runtime, runtimes.FP32, threads)
     pipe = mel_pipeline.build(batch_size=1, num_threads=threads)
     pipe.build()
     audio = np.random.default_rng(1).uniform(-0.3, 0.3, samples).astype(np.float32)
@@ -113,7 +183,7 @@ def audio_processing_ms(encoder_onnx: Path, samples: int, count: int, threads: i
     for _ in range(count + 5):
         t = time.perf_counter()
         (mel,) = mel_pipeline.run(pipe, [audio], [framing.SAMPLE_RATE])
-        encoder.run(None, {"MEL": mel[None], "MEL_OFFSET": np.zeros((1, 1), np.int64)})
+        encoder.run(["AUDIO_FEATURES"], {"MEL": mel[None], "MEL_OFFSET": np.zeros((1, 1), np.int64)})
         timings.append((time.perf_counter() - t) * 1000)
     return timings[5:]
 

@@ -1,6 +1,7 @@
 """Crop and paste geometry of the "328" models, and the avatar's frame loop."""
 
 import io
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -9,6 +10,8 @@ from PIL import Image
 
 from lipsync import framing
 from lipsync_server.avatars import compositing
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -62,3 +65,16 @@ def test_pingpong_walks_forward_then_back():
     assert [framing.pingpong(i, 4) for i in range(10)] == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
     assert [framing.pingpong(i, 1) for i in range(3)] == [0, 0, 0]
     assert framing.pingpong(10**12, 4) == framing.pingpong(10**12 % 6, 4)
+
+
+def test_frames_are_standard_jpeg_as_pillow_writes_them():
+    """The compositor's encoder is OpenCV's, for speed: its frames are the very bytes Pillow
+    writes at the same quality, so any JPEG reader (browsers, PyAV, Pillow) takes them."""
+    frame = np.asarray(Image.open(ROOT / "docs" / "demo-frame.png").convert("RGB"))[:360, :640].copy()
+    for quality in (75, 95):
+        ours = compositing.encode_jpeg(frame, quality)
+        pillows = io.BytesIO()
+        Image.fromarray(frame).save(pillows, format="JPEG", quality=quality)
+        assert ours == pillows.getvalue()
+        with Image.open(io.BytesIO(ours)) as decoded:
+            assert decoded.format == "JPEG" and decoded.size == frame.shape[1::-1] and decoded.mode == "RGB"

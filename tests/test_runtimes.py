@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
 TRAINED = REPOSITORY / "avatar_demo" / str(synthetic.TRAINED_VERSION) / "model.onnx"
 REFERENCE_SIZE = REPOSITORY / "avatar_demo" / str(synthetic.BENCHMARK_VERSION) / "model.onnx"
+
 needs_bf16 = pytest.mark.skipif(not runtimes.has_native_bf16(), reason="this CPU has no native bf16")
 
 
@@ -64,14 +65,15 @@ def test_the_runtimes_refuse_what_they_cannot_run():
 
 def test_the_faster_runtime_is_measured_once_and_remembered(tmp_path, monkeypatch):
     monkeypatch.setenv(runtime_choice.ENV_CACHE, str(tmp_path))
-    runtime, how = runtime_choice.fastest(TRAINED, runtimes.FP32, threads=2, batch=2)
-    assert runtime in runtimes.RUNTIMES and how.startswith("measured now") and "onnxruntime" in how
+    runtime, precision, how = runtime_choice.fastest(TRAINED, runtimes.FP32, threads=2, batch=2)
+    assert runtime in runtimes.RUNTIMES and precision == "fp32"
+    assert how.startswith("measured now") and "onnxruntime" in how
     assert list(json.loads((tmp_path / "cpu-runtimes.json").read_text()).values()) == [runtime]
-    again, how = runtime_choice.fastest(TRAINED, runtimes.FP32, threads=2, batch=2)
-    assert again == runtime and how.startswith("measured before")
+    again = runtime_choice.fastest(TRAINED, runtimes.FP32, threads=2, batch=2)
+    assert again[:2] == (runtime, precision) and again[2].startswith("measured before")
     # Another network shape, batch or thread count is measured on its own.
-    assert runtime_choice.fastest(REFERENCE_SIZE, runtimes.FP32, threads=2, batch=2)[1].startswith("measured now")
-    assert runtime_choice.fastest(TRAINED, runtimes.FP32, threads=1, batch=2)[1].startswith("measured now")
+    assert runtime_choice.fastest(REFERENCE_SIZE, runtimes.FP32, threads=2, batch=2)[2].startswith("measured now")
+    assert runtime_choice.fastest(TRAINED, runtimes.FP32, threads=1, batch=2)[2].startswith("measured now")
     assert len(json.loads((tmp_path / "cpu-runtimes.json").read_text())) == 3
 
 
@@ -88,7 +90,17 @@ def test_avatars_of_one_network_share_the_measurement(tmp_path, monkeypatch):
     export_unet(unet, other)
     assert other.read_bytes() != TRAINED.read_bytes()
     runtime_choice.fastest(TRAINED, runtimes.FP32, threads=2, batch=1)
-    assert runtime_choice.fastest(other, runtimes.FP32, threads=2, batch=1)[1].startswith("measured before")
+    assert runtime_choice.fastest(other, runtimes.FP32, threads=2, batch=1)[2].startswith("measured before")
+
+
+@pytest.mark.parametrize("winner", runtimes.RUNTIMES)
+def test_asked_for_bf16_a_runtime_without_it_runs_fp32(winner, tmp_path, monkeypatch):
+    """ONNX Runtime has no bf16 on CPU: where it wins against OpenVINO's bf16, fp32 is served."""
+    monkeypatch.setenv(runtime_choice.ENV_CACHE, str(tmp_path))
+    key = runtime_choice._key(TRAINED, runtimes.BF16, 2, 8)
+    (tmp_path / "cpu-runtimes.json").write_text(json.dumps({key: winner}))
+    runtime, precision, _ = runtime_choice.fastest(TRAINED, runtimes.BF16, threads=2, batch=8)
+    assert (runtime, precision) == (winner, runtimes.BF16 if winner == runtimes.OPENVINO else runtimes.FP32)
 
 
 @pytest.mark.parametrize(

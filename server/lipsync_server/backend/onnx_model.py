@@ -30,12 +30,10 @@ class TritonPythonModel:
         why_runtime = "the config's runtime parameter"
         if runtime == "auto":
             batch = max(1, int(config.get("max_batch_size", 1)))
-            runtime, why_runtime = runtime_choice.fastest(folder / "model.onnx", precision, threads, batch)
+            runtime, precision, why_runtime = runtime_choice.fastest(folder / "model.onnx", precision, threads, batch)
         self.session = runtimes.open_session(folder / "model.onnx", runtime, precision, threads)
-        pb_utils.Logger.log_info(
-            f"{args['model_name']} version {args['model_version']}: {self.session.description} "
-            f"(runtime: {why_runtime}; precision: {why_precision})"
-        )
+        name, version = args["model_name"], args["model_version"]
+        pb_utils.Logger.log_info(runtimes.loaded(name, version, self.session.description, why_runtime, why_precision))
 
     def check_graph(self, config: dict, tensors: list[runtimes.Tensor], args: dict) -> None:
         """Raises TritonModelException if the graph is not what the model serves (subclasses)."""

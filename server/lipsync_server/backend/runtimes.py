@@ -7,6 +7,7 @@ default on such CPUs is bf16, so fp32 is always asked for explicitly.
 """
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,19 @@ def open_session(path: Path, runtime: str, precision: str, threads: int) -> Onnx
     if runtime == OPENVINO:
         return OpenVinoSession(path, threads, precision)
     raise ValueError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
+
+
+def loaded(model: str, version: str, description: str, why_runtime: str, why_precision: str) -> str:
+    """The line a CPU model logs when it loads (read back by served_from_log)."""
+    return f"{model} version {version}: {description} (runtime: {why_runtime}; precision: {why_precision})"
+
+
+LOADED = re.compile(r"(\w+) version (\d+): ((?:OpenVINO|ONNX Runtime) [\w.]+ (fp32|bf16)) \(runtime: ")
+
+
+def served_from_log(log_text: str) -> dict[tuple[str, int], str]:
+    """(model, version) -> "OpenVINO 2026.4.1 bf16", as a server's log says; the latest load wins."""
+    return {(m[1], int(m[2])): m[3] for m in LOADED.finditer(log_text)}
 
 
 def graph_tensors(path: Path) -> list[Tensor]:
