@@ -4,13 +4,13 @@
 # make lint   - ruff (lint, format check) over the whole tree, mypy over both packages, scripts and perf
 # make train  - retrain the demo avatar's networks into checkpoints/ (about 18 min on 2 cores)
 # make serve  - serve the model repository on 127.0.0.1 (gRPC 8001, HTTP 8000) until Ctrl-C
-# make bench  - benchmark report in out/bench/ (perf/bench.py)
+# make bench  - benchmark report in out/bench/ (perf/bench.py): CPU runtimes and precisions, ensemble, baseline
 # make bench-ort - ONNX Runtime settings for the UNet side by side (perf/ort_sweep.py)
 # make bench-gpu - UNet + compositing + nvJPEG frames/s on a CUDA machine (perf/gpu_bench.py)
 # make perf-analyzer - perf_analyzer concurrency sweep, CSV in out/perf/
 # make overload - twice the sustainable rate for 60 s: only clean rejections, nothing lost
 # make soak   - 1000 mixed requests: no failures, flat RSS and /dev/shm (perf/soak.py)
-# make loadtest - Locust live streams (200 ms chunks over HTTP): how many the server keeps up with
+# make loadtest - Locust live streams (200 ms chunks over HTTP): how many the server keeps up with, per demo version
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

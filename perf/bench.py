@@ -47,7 +47,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=4.0, help="audio per ensemble request")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--rounds", type=int, default=3, help="requests per concurrent client and level")
+    parser.add_argument("--requests", type=int, default=8, help="requests per run of a concurrency level (at least)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each concurrency level")
     parser.add_argument("--sequential-frames", type=int, default=25)
     parser.add_argument("--memory-requests", type=int, default=1000)
@@ -114,7 +114,7 @@ def main() -> int:
         print("b. ensemble sweep", flush=True)
         client = LipsyncClient(url)
         before = client.statistics()
-        results["ensemble"] = measure.ensemble_sweep(url, audio, args.concurrency, args.rounds, args.repeats)
+        results["ensemble"] = measure.ensemble_sweep(url, audio, args.concurrency, args.requests, args.repeats)
         swept = sum(level["requests"] for level in results["ensemble"]) * results["frames_per_request"]
         results["steps"] = measure.step_costs(before, client.statistics(), swept)
         results["served"] = {
@@ -144,7 +144,7 @@ def main() -> int:
     before_repository = onnx_runtime_copy(args.output / "onnxruntime_repository")
     with TritonServer.on_free_ports(before_repository, log=args.output / "server_onnxruntime.log") as server:
         results["ensemble_onnxruntime"] = measure.ensemble_sweep(
-            f"127.0.0.1:{server.grpc_port}", audio, args.concurrency[:2], args.rounds, 1
+            f"127.0.0.1:{server.grpc_port}", audio, args.concurrency[:2], args.requests, 1
         )
     print("a'. served networks with paste and JPEG, one process", flush=True)
     results["networks_and_compositing_fps"] = measure.networks_and_compositing_fps(

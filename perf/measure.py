@@ -1,5 +1,6 @@
 """Timed measurements for perf/bench.py: the ceiling, the baseline, the server under load."""
 
+import math
 import os
 import statistics
 import time
@@ -119,9 +120,10 @@ def sequential_fps(audio: np.ndarray, encoder, unet, media: AvatarMedia, frames:
     return frames / (time.perf_counter() - start)
 
 
-def ensemble_sweep(url: str, audio: np.ndarray, levels: list[int], rounds: int, repeats: int) -> list[dict]:
-    """(b) The ensemble end to end over gRPC, `rounds` requests per client at each concurrency,
-    every level run `repeats` times (interleaved) so that the report can state the spread."""
+def ensemble_sweep(url: str, audio: np.ndarray, levels: list[int], requests: int, repeats: int) -> list[dict]:
+    """(b) The ensemble end to end over gRPC: at each concurrency at least `requests` requests
+    (whole rounds of one per client), every level run `repeats` times, interleaved, so that the
+    report can state the spread between the runs."""
     client = LipsyncClient(url)
     client.render(audio[: framing.SAMPLE_RATE], framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION)  # warm-up
     runs: dict[int, list[float]] = {level: [] for level in levels}
@@ -137,7 +139,7 @@ def ensemble_sweep(url: str, audio: np.ndarray, levels: list[int], rounds: int, 
 
             start = time.perf_counter()
             with ThreadPoolExecutor(level) as pool:
-                frames = sum(pool.map(one, range(level * rounds)))
+                frames = sum(pool.map(one, range(level * math.ceil(requests / level))))
             runs[level].append(frames / (time.perf_counter() - start))
     return [
         {

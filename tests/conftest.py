@@ -59,6 +59,20 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_fp32(server, grpc_url) -> str:
+    """The demo avatar again, forced to fp32 by its config (`precision`): for tests of float
+    behaviour on a CPU where the demo itself is served in bf16. Returns its name."""
+    copy = server.repository / "avatar_demofp32"
+    shutil.copytree(server.repository / "avatar_demo", copy)
+    config = copy / "configs" / "cpu.pbtxt"
+    auto = 'key: "precision" value: { string_value: "auto" }'
+    assert auto in config.read_text()
+    config.write_text(config.read_text().replace(auto, auto.replace("auto", "fp32")))
+    LipsyncClient(grpc_url).load_avatar("demofp32")
+    return "demofp32"
+
+
+@pytest.fixture(scope="session")
 def grpc_url(server) -> str:
     return f"127.0.0.1:{server.grpc_port}"
 

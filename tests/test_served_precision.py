@@ -1,8 +1,6 @@
 """What the CPU profile serves each avatar version with, as the server says it in its log, and the
 quality of a bf16 version against the same version served in fp32 (on a CPU with native bf16)."""
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -23,27 +21,13 @@ def test_every_cpu_model_says_what_runs_it(server, grpc_url):
     assert seen[("avatar_demo", 1)].endswith(f" {demo}") and seen[("avatar_demo", 2)].endswith(f" {demo}")
 
 
-@pytest.fixture(scope="module")
-def demo_in_fp32(server, grpc_url):
-    """The demo avatar again, as `demofp32`, forced to fp32 by its config."""
-    source, copy = server.repository / "avatar_demo", server.repository / "avatar_demofp32"
-    shutil.copytree(source, copy)
-    config = copy / "configs" / "cpu.pbtxt"
-    auto = 'key: "precision" value: { string_value: "auto" }'
-    config.write_text(config.read_text().replace(auto, auto.replace("auto", "fp32")))
-    client = LipsyncClient(grpc_url)
-    client.load_avatar("demofp32")
-    yield client
-    client.unload_avatar("demofp32")
-    shutil.rmtree(copy)
-
-
 @pytest.mark.skipif(not runtimes.has_native_bf16(), reason="this CPU has no native bf16")
 @pytest.mark.parametrize("version", [synthetic.TRAINED_VERSION, synthetic.BENCHMARK_VERSION])
-def test_served_bf16_reaches_the_bar_against_served_fp32(demo_in_fp32, speech, version):
+def test_served_bf16_reaches_the_bar_against_served_fp32(demo_fp32, grpc_url, speech, version):
     audio = speech[0][:16000]
-    as_served = np.stack(demo_in_fp32.render_faces(audio, 16000, "demo", version))
-    in_fp32 = np.stack(demo_in_fp32.render_faces(audio, 16000, "demofp32", version))
+    client = LipsyncClient(grpc_url)
+    as_served = np.stack(client.render_faces(audio, 16000, "demo", version))
+    in_fp32 = np.stack(client.render_faces(audio, 16000, demo_fp32, version))
     pixels = [np.clip(np.round(faces * 255), 0, 255).astype(np.uint8) for faces in (as_served, in_fp32)]
     assert quality.psnr_db(*pixels) >= quality.MIN_PSNR_DB
     assert not np.array_equal(*pixels)  # they are two precisions, not one

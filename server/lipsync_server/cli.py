@@ -124,13 +124,14 @@ def _import(args: argparse.Namespace) -> int:
         if args.dataset or args.video:
             media = import_avatar(args.repository, args.name, args.dataset, args.video, args.rects)
             print(f"wrote avatar {args.name!r} media: {media}")
+        # The encoder first: it is what the new version will serve with (and is measured with).
+        if args.audio_encoder:
+            version = import_audio_encoder(args.repository, args.audio_encoder)
+            print(f"wrote audio_encoder version {version} from {args.audio_encoder} (load audio_encoder to serve it)")
         if args.checkpoint:
             version = import_unet(args.repository, args.name, args.checkpoint, args.version)
             print(f"wrote avatar {args.name!r} version {version} from {args.checkpoint}")
             print(f"note: {PLAN_HINT}")
-        if args.audio_encoder:
-            version = import_audio_encoder(args.repository, args.audio_encoder)
-            print(f"wrote audio_encoder version {version} from {args.audio_encoder} (load audio_encoder to serve it)")
     except (AvatarImportError, CheckpointError, ValueError) as error:
         print(f"lipsync-server import: {error}", file=sys.stderr)
         return 2

@@ -95,13 +95,14 @@ def import_avatar(
 
 def import_unet(repo: Path, name: str, checkpoint: Path, version: int | None = None) -> int:
     """The checkpoint as the avatar's given or next version; the avatar's media must exist.
-    On a CPU with native bf16 the version's bf16 quality is measured and recorded too, so that
-    a CPU server may run it in bf16 (quality.py)."""
+    On a CPU with native bf16, and with an audio encoder in the repository to make its input,
+    the version's bf16 quality is measured and recorded too, so that a CPU server may run it in
+    bf16 (quality.py)."""
     avatar_names.check_name(name)
     if not (media.media_dir(repo, name) / "rects.json").is_file():
         raise AvatarImportError(f"avatar {name!r} has no media in {repo}: import its frames first")
     added = repository.add_version(repo, name, checkpoints.load_unet(checkpoint), version)
-    if runtimes.has_native_bf16():
+    if runtimes.has_native_bf16() and repository.has_encoder(repo):
         quality.measure_version_bf16(repo, name, added)
     return added
 

@@ -83,6 +83,10 @@ def add_version(repository: Path, name: str, unet, version: int | None = None) -
     return version
 
 
+def has_encoder(repository: Path) -> bool:
+    return bool(_versions(Path(repository) / "audio_encoder"))
+
+
 def latest_encoder(repository: Path) -> Path:
     """model.onnx of the shared audio encoder's latest version (the one the server serves)."""
     folder = Path(repository) / "audio_encoder"
