@@ -58,16 +58,21 @@ def server(tmp_path_factory):
         yield triton
 
 
+def force_fp32(avatar_folder: Path) -> None:
+    """Sets the avatar's CPU config to `precision: fp32`, as a user who wants float output does."""
+    config = avatar_folder / "configs" / "cpu.pbtxt"
+    auto = 'key: "precision" value: { string_value: "auto" }'
+    assert auto in config.read_text()
+    config.write_text(config.read_text().replace(auto, auto.replace("auto", "fp32")))
+
+
 @pytest.fixture(scope="session")
 def demo_fp32(server, grpc_url) -> str:
     """The demo avatar again, forced to fp32 by its config (`precision`): for tests of float
     behaviour on a CPU where the demo itself is served in bf16. Returns its name."""
     copy = server.repository / "avatar_demofp32"
     shutil.copytree(server.repository / "avatar_demo", copy)
-    config = copy / "configs" / "cpu.pbtxt"
-    auto = 'key: "precision" value: { string_value: "auto" }'
-    assert auto in config.read_text()
-    config.write_text(config.read_text().replace(auto, auto.replace("auto", "fp32")))
+    force_fp32(copy)
     LipsyncClient(grpc_url).load_avatar("demofp32")
     return "demofp32"
 
@@ -129,10 +134,7 @@ def parity_avatar(server, grpc_url, tmp_path_factory):
     assert code == 0
     # Parity is float32's: a CPU with bf16 would otherwise serve the versions in bf16 (they reach
     # its quality bar), as a user who wants exact float output also sets it.
-    config = server.repository / "avatar_parity" / "configs" / "cpu.pbtxt"
-    auto = 'key: "precision" value: { string_value: "auto" }'
-    assert auto in config.read_text()
-    config.write_text(config.read_text().replace(auto, auto.replace("auto", "fp32")))
+    force_fp32(server.repository / "avatar_parity")
     admin = LipsyncClient(grpc_url)
     admin.triton.load_model("audio_encoder", headers=admin.admin_headers)  # serves the imported encoder version
     # Version 2: default-initialised weights (nearly input-independent, but float32-exact).
