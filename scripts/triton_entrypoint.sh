@@ -10,7 +10,10 @@ if [[ -z "${key//[[:space:]]/}" ]]; then
 fi
 repo=/models
 lipsync-server plans "$repo"
-args=(--model-repository="$repo" --model-control-mode=explicit --load-model='*' --exit-timeout-secs=30 --strict-readiness=false)
+# The pipeline's models and the pinned avatars load now; other avatars on their first request.
+mapfile -t startup < <(lipsync-server startup-models "$repo")
+(( ${#startup[@]} )) || { echo "triton_entrypoint: no models to load in $repo" >&2; exit 2; }
+args=(--model-repository="$repo" --model-control-mode=explicit "${startup[@]}" --exit-timeout-secs=30 --strict-readiness=false)
 args+=(--grpc-restricted-protocol="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
 args+=(--http-restricted-api="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
 tritonserver "${args[@]}" "$@" &

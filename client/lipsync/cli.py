@@ -156,7 +156,9 @@ def _pcm_chunks(stream, samples: int):
 
 def _avatars(client: LipsyncClient, args) -> int:
     for avatar in client.avatars():
-        versions = ", ".join(f"{v}: {state}" for v, state in sorted(avatar.versions.items())) or "not loaded"
+        versions = ", ".join(f"{v}: {state}" for v, state in sorted(avatar.versions.items()))
+        if not avatar.ready:  # in the repository, not loaded: the server loads it when asked for it
+            versions = "not resident: loads on its first request"
         print(f"{avatar.name}\t{versions}")
     return 0
 

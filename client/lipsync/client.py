@@ -21,7 +21,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from . import admin_key as admin_keys
-from . import avatar_names, framing, streaming
+from . import avatar_names, framing, messages, streaming
 from .streaming import Segment
 
 ENSEMBLE = "lipsync"
@@ -46,10 +46,13 @@ class LipsyncClient:
         headers: dict[str, str] | None = None,
         timeout_s: float | None = None,
         admin_key: str | None = None,
+        cold_start_wait_s: float = 120.0,
     ):
         """`admin_key`: the server's administrator key, sent (header lipsync-admin-key) with
         the calls that list, load and unload avatars only. Default: $LIPSYNC_ADMIN_KEY, or for
-        a server on this machine the launcher's key file (lipsync.admin_key)."""
+        a server on this machine the launcher's key file (lipsync.admin_key).
+        `cold_start_wait_s`: how long a request keeps retrying while the server loads its
+        avatar on demand (the server says when to retry); 0 returns that refusal at once."""
         if protocol not in ("grpc", "http"):
             raise ValueError(f"protocol must be 'grpc' or 'http', not {protocol!r}")
         self.url, self.protocol = url, protocol
@@ -61,6 +64,7 @@ class LipsyncClient:
             prefix = "triton-grpc-protocol-" if protocol == "grpc" else ""
             self.admin_headers[prefix + admin_keys.HEADER] = key
         self.timeout_s = timeout_s
+        self.cold_start_wait_s = cold_start_wait_s
         self._local = threading.local()  # HTTP clients are not shared between threads
         self._grpc = grpcclient.InferenceServerClient(url) if protocol == "grpc" else None
 
@@ -213,14 +217,22 @@ class LipsyncClient:
             ):
                 tensors.append((name, np.array([[number]], np.int64), "INT64"))
         kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" and self.timeout_s else {}
-        result = self.triton.infer(
-            model,
-            infer_inputs(module, tensors),
-            outputs=[module.InferRequestedOutput(output)],
-            headers=self.headers,
-            **kwargs,
-        )
-        return result.as_numpy(output)
+        deadline = time.monotonic() + self.cold_start_wait_s
+        while True:
+            try:
+                result = self.triton.infer(
+                    model,
+                    infer_inputs(module, tensors),
+                    outputs=[module.InferRequestedOutput(output)],
+                    headers=self.headers,
+                    **kwargs,
+                )
+                return result.as_numpy(output)
+            except InferenceServerException as error:
+                wait = messages.retry_after(error.message() or "")
+                if wait is None or time.monotonic() + wait > deadline:
+                    raise
+                time.sleep(wait)
 
     def _stream(self, render, chunks, sample_rate, avatar, version, start_frame, max_in_flight) -> Iterator:
         resampler = None if sample_rate == framing.SAMPLE_RATE else _StreamResampler(sample_rate)

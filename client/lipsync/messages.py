@@ -1,5 +1,8 @@
 """Error messages quote what they were sent only in part: a message must stay small whatever a
-request held (gRPC carries it in a status header of at most 16 KB; logs and UIs show it)."""
+request held (gRPC carries it in a status header of at most 16 KB; logs and UIs show it).
+Messages that a client acts on are made and read here, by both sides."""
+
+import re
 
 QUOTE_LIMIT = 64
 
@@ -9,3 +12,18 @@ def quoted(value: str) -> str:
     if len(value) <= QUOTE_LIMIT:
         return repr(value)
     return f"{value[:QUOTE_LIMIT]!r}... ({len(value)} characters)"
+
+
+LOADING = "is loading"
+_RETRY = re.compile(r"is loading.*retry in (\d+(?:\.\d+)?) s")
+
+
+def loading(avatar: str, retry_s: float) -> str:
+    """The refusal (UNAVAILABLE) for a request whose avatar is being loaded on demand."""
+    return f"avatar {quoted(avatar)} {LOADING} (not resident on this server): retry in {retry_s:.0f} s"
+
+
+def retry_after(message: str) -> float | None:
+    """Seconds to wait before retrying, if `message` is the refusal loading() makes."""
+    found = _RETRY.search(message)
+    return float(found[1]) if found else None

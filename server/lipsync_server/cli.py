@@ -6,6 +6,7 @@ lipsync-server quantize NAME [--from-version N] [--load]
 lipsync-server quality NAME [--version N]                  # measure bf16 against fp32 (CPU with bf16)
 lipsync-server plans REPOSITORY [--model avatar_NAME]      # GPU image: TensorRT plans
 lipsync-server drain HOST:PORT                              # before stopping a server
+lipsync-server startup-models REPOSITORY                    # tritonserver's --load-model arguments
 
 The repository is --repository, else $LIPSYNC_MODEL_REPOSITORY, else ./model_repository. Talking
 to a running server (render, avatars, load, unload) is the client's command: lipsync.
@@ -77,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     plans.add_argument("--model", help="only this model (audio_encoder or avatar_<name>)")
     plans.add_argument("--trtexec", default="trtexec")
 
+    starting = commands.add_parser(
+        "startup-models", help="print tritonserver's --load-model arguments: the pipeline and the pinned avatars"
+    )
+    starting.add_argument("repository", type=Path)
+    starting.add_argument("--profile", default="config", help="the config name the server uses (config: config.pbtxt)")
+
     drain = commands.add_parser("drain", help="let a server's requests in flight finish (before stopping it)")
     drain.add_argument("http_address", help="the server's HTTP endpoint, host:port")
     drain.add_argument("--timeout", type=float, default=30.0)
@@ -87,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         from .launcher.drain import drain as drain_server
 
         return 0 if drain_server(args.http_address, for_client(args.http_address), args.timeout) else 1
+    if args.command == "startup-models":
+        from .launcher.startup import startup_models
+
+        print("\n".join(f"--load-model={model}" for model in startup_models(args.repository, args.profile)))
+        return 0
     if args.command == "plans":
         if not shutil.which(args.trtexec):
             plans.error(f"{args.trtexec} not found: plans are built on the serving GPU, inside the image")

@@ -1,4 +1,5 @@
-"""Generates the avatar's faces for a clip's audio features through the avatar's UNet (BLS)."""
+"""Generates the avatar's faces for a clip's audio features through the avatar's UNet (BLS),
+loading the avatar first if it is not resident (lipsync_server/backend/residency.py)."""
 
 import asyncio
 from pathlib import Path
@@ -8,7 +9,7 @@ import triton_python_backend_utils as pb_utils
 
 from lipsync import avatar_names, framing
 from lipsync_server.avatars.media import AvatarStore
-from lipsync_server.backend import stub
+from lipsync_server.backend import residency, stub
 
 UNET_OUTPUTS = {"FACES": "FACE_RGB", "FACES_RAW": "FACE_RAW"}
 
@@ -22,7 +23,11 @@ class TritonPythonModel:
         # however long. (Requests beyond one execute() wait in the bounded queue of config.pbtxt.)
         self.max_frames = int(stub.parameter(config, "max_frames_in_flight", "400"))
         self.frames_in_flight = 0  # execute() coroutines share one event loop: no lock needed
-        self.avatars = AvatarStore(Path(args["model_repository"]).parent)
+        repository = Path(args["model_repository"]).parent
+        self.avatars = AvatarStore(repository)
+        self.residency = residency.Residency(
+            repository, residency.budget(config), residency.Triton(pb_utils), pb_utils.Logger.log_info
+        )
 
     async def execute(self, requests):
         # All requests' UNet calls are in flight together, for the UNet's batcher to merge.
@@ -40,9 +45,17 @@ class TritonPythonModel:
                 f"the limit of {self.max_frames}; retry later"
             )
         self.frames_in_flight += count
+        self.residency.begin(name)  # not unloaded while this request needs it
         try:
+            try:
+                refusal = await self.residency.ensure(name, version)
+            except (LookupError, RuntimeError) as error:
+                return stub.invalid_arg(str(error))
+            if refusal:
+                return stub.unavailable(refusal)
             return await self._faces(request, name, version, start, first, count)
         finally:
+            self.residency.end(name)
             self.frames_in_flight -= count
 
     async def _faces(self, request, name, version, start, first, count):

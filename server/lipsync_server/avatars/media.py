@@ -11,9 +11,10 @@ faces.npy is the inner 320x320 of each crop resized to 328x328, precomputed so t
 never decodes a frame to build the network's input.
 """
 
-import functools
+import itertools
 import json
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,38 @@ def media_dir(repository: Path, avatar: str) -> Path:
     return Path(repository) / model_name(avatar) / MEDIA
 
 
+class FrameCache:
+    """Decoded background frames of all avatars, least recently used out first: one bound for
+    the whole server however many avatars it serves (a 1280x720 frame is 2.8 MB decoded)."""
+
+    def __init__(self, max_frames: int):
+        self.max_frames = max_frames
+        self._frames: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int], decode) -> np.ndarray:
+        with self._lock:
+            frame = self._frames.get(key)
+            if frame is not None:
+                self._frames.move_to_end(key)
+                return frame
+        frame = decode()  # outside the lock: decoding releases the GIL, threads decode in parallel
+        with self._lock:
+            self._frames[key] = frame
+            while len(self._frames) > self.max_frames:
+                self._frames.popitem(last=False)
+        return frame
+
+
 class AvatarMedia:
     """Read-only view of one avatar's media; frames are decoded on demand and cached."""
 
-    def __init__(self, directory: Path, frame_cache: int = 64):
+    _ids = itertools.count()
+
+    def __init__(self, directory: Path, cache: FrameCache | None = None):
         self.directory = Path(directory)
+        self.cache = cache or FrameCache(64)
+        self._id = next(self._ids)  # the cache's key: a reloaded avatar's frames are new frames
         try:
             self.rects = np.asarray(json.loads((self.directory / "rects.json").read_text()), dtype=np.int64)
         except json.JSONDecodeError as error:
@@ -43,14 +71,13 @@ class AvatarMedia:
                 f"{self.directory}: {len(self.frame_paths)} frames, {len(self.rects)} rects and "
                 f"{len(self.faces)} faces must be equal and non-zero"
             )
-        self.background = functools.lru_cache(maxsize=frame_cache)(self._decode)
 
     def __len__(self) -> int:
         return len(self.rects)
 
     def verify(self) -> None:
-        """Decodes every frame and checks crops and rectangles against it; raises ValueError
-        (or OSError) naming the first problem. Run once, when the avatar loads."""
+        """Reads every frame's header and checks crops and rectangles against it; raises
+        ValueError (or OSError) naming the first problem. Run when the avatar loads."""
         from PIL import Image
 
         from .compositing import check_rect
@@ -60,9 +87,8 @@ class AvatarMedia:
         if self.rects.ndim != 2 or self.rects.shape[1] != 4:
             raise ValueError(f"rects.json must list [x1, y1, x2, y2] per frame, got shape {list(self.rects.shape)}")
         for index, path in enumerate(self.frame_paths):
-            try:
+            try:  # the header only: a load must not decode every frame (a long video has thousands)
                 with Image.open(path) as image:
-                    image.load()
                     width, height = image.size
             except OSError as error:
                 raise ValueError(f"frame {path.name} cannot be decoded: {error}") from None
@@ -70,6 +96,10 @@ class AvatarMedia:
                 check_rect(self.rects[index], width, height)
             except ValueError as error:
                 raise ValueError(f"frame {path.name}: {error}") from None
+
+    def background(self, index: int) -> np.ndarray:
+        """Frame `index`, decoded to RGB."""
+        return self.cache.get((self._id, index), lambda: self._decode(index))
 
     def _decode(self, index: int) -> np.ndarray:
         from PIL import Image
@@ -83,7 +113,7 @@ class AvatarStore:
 
     def __init__(self, repository: Path, frame_cache: int = 64):
         self.repository = Path(repository)
-        self.frame_cache = frame_cache
+        self.frames = FrameCache(frame_cache)
         self._lock = threading.Lock()
         self._loaded: dict[str, tuple[float, AvatarMedia]] = {}
 
@@ -96,6 +126,6 @@ class AvatarStore:
         with self._lock:
             cached = self._loaded.get(avatar)
             if cached is None or cached[0] != stamp:
-                cached = (stamp, AvatarMedia(directory, self.frame_cache))
+                cached = (stamp, AvatarMedia(directory, self.frames))
                 self._loaded[avatar] = cached
             return cached[1]

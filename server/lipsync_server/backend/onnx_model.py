@@ -5,8 +5,11 @@ The runtime is ONNX Runtime or OpenVINO (runtimes.py): the config's `runtime` pa
 one, or `auto` (the default) takes the one measured faster on this machine for this graph
 (runtime_choice.py); `precision` is fp32 unless a subclass (the avatars) finds bf16 allowed.
 The tensor names in config.pbtxt are the graph's. Requests that the dynamic batcher groups are
-concatenated along the batch axis and run once; requests whose shapes cannot be concatenated
-(the encoder's variable-length clips) run one by one.
+concatenated along the batch axis and run together; requests whose shapes cannot be concatenated
+(the encoder's variable-length clips) run one by one. `frames_per_run` (0: the whole batch)
+splits a run into runs of that many items: a CPU runtime's working memory grows with the batch
+it runs, while its speed per item hardly does (perf/README.md), and a server holds one such
+process per resident avatar version.
 """
 
 from pathlib import Path
@@ -26,10 +29,11 @@ class TritonPythonModel:
         self.check_graph(config, runtimes.graph_tensors(folder / "model.onnx"), args)
         precision, why_precision = self.precision(config, folder)
         threads = int(stub.parameter(config, "threads", "0"))
+        self.frames_per_run = int(stub.parameter(config, "frames_per_run", "0"))
         runtime = stub.parameter(config, "runtime", "auto")
         why_runtime = "the config's runtime parameter"
         if runtime == "auto":
-            batch = max(1, int(config.get("max_batch_size", 1)))
+            batch = self.frames_per_run or max(1, int(config.get("max_batch_size", 1)))
             runtime, precision, why_runtime = runtime_choice.fastest(folder / "model.onnx", precision, threads, batch)
         self.session = runtimes.open_session(folder / "model.onnx", runtime, precision, threads)
         name, version = args["model_name"], args["model_version"]
@@ -61,7 +65,7 @@ class TritonPythonModel:
         joined = [np.concatenate(column) for column in zip(*arrays)]
         names = [name for name in self.outputs if any(name in w for w in wanted)]
         try:
-            results = self.session.run(names, dict(zip(self.inputs, joined)))
+            results = self._run(names, joined)
         except Exception as error:  # one failed run fails the requests that shared it
             return [stub.internal(f"{self.session.description} failed: {error}")] * len(arrays)
         bounds = np.cumsum(sizes)[:-1]
@@ -73,10 +77,22 @@ class TritonPythonModel:
 
     def _run_one(self, request_arrays, names):
         try:
-            results = self.session.run(names, dict(zip(self.inputs, request_arrays)))
+            results = self._run(names, request_arrays)
         except Exception as error:
             return stub.internal(f"{self.session.description} failed: {error}")
         return pb_utils.InferenceResponse([pb_utils.Tensor(n, r) for n, r in zip(names, results)])
+
+    def _run(self, names: list[str], arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """The named outputs for these inputs, in runs of at most frames_per_run items."""
+        size = len(arrays[0])
+        step = self.frames_per_run or size
+        if step >= size:
+            return self.session.run(names, dict(zip(self.inputs, arrays)))
+        parts = [
+            self.session.run(names, {n: a[i : i + step] for n, a in zip(self.inputs, arrays)})
+            for i in range(0, size, step)
+        ]
+        return [np.concatenate(column) for column in zip(*parts)]
 
 
 def _same_shapes(arrays) -> bool:

@@ -25,7 +25,7 @@ import pytriton
 from lipsync.admin_key import HEADER
 from lipsync_server.avatars.repository import default_repository
 
-from . import drain, processes
+from . import drain, processes, startup
 from .admin_key import for_server, source, write_key_file
 
 TRITON_HOME = Path(pytriton.__file__).parent / "tritonserver"
@@ -85,7 +85,7 @@ class TritonServer:
             f"--model-repository={self.repository}",
             f"--model-config-name={self.config_name}",
             "--model-control-mode=explicit",
-            "--load-model=*",
+            *(f"--load-model={model}" for model in startup.startup_models(self.repository, self.config_name)),
             f"--backend-directory={_python_backend().parent}",
             f"--cache-directory={TRITON_HOME / 'caches'}",
             f"--http-address={self.host}",
@@ -99,6 +99,9 @@ class TritonServer:
             # Readiness is the server's and its ensembles' (the client checks `lipsync`): one
             # avatar that failed to load must not take the whole server out of rotation.
             "--strict-readiness=false",
+            # The configs are complete; auto-completing them would start one more python-backend
+            # process per model load, seconds of an avatar's on-demand load.
+            "--disable-auto-complete-config",
             # Faces and frames cross process boundaries: start each stub's region big enough.
             "--backend-config=python,shm-default-byte-size=16777216",
             "--backend-config=python,shm-growth-byte-size=33554432",

@@ -1,0 +1,122 @@
+"""A catalog larger than what the server keeps resident: 200 avatars in the repository (the demo's
+trained version, linked, not copied), at most 3 resident, the demo pinned. Avatars load on their
+first request, the least recently used one makes room, a request that would wait too long for a
+load is refused with UNAVAILABLE and a retry time, and the client retries that on its own."""
+
+import os
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from lipsync import framing
+from lipsync.client import ENSEMBLE, LipsyncClient, infer_inputs
+from lipsync_server.launcher.tritonserver import TritonServer
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
+CATALOG = [f"c{i:03d}" for i in range(200)]
+AUDIO = (0.1 * np.sin(np.arange(8000) / 9)).astype(np.float32)  # 0.5 s: 12 frames
+FRAMES = framing.frame_count(len(AUDIO))
+
+
+def catalog_repository(folder: Path) -> Path:
+    """The repository with 200 more avatars: the demo's version 2 and media, hard-linked."""
+    repository = folder / "model_repository"
+    shutil.copytree(ROOT / "model_repository", repository, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in CATALOG:
+        shutil.copytree(
+            repository / "avatar_demo",
+            repository / f"avatar_{name}",
+            copy_function=os.link,
+            ignore=shutil.ignore_patterns("1", "__pycache__"),
+        )
+    config = repository / "face_generator" / "config.pbtxt"
+    text = config.read_text()
+    for key, value in (("max_resident_avatars", "3"), ("load_wait_s", "1")):
+        text, found = re.subn(rf'(key: "{key}" value: {{ string_value: )"[^"]*"', rf'\1"{value}"', text)
+        assert found == 1
+    config.write_text(text)
+    return repository
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    log = ROOT / "out" / "catalog-server.log"
+    log.unlink(missing_ok=True)
+    with TritonServer.on_free_ports(catalog_repository(tmp_path_factory.mktemp("catalog")), log=log) as server:
+        yield server
+
+
+def client_of(server: TritonServer, **options) -> LipsyncClient:
+    return LipsyncClient(f"127.0.0.1:{server.grpc_port}", **options)
+
+
+def resident(client: LipsyncClient) -> set[str]:
+    return {a.name for a in client.avatars() if a.ready}
+
+
+def test_only_the_pipeline_and_pinned_avatars_load_at_start(catalog):
+    client = client_of(catalog)
+    listed = {a.name for a in client.avatars()}
+    assert set(CATALOG) <= listed
+    assert resident(client) == {"demo"}
+
+
+def test_any_avatar_of_the_catalog_renders_on_request(catalog):
+    client = client_of(catalog)
+    assert len(client.render(AUDIO, 16000, "c137")) == FRAMES
+    assert "c137" in resident(client)
+    # The same weights and media as the demo's version 2: the same frames.
+    assert client.render(AUDIO, 16000, "c137") == client.render(AUDIO, 16000, "demo", version=2)
+
+
+def test_a_request_is_refused_while_its_avatar_loads_and_the_client_retries(catalog):
+    # A bare Triton client: the refusal as the server sends it.
+    raw = grpcclient.InferenceServerClient(f"127.0.0.1:{catalog.grpc_port}")
+    tensors = [
+        ("AUDIO", AUDIO.reshape(1, -1), "FP32"),
+        ("SAMPLE_RATE", np.array([[16000]], np.int32), "INT32"),
+        ("AVATAR", np.array([[b"c042"]], np.object_), "BYTES"),
+        ("START_FRAME", np.array([[0]], np.int64), "INT64"),
+    ]
+    with pytest.raises(InferenceServerException) as error:
+        raw.infer(ENSEMBLE, infer_inputs(grpcclient, tensors))
+    assert "StatusCode.UNAVAILABLE" in str(error.value.status())
+    assert re.search(r"avatar 'c042' is loading .*retry in \d+ s", error.value.message())
+    # Without retries, the client passes the refusal on; with them (the default) it renders.
+    with pytest.raises(InferenceServerException):
+        client_of(catalog, cold_start_wait_s=0).render(AUDIO, 16000, "c043")
+    assert len(client_of(catalog).render(AUDIO, 16000, "c044")) == FRAMES
+
+
+def test_the_least_recently_used_avatar_makes_room_and_the_pinned_one_stays(catalog):
+    client = client_of(catalog)
+    for name in ("c001", "c002", "c001", "c003"):  # c002 is now the least recently used
+        assert len(client.render(AUDIO, 16000, name)) == FRAMES
+    assert resident(client) == {"demo", "c001", "c003"}
+    for name in CATALOG[10:13]:  # more than the budget: the demo is pinned
+        client.render(AUDIO, 16000, name)
+        assert "demo" in resident(client) and len(resident(client)) <= 3
+    assert "unloaded avatar 'c002' (least recently used)" in catalog.log.read_text(errors="replace")
+
+
+def test_round_robin_over_more_avatars_than_resident_fails_nothing(catalog):
+    client = client_of(catalog)
+    names = ["demo", *CATALOG[20:23]] * 2
+    with ThreadPoolExecutor(3) as pool:
+        counts = list(pool.map(lambda name: len(client.render(AUDIO, 16000, name)), names))
+    assert counts == [FRAMES] * len(names)
+    assert len(resident(client)) <= 3
+
+
+def test_an_avatar_not_in_the_repository_is_an_invalid_argument(catalog):
+    with pytest.raises(InferenceServerException) as error:
+        client_of(catalog).render(AUDIO, 16000, "c999")
+    assert "StatusCode.INVALID_ARGUMENT" in str(error.value.status())
+    assert "'c999'" in error.value.message()
