@@ -5,6 +5,7 @@
 # make train  - retrain the demo avatar's networks into checkpoints/ (about 18 min on 2 cores)
 # make serve  - serve the model repository on 127.0.0.1 (gRPC 8001, HTTP 8000) until Ctrl-C
 # make bench  - benchmark report in out/bench/ (perf/bench.py): CPU runtimes and precisions, ensemble, baseline
+# make bench-catalog - many avatars: start time, memory per avatar, cold start, round robin, eviction (perf/catalog.py)
 # make bench-ort - ONNX Runtime settings for the UNet side by side (perf/ort_sweep.py)
 # make bench-gpu - UNet + compositing + nvJPEG frames/s on a CUDA machine (perf/gpu_bench.py)
 # make perf-analyzer - perf_analyzer concurrency sweep, CSV in out/perf/
@@ -22,7 +23,7 @@ ifeq ($(ARTIFACT_SOURCES),)
 $(error scripts/artifact_sources.py listed no sources: run it to see why)
 endif
 
-.PHONY: demo test test-unit lint train serve bench bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
+.PHONY: demo test test-unit lint train serve bench bench-catalog bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
 
 setup: $(STAMPS)/venv
 artifacts: $(STAMPS)/artifacts
@@ -64,6 +65,9 @@ serve: artifacts
 
 bench: artifacts
 	$(PY) perf/bench.py
+
+bench-catalog: artifacts
+	$(PY) perf/catalog.py
 
 bench-ort: artifacts
 	$(PY) perf/ort_sweep.py

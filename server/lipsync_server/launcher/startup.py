@@ -12,12 +12,15 @@ from lipsync import avatar_names
 RESIDENCY_MODEL = "face_generator"
 
 
-def pinned_avatars(repository: Path, profile: str) -> set[str]:
-    """The face_generator config's pinned_avatars (its profile's config where it has one)."""
+def pinned_avatars(repository: Path, profile: str) -> set[str] | None:
+    """The face_generator config's pinned_avatars (its profile's config where it has one); None
+    for a repository without face_generator, where nothing would load avatars on demand."""
     folder = Path(repository) / RESIDENCY_MODEL
     path = folder / "configs" / f"{profile}.pbtxt"
     if not path.is_file():
         path = folder / "config.pbtxt"
+    if not path.is_file():
+        return None
     config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
     listed = config.parameters["pinned_avatars"].string_value if "pinned_avatars" in config.parameters else ""
     return {avatar_names.check_name(name.strip()) for name in listed.split(",") if name.strip()}
@@ -27,4 +30,6 @@ def startup_models(repository: Path, profile: str) -> list[str]:
     repository = Path(repository)
     pinned = pinned_avatars(repository, profile)
     models = sorted(entry.name for entry in repository.iterdir() if (entry / "config.pbtxt").is_file())
+    if pinned is None:
+        return models
     return [m for m in models if avatar_names.avatar_name(m) is None or avatar_names.avatar_name(m) in pinned]

@@ -1,0 +1,51 @@
+"""What a server loads at start (`lipsync-server startup-models`, the launcher and the GPU image's
+entrypoint): the pipeline's models and the pinned avatars, not the rest of the catalog."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lipsync.avatar_names import AvatarNameError
+from lipsync_server.launcher.startup import startup_models
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = ["audio_encoder", "compositor", "face_generator", "lipsync", "lipsync_faces", "mel", "request_validator"]
+
+
+def repository_with(tmp_path: Path, avatars: list[str], pinned: str) -> Path:
+    repository = tmp_path / "model_repository"
+    for model in PIPELINE:
+        shutil.copytree(ROOT / "model_repository" / model, repository / model, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in avatars:
+        (repository / f"avatar_{name}").mkdir()
+        shutil.copy(ROOT / "model_repository" / "avatar_demo" / "config.pbtxt", repository / f"avatar_{name}")
+    config = repository / "face_generator" / "config.pbtxt"
+    config.write_text(config.read_text().replace('string_value: "demo"', f'string_value: "{pinned}"'))
+    return repository
+
+
+def test_the_pipeline_and_the_pinned_avatars_load_at_start(tmp_path):
+    repository = repository_with(tmp_path, ["demo", "may", "obama", "zoe"], pinned="may, zoe")
+    assert startup_models(repository, "cpu") == sorted([*PIPELINE, "avatar_may", "avatar_zoe"])
+    printed = subprocess.run(
+        [sys.executable, "-m", "lipsync_server", "startup-models", str(repository)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert printed == [f"--load-model={m}" for m in sorted([*PIPELINE, "avatar_may", "avatar_zoe"])]
+
+
+def test_a_pinned_name_that_is_not_an_avatar_name_is_refused(tmp_path):
+    with pytest.raises(AvatarNameError, match="invalid avatar name '../etc'"):
+        startup_models(repository_with(tmp_path, ["demo"], pinned="../etc"), "cpu")
+
+
+def test_a_repository_without_the_pipeline_loads_every_model(tmp_path):
+    for name in ("may", "zoe"):
+        (tmp_path / f"avatar_{name}").mkdir()
+        shutil.copy(ROOT / "model_repository" / "avatar_demo" / "config.pbtxt", tmp_path / f"avatar_{name}")
+    assert startup_models(tmp_path, "cpu") == ["avatar_may", "avatar_zoe"]
