@@ -18,7 +18,8 @@ PIPELINE = ["audio_encoder", "compositor", "face_generator", "lipsync", "lipsync
 def repository_with(tmp_path: Path, avatars: list[str], pinned: str) -> Path:
     repository = tmp_path / "model_repository"
     for model in PIPELINE:
-        shutil.copytree(ROOT / "model_repository" / model, repository / model, ignore=shutil.ignore_patterns("__pycache__"))
+        source = ROOT / "model_repository" / model
+        shutil.copytree(source, repository / model, ignore=shutil.ignore_patterns("__pycache__"))
     for name in avatars:
         (repository / f"avatar_{name}").mkdir()
         shutil.copy(ROOT / "model_repository" / "avatar_demo" / "config.pbtxt", repository / f"avatar_{name}")
