@@ -41,11 +41,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench-catalog")
     parser.add_argument("--avatars", type=int, default=20)
-    parser.add_argument("--requests", type=int, default=20, help="requests per throughput run")
+    parser.add_argument("--requests", type=int, default=8, help="requests per throughput run")
     args = parser.parse_args()
-    work = args.output / "work"
+    work = args.output / "catalog-repositories"  # made and removed by this benchmark
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    for log in ("server.log", "evicting-server.log"):  # this run's logs only
+        (args.output / log).unlink(missing_ok=True)
     speech = synthetic.speech(seconds=4.0)
     names = [f"r{i:03d}" for i in range(args.avatars)]
     results: dict = {"cpu": measure.cpu(), "avatars": args.avatars}
@@ -119,12 +121,13 @@ def set_parameter(config: Path, key: str, value: str) -> None:
     )
     if found != 1:
         raise ValueError(f"{config}: no parameter {key}")
+    config.unlink()  # a new file: the old one may be linked into other avatars
     config.write_text(text, encoding="utf-8")
 
 
 def start_time(repository: Path) -> float:
     started = time.perf_counter()
-    with TritonServer.on_free_ports(repository):
+    with TritonServer.on_free_ports(repository, log=repository.parent / "server.log"):
         return time.perf_counter() - started
 
 
