@@ -51,7 +51,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each concurrency level")
     parser.add_argument("--sequential-frames", type=int, default=25)
     parser.add_argument("--memory-requests", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=8, help="face_generator's frames_per_unet_request")
+    parser.add_argument(
+        "--batch", type=int, default=1, help="the UNet's frames a run, as served (the avatar config's frames_per_run)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="runtime / PyTorch threads, as served")
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench")
     args = parser.parse_args()
@@ -194,7 +196,7 @@ def expected_served(unet_onnx: Path, batch: int, threads: int) -> str:
     precision, _ = quality.served_precision(
         runtimes.has_native_bf16(), quality.bf16_psnr(unet_onnx.parent), quality.MIN_PSNR_DB
     )
-    runtime, precision, _ = runtime_choice.fastest(unet_onnx, precision, threads, batch)
+    runtime, precision, _ = runtime_choice.fastest(unet_onnx, precision, threads, batch, fixed=batch == 1)
     return f"{runtime} {precision}"
 
 

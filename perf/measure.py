@@ -32,7 +32,7 @@ def bare_networks_fps(
     """(a) The ceiling: encoder then UNet in one process with the served runtimes (the encoder in
     fp32, the UNet at `precision`), the served batch and threads."""
     encoder = runtimes.open_session(encoder_onnx, runtime, runtimes.FP32, threads)
-    unet = runtimes.open_session(unet_onnx, runtime, precision, threads)
+    unet = runtimes.open_session(unet_onnx, runtime, precision, threads, fixed_batch=1 if batch == 1 else 0)
     faces = np.random.default_rng(0).integers(0, 256, (batch, 320, 320, 3), dtype=np.uint8)
     _warm_up(encoder, unet, mel, faces, batch)
     frames = 0
@@ -49,7 +49,7 @@ def networks_and_compositing_fps(
     avatar's own crops, then paste and JPEG on `threads` threads, as the compositor does."""
     runtime, precision = served.split()  # "openvino bf16"
     encoder = runtimes.open_session(encoder_onnx, runtime, runtimes.FP32, threads)
-    unet = runtimes.open_session(unet_onnx, runtime, precision, threads)
+    unet = runtimes.open_session(unet_onnx, runtime, precision, threads, fixed_batch=1 if batch == 1 else 0)
     count = len(media)
     for index in range(count):
         media.background(index)  # decoded once, as the compositor's cache holds them

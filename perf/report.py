@@ -57,7 +57,7 @@ def _markdown(r: dict) -> str:
 CPU: **{cpu["model"]}**, {cpu["cores"]} cores, ISA {", ".join(cpu["isa"]) or "none of note"}, native bf16: {cpu["native_bf16"]}.
 Figures differ between machines: compare them only within this report.
 
-{r["audio_seconds"]} s of speech per request ({r["frames_per_request"]} frames), UNet batch {r["unet_batch"]}, {r["threads"]} threads.
+{r["audio_seconds"]} s of speech per request ({r["frames_per_request"]} frames), UNet run {r["unet_batch"]} frame(s) at a time as served, {r["threads"]} threads.
 Served (from the server's log): {served}.
 
 | measurement | value |

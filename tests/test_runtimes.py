@@ -97,7 +97,7 @@ def test_avatars_of_one_network_share_the_measurement(tmp_path, monkeypatch):
 def test_asked_for_bf16_a_runtime_without_it_runs_fp32(winner, tmp_path, monkeypatch):
     """ONNX Runtime has no bf16 on CPU: where it wins against OpenVINO's bf16, fp32 is served."""
     monkeypatch.setenv(runtime_choice.ENV_CACHE, str(tmp_path))
-    key = runtime_choice._key(TRAINED, runtimes.BF16, 2, 8)
+    key = runtime_choice._key(TRAINED, runtimes.BF16, 2, 8, False)
     (tmp_path / "cpu-runtimes.json").write_text(json.dumps({key: winner}))
     runtime, precision, _ = runtime_choice.fastest(TRAINED, runtimes.BF16, threads=2, batch=8)
     assert (runtime, precision) == (winner, runtimes.BF16 if winner == runtimes.OPENVINO else runtimes.FP32)
@@ -123,3 +123,16 @@ def test_the_demo_versions_reach_the_bf16_bar_and_record_it(version, tmp_path):
     assert measured >= quality.MIN_PSNR_DB
     assert quality.bf16_psnr(folder) == pytest.approx(measured, abs=0.01)
     assert quality.read(folder)["bf16"]["runtime"].startswith("OpenVINO")
+
+
+def test_a_session_compiled_for_one_frame_a_run_gives_the_same_pixels():
+    """The avatars run one frame at a time, compiled for that shape (fixed_batch): the same
+    output as the graph with an open batch."""
+    faces = AvatarMedia(media_dir(REPOSITORY, "demo")).faces[:1]
+    features = np.random.default_rng(3).uniform(0, 3, (1, 32, 16, 16)).astype(np.float32)
+    feeds = {"FACE": np.ascontiguousarray(faces), "AUDIO_FEATURES": features}
+    outputs = [
+        runtimes.open_session(TRAINED, runtimes.OPENVINO, runtimes.FP32, 2, fixed_batch).run(["FACE_RGB"], feeds)[0]
+        for fixed_batch in (0, 1)
+    ]
+    assert np.array_equal(outputs[0], outputs[1])

@@ -32,10 +32,14 @@ class TritonPythonModel:
         self.frames_per_run = int(stub.parameter(config, "frames_per_run", "0"))
         runtime = stub.parameter(config, "runtime", "auto")
         why_runtime = "the config's runtime parameter"
+        # One item a run is always exactly one: the runtime may compile for that shape.
+        fixed_batch = 1 if self.frames_per_run == 1 else 0
         if runtime == "auto":
             batch = self.frames_per_run or max(1, int(config.get("max_batch_size", 1)))
-            runtime, precision, why_runtime = runtime_choice.fastest(folder / "model.onnx", precision, threads, batch)
-        self.session = runtimes.open_session(folder / "model.onnx", runtime, precision, threads)
+            runtime, precision, why_runtime = runtime_choice.fastest(
+                folder / "model.onnx", precision, threads, batch, fixed=bool(fixed_batch)
+            )
+        self.session = runtimes.open_session(folder / "model.onnx", runtime, precision, threads, fixed_batch)
         name, version = args["model_name"], args["model_version"]
         pb_utils.Logger.log_info(runtimes.loaded(name, version, self.session.description, why_runtime, why_precision))
 

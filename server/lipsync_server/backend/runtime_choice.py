@@ -36,11 +36,12 @@ def cache_file() -> Path:
     return Path(cache) / "lipsync" / "cpu-runtimes.json"
 
 
-def fastest(path: Path, precision: str, threads: int, batch: int) -> tuple[str, str, str]:
+def fastest(path: Path, precision: str, threads: int, batch: int, fixed: bool = False) -> tuple[str, str, str]:
     """(runtime, precision, how it was chosen). ONNX Runtime runs fp32 only: asked for bf16,
     this times OpenVINO's bf16 against ONNX Runtime's fp32, the best each can do, and where ONNX
-    Runtime wins the precision is fp32."""
-    key = _key(path, precision, threads, batch)
+    Runtime wins the precision is fp32. `fixed`: every run has exactly `batch` items, as served
+    (runtimes.open_session's fixed_batch)."""
+    key = _key(path, precision, threads, batch, fixed)
     known = _read().get(key)
     if known not in runtimes.RUNTIMES:
         # Triton loads models in parallel: one measurement at a time, or each would time the others.
@@ -48,7 +49,8 @@ def fastest(path: Path, precision: str, threads: int, batch: int) -> tuple[str, 
             known = _read().get(key)  # measured by another model while this one waited
             if known not in runtimes.RUNTIMES:
                 timings = _time(
-                    {runtime: _session(path, runtime, precision, threads) for runtime in runtimes.RUNTIMES}, batch
+                    {runtime: _session(path, runtime, precision, threads, batch if fixed else 0) for runtime in runtimes.RUNTIMES},
+                    batch,
                 )
                 winner = min(timings, key=timings.__getitem__)
                 _write(key, winner)
@@ -75,8 +77,8 @@ def _precision(runtime: str, asked: str) -> str:
     return asked if runtime == runtimes.OPENVINO else runtimes.FP32
 
 
-def _session(path: Path, runtime: str, precision: str, threads: int):
-    return runtimes.open_session(path, runtime, _precision(runtime, precision), threads)
+def _session(path: Path, runtime: str, precision: str, threads: int, fixed_batch: int):
+    return runtimes.open_session(path, runtime, _precision(runtime, precision), threads, fixed_batch)
 
 
 def _time(sessions: dict, batch: int) -> dict[str, float]:
@@ -105,13 +107,13 @@ def _inputs(tensor: runtimes.Tensor, batch: int, rng: np.random.Generator) -> np
     return rng.uniform(0, 3, shape).astype(np.float32)
 
 
-def _key(path: Path, precision: str, threads: int, batch: int) -> str:
+def _key(path: Path, precision: str, threads: int, batch: int, fixed: bool) -> str:
     import onnxruntime as ort
     import openvino as ov
 
     isa = _cpu_flags()
     parts = [runtimes.cpu_name(), isa, f"ort {ort.__version__}", f"ov {ov.get_version()}"]
-    parts += [_structure(path), precision, f"batch {batch}", f"threads {threads}"]
+    parts += [_structure(path), precision, f"{'fixed ' if fixed else ''}batch {batch}", f"threads {threads}"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
