@@ -48,10 +48,9 @@ def fastest(path: Path, precision: str, threads: int, batch: int, fixed: bool = 
         with _measuring():
             known = _read().get(key)  # measured by another model while this one waited
             if known not in runtimes.RUNTIMES:
-                timings = _time(
-                    {runtime: _session(path, runtime, precision, threads, batch if fixed else 0) for runtime in runtimes.RUNTIMES},
-                    batch,
-                )
+                fixed_batch = batch if fixed else 0
+                sessions = {r: _session(path, r, precision, threads, fixed_batch) for r in runtimes.RUNTIMES}
+                timings = _time(sessions, batch)
                 winner = min(timings, key=timings.__getitem__)
                 _write(key, winner)
                 measured = ", ".join(f"{r} {s * 1000:.0f} ms" for r, s in timings.items())
