@@ -81,7 +81,8 @@ def main() -> int:
         results["throughput_runs"] = runs
 
     small = catalog(work / "evicting", names, resident=5, load_wait_s=4)
-    with TritonServer.on_free_ports(small, log=args.output / "evicting-server.log") as server:
+    evicting_log = args.output / "evicting-server.log"
+    with TritonServer.on_free_ports(small, log=evicting_log) as server:
         client = LipsyncClient(f"127.0.0.1:{server.grpc_port}")
         client.wait_until_ready()
         started = time.perf_counter()
@@ -91,7 +92,7 @@ def main() -> int:
             "failed": sum(1 for o in outcomes if o),
             "errors": sorted({o for o in outcomes if o})[:5],
             "seconds": time.perf_counter() - started,
-            "unloads": server.log.read_text(errors="replace").count("(least recently used)"),
+            "unloads": evicting_log.read_text(errors="replace").count("(least recently used)"),
         }
     shutil.rmtree(work)
     write(results, args.output)
