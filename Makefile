@@ -23,7 +23,7 @@ ifeq ($(ARTIFACT_SOURCES),)
 $(error scripts/artifact_sources.py listed no sources: run it to see why)
 endif
 
-.PHONY: demo test test-unit lint train serve bench bench-catalog bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
+.PHONY: demo test test-unit tools lint train serve bench bench-catalog bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
 
 setup: $(STAMPS)/venv
 artifacts: $(STAMPS)/artifacts
@@ -45,10 +45,14 @@ $(STAMPS)/artifacts: $(STAMPS)/venv $(ARTIFACT_SOURCES)
 demo: artifacts
 	$(PY) scripts/run_demo.py --output out/demo.mp4
 
-test: artifacts
+test: artifacts tools
 	$(PY) -m pytest
 
-test-unit: artifacts
+# System tools the tests run: promtool (Debian's prometheus package) for the autoscaling rules.
+tools:
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+test-unit: artifacts tools
 	$(PY) -m pytest -m "not integration"
 
 lint: setup

@@ -8,12 +8,32 @@ if [[ -z "${key//[[:space:]]/}" ]]; then
   echo "triton_entrypoint: set LIPSYNC_ADMIN_KEY (for example: openssl rand -base64 32): it guards loading and unloading models" >&2
   exit 2
 fi
-repo=/models
-lipsync-server plans "$repo"
-# The pipeline's models and the pinned avatars load now; other avatars on their first request.
-mapfile -t startup < <(lipsync-server startup-models "$repo")
-(( ${#startup[@]} )) || { echo "triton_entrypoint: no models to load in $repo" >&2; exit 2; }
-args=(--model-repository="$repo" --model-control-mode=explicit "${startup[@]}" --exit-timeout-secs=30 --strict-readiness=false)
+# LIPSYNC_MODEL_REPOSITORY: a folder (default /models), or object storage that tritonserver reads
+# itself (s3://, gs://, as://). LIPSYNC_PROFILE: gpu (config.pbtxt: TensorRT, DALI) or cpu
+# (configs/cpu.pbtxt; an image with the server's cpu extra). The Helm chart sets both.
+repo="${LIPSYNC_MODEL_REPOSITORY:-/models}"
+profile="${LIPSYNC_PROFILE:-gpu}"
+case "$profile" in
+  gpu|cpu) ;;
+  *) echo "triton_entrypoint: LIPSYNC_PROFILE must be gpu or cpu, not '${profile:0:32}'" >&2; exit 2 ;;
+esac
+config=config; [[ "$profile" == cpu ]] && config=cpu
+if [[ "$repo" =~ ^[a-z0-9]+:// ]]; then
+  # Object storage: plans are built beforehand (lipsync-server plans on a copy, on this GPU
+  # model), and the repository cannot be listed here, so every model loads at start.
+  startup=(--load-model='*')
+else
+  if [[ "$profile" == gpu && -w "$repo" ]]; then
+    lipsync-server plans "$repo"
+  elif [[ "$profile" == gpu ]]; then  # a read-only mount (KServe's pvc://): plans built before
+    echo "triton_entrypoint: $repo is read-only: serving the TensorRT plans already in it" >&2
+  fi
+  # The pipeline's models and the pinned avatars load now; other avatars on their first request.
+  mapfile -t startup < <(lipsync-server startup-models "$repo" --profile "$config")
+  (( ${#startup[@]} )) || { echo "triton_entrypoint: no models to load in $repo" >&2; exit 2; }
+fi
+args=(--model-repository="$repo" --model-config-name="$config" --model-control-mode=explicit "${startup[@]}")
+args+=(--exit-timeout-secs=30 --strict-readiness=false)
 args+=(--grpc-restricted-protocol="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
 args+=(--http-restricted-api="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
 tritonserver "${args[@]}" "$@" &

@@ -1,0 +1,157 @@
+"""The Kubernetes deployment, checked with real tools from the registries (no cluster here):
+the Helm chart renders with Helm's own Go SDK (helm-python-sdk, Helm v4) for the default, GPU
+and CPU values and passes `helm lint --strict`; every rendered Kubernetes object validates
+against the Kubernetes schemas (kubernetes-validate --strict); broken values fail; the
+autoscaling metric's Prometheus rules pass promtool's unit tests (Debian's prometheus)."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import helm_python as helm
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "deploy" / "helm" / "triton-lipsync"
+PROMETHEUS = ROOT / "deploy" / "prometheus"
+KEYED = {"adminKey": {"existingSecret": "lipsync-admin"}}
+PROFILES = {
+    "default": {},
+    "gpu": yaml.safe_load((CHART / "values.yaml").read_text()),
+    "cpu": yaml.safe_load((CHART / "values-cpu.yaml").read_text()),
+}
+BUILT_IN = {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ConfigMap"}
+
+
+def render(values: dict) -> list[dict]:
+    with helm.Chart.load(str(CHART)) as chart:
+        manifests = chart.render(values, name="lipsync", namespace="serving")
+    return [doc for text in manifests.values() for doc in yaml.safe_load_all(text) if doc]
+
+
+def validate(manifest: Path) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "kubernetes-validate"), "--strict", str(manifest)]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def merged(*layers: dict) -> dict:
+    result: dict = {}
+    for layer in layers:
+        for key, value in layer.items():
+            result[key] = merged(result.get(key, {}), value) if isinstance(value, dict) else value
+    return result
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_the_chart_lints_strictly(profile):
+    report = helm.lint(str(CHART), merged(PROFILES[profile], KEYED), strict=True)
+    assert report["errors"] == [], report
+    assert all(m["severity"] < 2 for m in report["messages"]), report  # only "info"
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_every_rendered_object_is_valid_kubernetes(profile, tmp_path):
+    documents = render(merged(PROFILES[profile], KEYED))
+    assert {d["kind"] for d in documents} == BUILT_IN  # no ServiceMonitor without the operator
+    for index, document in enumerate(documents):
+        path = tmp_path / f"{index}-{document['kind']}.yaml"
+        path.write_text(yaml.safe_dump(document))
+        checked = validate(path)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_deployment_serves_triton_with_its_probes_key_and_graceful_stop():
+    (deployment,) = [d for d in render(KEYED) if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 1800  # TensorRT plans at first start
+    env = {e["name"]: e for e in container["env"]}
+    assert env["LIPSYNC_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "lipsync-admin"
+    assert pod["terminationGracePeriodSeconds"] > 60  # the entrypoint's drain (30 s) and Triton's exit (30 s)
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
+
+
+def test_the_cpu_profile_asks_for_no_gpu_and_tells_the_entrypoint():
+    (deployment,) = [d for d in render(merged(PROFILES["cpu"], KEYED)) if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    assert {e["name"]: e.get("value") for e in container["env"]}["LIPSYNC_PROFILE"] == "cpu"
+
+
+def test_object_storage_replaces_the_volume():
+    values = merged(KEYED, {"modelRepository": {"objectStorage": {"url": "s3://bucket/models"}}})
+    (deployment,) = [d for d in render(values) if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["dshm"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["LIPSYNC_MODEL_REPOSITORY"] == "s3://bucket/models"
+
+
+def test_the_autoscaler_scales_on_the_adapter_metric():
+    documents = render(KEYED)
+    (hpa,) = [d for d in documents if d["kind"] == "HorizontalPodAutoscaler"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == "lipsync_queue_time_per_request_us"
+    (rules,) = [d for d in documents if d["kind"] == "ConfigMap"]
+    (rule,) = yaml.safe_load(rules["data"]["config.yaml"])["rules"]
+    assert rule["name"]["as"] == "lipsync_queue_time_per_request_us"
+    assert "nv_inference_queue_duration_us" in rule["metricsQuery"]
+    assert "nv_inference_request_success" in rule["metricsQuery"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({}, "adminKey.existingSecret: name a Secret"),  # no key: the chart refuses to render
+        (merged(KEYED, {"replicas": "two"}), "at '/replicas': got string, want integer"),
+        (merged(KEYED, {"image": {"repository": None}}), "missing property 'repository'"),
+        (merged(KEYED, {"profile": {"name": "tpu"}}), "/profile/name"),
+        (
+            merged(KEYED, {"modelRepository": {"objectStorage": {"url": "ftp://x"}}}),
+            "/modelRepository/objectStorage/url",
+        ),
+    ],
+    ids=["no-admin-key", "wrong-type", "missing-key", "unknown-profile", "unsupported-storage"],
+)
+def test_broken_values_fail_to_render(values, message):
+    with pytest.raises(Exception, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        render(values)
+
+
+def test_a_broken_manifest_fails_validation(tmp_path):
+    (deployment,) = [d for d in render(KEYED) if d["kind"] == "Deployment"]
+    deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "eight thousand"
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(deployment))
+    checked = subprocess.run(
+        [str(Path(sys.executable).parent / "kubernetes-validate"), "--strict", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode != 0
+
+
+def test_the_autoscaling_rules_pass_promtool():
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: `make test` installs Debian's prometheus package (make tools)"
+    checked = subprocess.run(
+        [promtool, "test", "rules", "rules_test.yml"], cwd=PROMETHEUS, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS" in checked.stdout
+
+
+def test_the_kserve_manifest_uses_the_image_entrypoint_and_the_key_secret():
+    (service,) = yaml.safe_load_all((ROOT / "deploy" / "kserve" / "inferenceservice.yaml").read_text())
+    model = service["spec"]["predictor"]["model"]
+    assert service["kind"] == "InferenceService" and model["modelFormat"]["name"] == "triton"
+    assert model["command"] == ["/opt/lipsync/scripts/triton_entrypoint.sh"]
+    env = {e["name"]: e for e in model["env"]}
+    assert env["LIPSYNC_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "lipsync-admin"
