@@ -15,7 +15,6 @@ The report names the CPU; figures are compared within one run.
 
 import argparse
 import json
-import os
 import re
 import shutil
 import statistics
@@ -30,6 +29,7 @@ import numpy as np
 from lipsync import framing
 from lipsync.client import LipsyncClient
 from lipsync_server.demo import synthetic
+from lipsync_server.demo.catalog import link_avatar, set_parameter
 from lipsync_server.launcher import processes
 from lipsync_server.launcher.tritonserver import TritonServer
 
@@ -104,26 +104,11 @@ def catalog(folder: Path, names: list[str], resident: int, load_wait_s: float = 
     repository = folder / "model_repository"
     shutil.copytree(REPOSITORY, repository, ignore=shutil.ignore_patterns("__pycache__"))
     for name in names:
-        shutil.copytree(
-            repository / "avatar_demo",
-            repository / f"avatar_{name}",
-            copy_function=os.link,
-            ignore=shutil.ignore_patterns("2", "__pycache__"),
-        )
+        link_avatar(repository, "demo", name, versions=[1])
     generator = repository / "face_generator" / "config.pbtxt"
     set_parameter(generator, "max_resident_avatars", str(resident))
     set_parameter(generator, "load_wait_s", str(load_wait_s))
     return repository
-
-
-def set_parameter(config: Path, key: str, value: str) -> None:
-    text, found = re.subn(
-        rf'(key: "{key}" value: {{ string_value: )"[^"]*"', rf'\1"{value}"', config.read_text(encoding="utf-8")
-    )
-    if found != 1:
-        raise ValueError(f"{config}: no parameter {key}")
-    config.unlink()  # a new file: the old one may be linked into other avatars
-    config.write_text(text, encoding="utf-8")
 
 
 def start_time(repository: Path) -> float:

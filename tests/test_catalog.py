@@ -3,7 +3,6 @@ trained version, linked, not copied), at most 3 resident, the demo pinned. Avata
 first request, the least recently used one makes room, a request that would wait too long for a
 load is refused with UNAVAILABLE and a retry time, and the client retries that on its own."""
 
-import os
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from lipsync import framing
 from lipsync.client import ENSEMBLE, LipsyncClient, infer_inputs
+from lipsync_server.demo.catalog import link_avatar, set_parameter
 from lipsync_server.launcher.tritonserver import TritonServer
 
 pytestmark = pytest.mark.integration
@@ -30,18 +30,10 @@ def catalog_repository(folder: Path) -> Path:
     repository = folder / "model_repository"
     shutil.copytree(ROOT / "model_repository", repository, ignore=shutil.ignore_patterns("__pycache__"))
     for name in CATALOG:
-        shutil.copytree(
-            repository / "avatar_demo",
-            repository / f"avatar_{name}",
-            copy_function=os.link,
-            ignore=shutil.ignore_patterns("1", "__pycache__"),
-        )
+        link_avatar(repository, "demo", name, versions=[2])
     config = repository / "face_generator" / "config.pbtxt"
-    text = config.read_text()
-    for key, value in (("max_resident_avatars", "3"), ("load_wait_s", "1")):
-        text, found = re.subn(rf'(key: "{key}" value: {{ string_value: )"[^"]*"', rf'\1"{value}"', text)
-        assert found == 1
-    config.write_text(text)
+    set_parameter(config, "max_resident_avatars", "3")
+    set_parameter(config, "load_wait_s", "1")
     return repository
 
 
