@@ -131,3 +131,32 @@ def test_sigterm_finishes_in_flight_requests_and_a_restart_brings_avatars_back(l
     admin = LipsyncClient(launcher.url(), admin_key=KEY)
     assert {a.name: a.versions for a in admin.avatars()} == before
     assert admin.render(AUDIO, 16000, "demo", version=1) == reference
+
+
+def test_a_stream_rides_out_a_server_restart_by_retrying_its_segments(launcher):
+    """A replica restarting (a rolling update) in the middle of a live stream: the segments sent
+    while it drains, stops and starts again are retried until it is back, and the stream gets
+    every frame, identical to one request for the whole clip."""
+    audio = np.tile(AUDIO, 2)  # 3 s: 75 frames
+    client = LipsyncClient(launcher.url())
+    whole = client.render(audio, 16000, "demo")
+    halfway, stopped = threading.Event(), threading.Event()
+
+    def chunks():
+        for i, begin in enumerate(range(0, len(audio), 3200)):  # 0.2 s chunks, as live audio comes
+            if i == 7:
+                halfway.set()
+                stopped.wait(120)  # the rest is sent while the server is down or starting
+            yield audio[begin : begin + 3200]
+
+    with ThreadPoolExecutor(1) as pool:
+        streamed = pool.submit(lambda: list(client.stream(chunks(), 16000, "demo")))
+        assert halfway.wait(60)
+        launcher.process.send_signal(signal.SIGTERM)  # drains, then stops
+        assert launcher.process.wait(60) == 0
+        stopped.set()
+        time.sleep(1.0)
+        launcher.start(wait_for_ensemble=False)
+        frames = streamed.result(timeout=180)
+    assert len(frames) == len(whole) and frames == whole
+    assert client.segments_retried > 0  # some segments did fail while the server was away

@@ -47,12 +47,17 @@ class LipsyncClient:
         timeout_s: float | None = None,
         admin_key: str | None = None,
         cold_start_wait_s: float = 120.0,
+        retry_for_s: float = 30.0,
     ):
         """`admin_key`: the server's administrator key, sent (header lipsync-admin-key) with
         the calls that list, load and unload avatars only. Default: $LIPSYNC_ADMIN_KEY, or for
         a server on this machine the launcher's key file (lipsync.admin_key).
         `cold_start_wait_s`: how long a request keeps retrying while the server loads its
-        avatar on demand (the server says when to retry); 0 returns that refusal at once."""
+        avatar on demand (the server says when to retry); 0 returns that refusal at once.
+        `retry_for_s`: how long stream() and render_chunks() retry a segment that failed for a
+        passing reason (the server unreachable, busy, stopping or starting), with backoff: each
+        segment carries its audio context, so a retry, on this server or, behind a load
+        balancer, on another, gives the same frames. render() itself does not retry."""
         if protocol not in ("grpc", "http"):
             raise ValueError(f"protocol must be 'grpc' or 'http', not {protocol!r}")
         self.url, self.protocol = url, protocol
@@ -65,6 +70,9 @@ class LipsyncClient:
             self.admin_headers[prefix + admin_keys.HEADER] = key
         self.timeout_s = timeout_s
         self.cold_start_wait_s = cold_start_wait_s
+        self.retry_for_s = retry_for_s
+        self.segments_retried = 0  # sends of a segment after its first, for reports and tests
+        self._retry_lock = threading.Lock()
         self._local = threading.local()  # HTTP clients are not shared between threads
         self._grpc = grpcclient.InferenceServerClient(url) if protocol == "grpc" else None
 
@@ -246,7 +254,14 @@ class LipsyncClient:
                 audio = kept[part.begin - base : part.end - base]
                 pending.append(
                     pool.submit(
-                        render, audio, framing.SAMPLE_RATE, avatar, version, start_frame + part.stream_frame, part
+                        self._retrying,
+                        render,
+                        audio,
+                        framing.SAMPLE_RATE,
+                        avatar,
+                        version,
+                        start_frame + part.stream_frame,
+                        part,
                     )
                 )
                 emitted = upto
@@ -300,6 +315,7 @@ class LipsyncClient:
                     yield from pending.popleft().result()
                 pending.append(
                     pool.submit(
+                        self._retrying,
                         self.render,
                         audio[part.begin : part.end],
                         framing.SAMPLE_RATE,
@@ -311,6 +327,20 @@ class LipsyncClient:
                 )
             while pending:
                 yield from pending.popleft().result()
+
+    def _retrying(self, render, *args):
+        """render(*args), retried with backoff while it fails for a passing reason."""
+        deadline, delay = time.monotonic() + self.retry_for_s, 0.25
+        while True:
+            try:
+                return render(*args)
+            except (InferenceServerException, ConnectionError) as error:
+                if not _passing(error) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            with self._retry_lock:
+                self.segments_retried += 1
+            delay = min(2 * delay, 4.0)
 
     def close(self) -> None:
         if self._grpc is not None:
@@ -335,6 +365,21 @@ def infer_inputs(module, tensors: Iterable[tuple[str, np.ndarray, str]]) -> list
         tensor.set_data_from_numpy(value)
         inputs.append(tensor)
     return inputs
+
+
+def _passing(error: Exception) -> bool:
+    """Whether a failed request may succeed if sent again: the server was unreachable, busy
+    (UNAVAILABLE), too slow (DEADLINE_EXCEEDED), or not serving the pipeline at this moment
+    (stopping or starting: the ensemble is not loaded)."""
+    if isinstance(error, ConnectionError):
+        return True
+    status = str(error.status() or "") if isinstance(error, InferenceServerException) else ""
+    message = error.message() if isinstance(error, InferenceServerException) else ""
+    if any(code in status for code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "503", "502", "504")):
+        return True
+    return any(f"'{ensemble}'" in (message or "") for ensemble in (ENSEMBLE, RAW_ENSEMBLE)) and (
+        "unknown model" in (message or "") or "not ready" in (message or "")
+    )
 
 
 def _mean_ms(duration: dict, count: int) -> float:
