@@ -72,7 +72,7 @@ class Residency:
     def __init__(self, repository: Path, budget: Budget, triton: Triton, log: Callable[[str], None]):
         self.repository = Path(repository)
         self.budget, self.triton, self.log = budget, triton, log
-        self.resident: OrderedDict[str, float] = OrderedDict()  # least recently used first
+        self.resident: OrderedDict[str, None] = OrderedDict()  # least recently used first
         self.in_flight: Counter[str] = Counter()
         self.loading: dict[str, asyncio.Future] = {}
         self.unloading: dict[str, asyncio.Future] = {}
@@ -82,8 +82,7 @@ class Residency:
         """A request for `avatar` is in flight until end(): it may not be unloaded."""
         self.in_flight[avatar] += 1
         if avatar in self.resident:
-            self.resident.move_to_end(avatar)
-            self.resident[avatar] = time.monotonic()
+            self._mark_resident(avatar)
 
     def end(self, avatar: str) -> None:
         self.in_flight[avatar] -= 1
@@ -112,7 +111,8 @@ class Residency:
         return None
 
     def _mark_resident(self, avatar: str) -> None:
-        self.resident[avatar] = time.monotonic()
+        """Resident and the most recently used."""
+        self.resident[avatar] = None
         self.resident.move_to_end(avatar)
 
     async def _load(self, avatar: str, model: str) -> None:
