@@ -367,19 +367,17 @@ def infer_inputs(module, tensors: Iterable[tuple[str, np.ndarray, str]]) -> list
     return inputs
 
 
-def _passing(error: Exception) -> bool:
+def _passing(error: InferenceServerException | ConnectionError) -> bool:
     """Whether a failed request may succeed if sent again: the server was unreachable, busy
     (UNAVAILABLE), too slow (DEADLINE_EXCEEDED), or not serving the pipeline at this moment
     (stopping or starting: the ensemble is not loaded)."""
     if isinstance(error, ConnectionError):
         return True
-    status = str(error.status() or "") if isinstance(error, InferenceServerException) else ""
-    message = error.message() if isinstance(error, InferenceServerException) else ""
+    status, message = str(error.status() or ""), error.message() or ""
     if any(code in status for code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "503", "502", "504")):
         return True
-    return any(f"'{ensemble}'" in (message or "") for ensemble in (ENSEMBLE, RAW_ENSEMBLE)) and (
-        "unknown model" in (message or "") or "not ready" in (message or "")
-    )
+    pipeline_gone = "unknown model" in message or "not ready" in message
+    return pipeline_gone and any(f"'{ensemble}'" in message for ensemble in (ENSEMBLE, RAW_ENSEMBLE))
 
 
 def _mean_ms(duration: dict, count: int) -> float:
