@@ -2,6 +2,7 @@
 most 400 frames per execute) are refused at once with UNAVAILABLE, and every request that is
 taken returns all its frames."""
 
+import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,6 +36,7 @@ def test_overload_is_refused_fast_and_accepted_requests_complete(grpc_url):
     for outcome, _ in rejected:
         assert outcome.startswith("StatusCode.UNAVAILABLE"), outcome
         assert "Exceeds maximum queue size" in outcome or "server busy:" in outcome, outcome
-    # Refusals come back before the first accepted request is done, not after queueing.
-    assert max(seconds for _, seconds in rejected) < min(served)
+    # Refusals come back at once, not after queueing: sooner than a typical accepted request
+    # (the first accepted one can finish about as fast as a refusal on a fast CPU).
+    assert max(seconds for _, seconds in rejected) < statistics.median(served)
     assert len(client.render(AUDIO, 16000, "demo")) == FRAMES  # and the server serves on
