@@ -1,10 +1,12 @@
 """`make overload`: twice the sustainable request rate for 60 s, open loop.
 
-Starts the server (CPU profile, loopback), measures the sustainable rate of 1 s requests
-(back-to-back at concurrency 2), then sends requests at twice that rate whatever the server
-does, as users would. Every request ends in one of: served (all its frames), rejected
-(UNAVAILABLE, the admission limit: the client may retry later), or lost (any other error or a
-wrong frame count). Passes when nothing is lost. Writes out/bench/overload.json.
+Starts the server (CPU profile, loopback), measures the service time of one 1 s request alone
+and the sustainable rate (back-to-back at concurrency 2), then sends requests at twice that rate
+whatever the server does, as users would, each accepting at most --max-wait-s of queueing
+(MAX_WAIT_MS). Every request ends in one of: served (all its frames), rejected (UNAVAILABLE:
+admission; the client may retry, behind a load balancer on another replica), or lost (any other
+error or a wrong frame count). Passes when nothing is lost and the served p99 is within the
+bound plus one request's own service time. Writes out/bench/overload.json.
 """
 
 import argparse
@@ -46,10 +48,20 @@ def sustainable_rate(client: LipsyncClient, seconds: float) -> float:
     return len(done) / (max(done) - start)
 
 
-def one(client: LipsyncClient) -> tuple[str, float, str]:
+def service_time(client: LipsyncClient) -> float:
+    """Seconds one request takes on an idle server (median of 3)."""
+    seconds = []
+    for _ in range(3):
+        started = time.monotonic()
+        client.render(AUDIO, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION)
+        seconds.append(time.monotonic() - started)
+    return float(np.median(seconds))
+
+
+def one(client: LipsyncClient, max_wait_s: float) -> tuple[str, float, str]:
     started = time.monotonic()
     try:
-        frames = client.render(AUDIO, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION)
+        frames = client.render(AUDIO, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION, max_wait_s=max_wait_s)
         outcome, detail = ("served", "") if len(frames) == FRAMES else ("lost", f"{len(frames)} frames")
     except InferenceServerException as error:
         unavailable = str(error.status()) in ("StatusCode.UNAVAILABLE", "503")
@@ -61,11 +73,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0, help="duration of the overload")
     parser.add_argument("--factor", type=float, default=2.0, help="offered rate / sustainable rate")
+    parser.add_argument(
+        "--max-wait-s",
+        type=float,
+        default=1.0,
+        help="each request's queueing bound (MAX_WAIT_MS); 1 s: a live segment's",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     with TritonServer.on_free_ports(ROOT / "model_repository", log=args.output / "overload-server.log") as server:
         client = LipsyncClient(f"127.0.0.1:{server.grpc_port}")
+        alone = service_time(client)
         rate = sustainable_rate(client, 20.0)
         offered = args.factor * rate
         print(
@@ -76,13 +95,19 @@ def main() -> int:
         with ThreadPoolExecutor(256) as pool:
             pending, start = [], time.monotonic()
             while (elapsed := time.monotonic() - start) < args.seconds:
-                pending.append(pool.submit(one, client))
+                pending.append(pool.submit(one, client, args.max_wait_s))
                 time.sleep(max(0.0, len(pending) / offered - elapsed))
             results = [p.result() for p in pending]
     outcomes = {kind: [r for r in results if r[0] == kind] for kind in ("served", "rejected", "lost")}
     seconds = {kind: [r[1] for r in rows] for kind, rows in outcomes.items()}
+    bound = args.max_wait_s + alone
+    served_p99 = float(np.percentile(seconds["served"], 99)) if seconds["served"] else 0.0
     report = {
         "frames_per_request": FRAMES,
+        "service_time_alone_s": alone,
+        "max_wait_s": args.max_wait_s,
+        "served_p99_bound_s": bound,
+        "served_p99_within_bound": served_p99 <= bound,
         "sustainable_requests_per_s": rate,
         "offered_requests_per_s": offered,
         "duration_s": args.seconds,
@@ -98,7 +123,7 @@ def main() -> int:
     }
     (args.output / "overload.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
-    return 1 if outcomes["lost"] else 0
+    return 1 if outcomes["lost"] or served_p99 > bound else 0
 
 
 if __name__ == "__main__":

@@ -68,6 +68,14 @@ BAD = {
     "start frame out of range": (dict(start=2**40 + 1), f"START_FRAME: {2**40 + 1} is larger than {2**40}"),
     "unknown version": (dict(version=9), "AVATAR: avatar 'demo' (version 9) is not loaded"),
     "negative version": (dict(version=-2), "AVATAR_VERSION: must be a version number >= 1"),
+    "zero wait bound": (
+        dict(extra=[("MAX_WAIT_MS", np.zeros((1, 1), np.int64), "INT64")]),
+        "MAX_WAIT_MS: must be 1-3600000 milliseconds, got 0",
+    ),
+    "negative wait bound": (
+        dict(extra=[("MAX_WAIT_MS", np.full((1, 1), -5, np.int64), "INT64")]),
+        "MAX_WAIT_MS: must be 1-3600000 milliseconds, got -5",
+    ),
     "missing AUDIO": (dict(drop=("AUDIO",)), "missing required input(s) ['AUDIO']"),
     "missing AVATAR": (dict(drop=("AVATAR",)), "missing required input(s) ['AVATAR']"),
     "extra input": (

@@ -1,6 +1,6 @@
-"""Overload: more requests at once than face_generator takes (8 per execute and 8 queued, at
-most 400 frames per execute) are refused at once with UNAVAILABLE, and every request that is
-taken returns all its frames."""
+"""Overload: requests beyond what face_generator takes (8 per execute and 8 queued, at most 400
+frames in the works, no longer a wait than the request's MAX_WAIT_MS) are refused at once with
+UNAVAILABLE, and every request that is taken returns all its frames."""
 
 import statistics
 import time
@@ -18,25 +18,41 @@ AUDIO = (0.1 * np.sin(np.arange(24000) / 7)).astype(np.float32)  # 36 frames
 FRAMES = framing.frame_count(len(AUDIO))
 
 
+def outcome(client: LipsyncClient, start: int, max_wait_s: float | None = None) -> tuple[int | str, float]:
+    """The frame count of a render, or its error's status and message; and its seconds."""
+    began = time.monotonic()
+    try:
+        frames = client.render(AUDIO, 16000, "demo", start_frame=start, max_wait_s=max_wait_s)
+        return len(frames), time.monotonic() - began
+    except InferenceServerException as error:
+        return f"{error.status()} {error.message()}", time.monotonic() - began
+
+
 def test_overload_is_refused_fast_and_accepted_requests_complete(grpc_url):
     client = LipsyncClient(grpc_url)
-
-    def one(start):
-        began = time.monotonic()
-        try:
-            return len(client.render(AUDIO, 16000, "demo", start_frame=start)), time.monotonic() - began
-        except InferenceServerException as error:
-            return f"{error.status()} {error.message()}", time.monotonic() - began
-
     with ThreadPoolExecutor(20) as pool:
-        results = list(pool.map(one, range(20)))
-    served = [seconds for outcome, seconds in results if outcome == FRAMES]
-    rejected = [(outcome, seconds) for outcome, seconds in results if outcome != FRAMES]
+        results = list(pool.map(lambda start: outcome(client, start), range(20)))
+    served = [seconds for result, seconds in results if result == FRAMES]
+    rejected = [(result, seconds) for result, seconds in results if result != FRAMES]
     assert len(served) >= 1 and len(rejected) >= 1, results
-    for outcome, _ in rejected:
-        assert outcome.startswith("StatusCode.UNAVAILABLE"), outcome
-        assert "Exceeds maximum queue size" in outcome or "server busy:" in outcome, outcome
+    for result, _ in rejected:
+        assert result.startswith("StatusCode.UNAVAILABLE"), result
+        assert "Exceeds maximum queue size" in result or "server busy:" in result, result
     # Refusals come back at once, not after queueing: sooner than a typical accepted request
     # (the first accepted one can finish about as fast as a refusal on a fast CPU).
     assert max(seconds for _, seconds in rejected) < statistics.median(served)
     assert len(client.render(AUDIO, 16000, "demo")) == FRAMES  # and the server serves on
+
+
+def test_requests_that_would_wait_past_their_bound_are_refused(grpc_url):
+    client = LipsyncClient(grpc_url)
+    assert len(client.render(AUDIO, 16000, "demo")) == FRAMES  # the server has measured its rate
+    # 8 requests of 36 frames stay under the 400-frame limit: only the wait bound refuses them.
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda start: outcome(client, start, max_wait_s=0.3), range(8)))
+    served = [result for result, _ in results if result == FRAMES]
+    refused = [result for result, _ in results if result != FRAMES]
+    assert served and refused, results
+    for result in refused:
+        assert result.startswith("StatusCode.UNAVAILABLE") and "server busy: expected wait" in result, result
+        assert "over what is left of this request's bound" in result and "MAX_WAIT_MS" in result, result

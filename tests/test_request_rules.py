@@ -81,3 +81,14 @@ def test_stream_segment_inputs():
         frame_range(24, None, 24)
     with pytest.raises(InvalidInput, match="FRAME_COUNT: 5 frames from FIRST_FRAME 20 do not fit in 24 frames"):
         frame_range(20, 5, 24)
+
+
+def test_wait_bound_defaults_by_kind_and_range():
+    from lipsync_server.backend.request_rules import max_wait_ms
+
+    assert max_wait_ms(None, segment=True, segment_default=1000, clip_default=20000) == 1000
+    assert max_wait_ms(None, segment=False, segment_default=1000, clip_default=20000) == 20000
+    assert max_wait_ms(250, segment=True, segment_default=1000, clip_default=20000) == 250
+    for bad in (0, -1, 3_600_001):
+        with pytest.raises(InvalidInput, match=f"MAX_WAIT_MS: must be 1-3600000 milliseconds, got {bad}"):
+            max_wait_ms(bad, segment=False, segment_default=1000, clip_default=20000)

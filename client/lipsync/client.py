@@ -158,10 +158,13 @@ class LipsyncClient:
         version: int | None = None,
         start_frame: int = 0,
         segment: Segment | None = None,
+        max_wait_s: float | None = None,
     ) -> list[bytes]:
         """JPEG frames (25 fps) of `avatar` speaking `audio` (mono float32 in [-1, 1]); `segment`
-        renders part of a stream (see stream())."""
-        frames = self._infer(ENSEMBLE, "FRAMES", audio, sample_rate, avatar, version, start_frame, segment)
+        renders part of a stream (see stream()). `max_wait_s`: the longest the request may queue
+        on the server; one that would wait longer is refused at once with UNAVAILABLE ("server
+        busy: expected wait ..."). Default: the server's (20 s for a clip, 1 s for a segment)."""
+        frames = self._infer(ENSEMBLE, "FRAMES", audio, sample_rate, avatar, version, start_frame, segment, max_wait_s)
         return [bytes(jpeg) for jpeg in frames.reshape(-1)]
 
     def render_faces(
@@ -172,10 +175,13 @@ class LipsyncClient:
         version: int | None = None,
         start_frame: int = 0,
         segment: Segment | None = None,
+        max_wait_s: float | None = None,
     ) -> list[np.ndarray]:
         """The network's own output per frame (float [3, 320, 320], BGR) instead of JPEGs, from
         the lipsync_faces model: for parity checks and debugging."""
-        faces = self._infer(RAW_ENSEMBLE, "FACES_RAW", audio, sample_rate, avatar, version, start_frame, segment)
+        faces = self._infer(
+            RAW_ENSEMBLE, "FACES_RAW", audio, sample_rate, avatar, version, start_frame, segment, max_wait_s
+        )
         return list(faces[0])
 
     def stream(
@@ -186,13 +192,16 @@ class LipsyncClient:
         version: int | None = None,
         start_frame: int = 0,
         max_in_flight: int = 2,
+        max_wait_s: float | None = None,
     ) -> Iterator[bytes]:
         """Live rendering: takes audio chunks as they arrive (any sizes) and yields JPEG frames in
         order as soon as they can be rendered exactly, continuing the avatar's loop; the end of
         `chunks` flushes the rest. Frames are identical to rendering the whole clip at once
         (for audio at 16 kHz; other rates are resampled here, chunk by chunk, first). A frame
-        needs streaming.LOOKAHEAD_SECONDS (0.49 s) of audio past its start."""
-        return self._stream(self.render, chunks, sample_rate, avatar, version, start_frame, max_in_flight)
+        needs streaming.LOOKAHEAD_SECONDS (0.49 s) of audio past its start. A segment the server
+        cannot start within `max_wait_s` (default: the server's, 1 s) is refused at once and
+        retried (see retry_for_s), behind a load balancer on another replica."""
+        return self._stream(self.render, chunks, sample_rate, avatar, version, start_frame, max_in_flight, max_wait_s)
 
     def stream_faces(
         self,
@@ -202,11 +211,16 @@ class LipsyncClient:
         version: int | None = None,
         start_frame: int = 0,
         max_in_flight: int = 2,
+        max_wait_s: float | None = None,
     ) -> Iterator[np.ndarray]:
         """stream(), yielding the network's output per frame as render_faces() does."""
-        return self._stream(self.render_faces, chunks, sample_rate, avatar, version, start_frame, max_in_flight)
+        return self._stream(
+            self.render_faces, chunks, sample_rate, avatar, version, start_frame, max_in_flight, max_wait_s
+        )
 
-    def _infer(self, model, output, audio, sample_rate, avatar, version, start_frame, segment) -> np.ndarray:
+    def _infer(
+        self, model, output, audio, sample_rate, avatar, version, start_frame, segment, max_wait_s
+    ) -> np.ndarray:
         module = grpcclient if self.protocol == "grpc" else httpclient
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1)
         tensors = [
@@ -224,6 +238,8 @@ class LipsyncClient:
                 ("FRAME_COUNT", segment.count),
             ):
                 tensors.append((name, np.array([[number]], np.int64), "INT64"))
+        if max_wait_s is not None:
+            tensors.append(("MAX_WAIT_MS", np.array([[max(1, round(max_wait_s * 1000))]], np.int64), "INT64"))
         kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" and self.timeout_s else {}
         deadline = time.monotonic() + self.cold_start_wait_s
         while True:
@@ -242,7 +258,7 @@ class LipsyncClient:
                     raise
                 time.sleep(wait)
 
-    def _stream(self, render, chunks, sample_rate, avatar, version, start_frame, max_in_flight) -> Iterator:
+    def _stream(self, render, chunks, sample_rate, avatar, version, start_frame, max_in_flight, max_wait_s) -> Iterator:
         resampler = None if sample_rate == framing.SAMPLE_RATE else _StreamResampler(sample_rate)
         kept, base, received, emitted = np.zeros(0, np.float32), 0, 0, 0
         pending: deque = deque()
@@ -262,6 +278,7 @@ class LipsyncClient:
                         version,
                         start_frame + part.stream_frame,
                         part,
+                        max_wait_s,
                     )
                 )
                 emitted = upto
@@ -298,12 +315,14 @@ class LipsyncClient:
         start_frame: int = 0,
         chunk_seconds: float = 4.0,
         max_in_flight: int = 4,
+        max_wait_s: float = 30.0,
     ) -> Iterator[bytes]:
         """Renders a whole clip as requests of `chunk_seconds` of video each, up to
         `max_in_flight` at once, yielding frames in order. Each request carries the audio context
         its frames depend on (the segments stream() sends), so the frames are those of one
         request for the whole clip, as many and identical (for 16 kHz audio; other rates are
-        resampled here first, to the length the server's resampling gives)."""
+        resampled here first, to the length the server's resampling gives). Each request may
+        queue up to `max_wait_s` on the server: a clip is not live, its chunks can wait."""
         if sample_rate != framing.SAMPLE_RATE:
             resampler = _StreamResampler(sample_rate)
             audio = np.concatenate([resampler.push(np.asarray(audio, np.float32)), resampler.push(None)])
@@ -323,6 +342,7 @@ class LipsyncClient:
                         version,
                         start_frame + part.stream_frame,
                         part,
+                        max_wait_s,
                     )
                 )
             while pending:

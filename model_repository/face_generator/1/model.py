@@ -2,6 +2,7 @@
 loading the avatar first if it is not resident (lipsync_server/backend/residency.py)."""
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import triton_python_backend_utils as pb_utils
 
 from lipsync import avatar_names, framing
 from lipsync_server.avatars.media import AvatarStore
-from lipsync_server.backend import residency, stub
+from lipsync_server.backend import admission, residency, stub
 
 UNET_OUTPUTS = {"FACES": "FACE_RGB", "FACES_RAW": "FACE_RAW"}
 
@@ -18,16 +19,19 @@ class TritonPythonModel:
     def initialize(self, args):
         config = stub.model_config(args)
         self.chunk = int(stub.parameter(config, "frames_per_unet_request", "8"))
-        # Admission control: beyond this many frames in the works, requests are turned away at
-        # once (UNAVAILABLE) rather than run behind minutes of work; the first is always taken,
-        # however long. (Requests beyond one execute() wait in the bounded queue of config.pbtxt.)
-        self.max_frames = int(stub.parameter(config, "max_frames_in_flight", "400"))
-        self.frames_in_flight = 0  # execute() coroutines share one event loop: no lock needed
+        # Requests that would wait longer than their MAX_WAIT_MS, or take the frames in the works
+        # past max_frames_in_flight, are turned away at once (UNAVAILABLE). execute() coroutines
+        # share one event loop: the count needs no lock.
+        self.admission = admission.Admission(int(stub.parameter(config, "max_frames_in_flight", "400")))
+        self.board = admission.Board(writer=True)  # for request_validator to refuse early
         repository = Path(args["model_repository"]).parent
         self.avatars = AvatarStore(repository)
         self.residency = residency.Residency(
             repository, residency.budget(config), residency.Triton(pb_utils), pb_utils.Logger.log_info
         )
+
+    def finalize(self):
+        self.board.close()
 
     async def execute(self, requests):
         # All requests' UNet calls are in flight together, for the UNet's batcher to merge.
@@ -39,24 +43,33 @@ class TritonPythonModel:
         version = int(version[0]) if version is not None else 0
         start = int(stub.get(request, "START_FRAME")[0])
         first, count = (int(stub.get(request, field)[0]) for field in ("FIRST_FRAME", "FRAME_COUNT"))
-        if self.frames_in_flight and self.frames_in_flight + count > self.max_frames:
-            return stub.unavailable(
-                f"server busy: {self.frames_in_flight} frames in flight, {count} more would pass "
-                f"the limit of {self.max_frames}; retry later"
-            )
-        self.frames_in_flight += count
+        deadline_ns = int(stub.get(request, "QUEUE_DEADLINE_NS")[0])
         self.residency.begin(name)  # not unloaded while this request needs it
         try:
             try:
                 refusal = await self.residency.ensure(name, version)
             except (LookupError, RuntimeError) as error:
                 return stub.invalid_arg(str(error))
+            # Admitted once its avatar is resident: a load's time is not the UNet's service time.
+            refusal = refusal or self.admission.refusal(count, (deadline_ns - time.monotonic_ns()) / 1e9)
             if refusal:
                 return stub.unavailable(refusal)
-            return await self._faces(request, name, version, start, first, count)
+            return await self._admitted(request, name, version, start, first, count)
         finally:
             self.residency.end(name)
-            self.frames_in_flight -= count
+
+    async def _admitted(self, request, name, version, start, first, count):
+        """_faces(), counted in the frames in the works and, when made, in the service rate."""
+        self.admission.start(count, time.monotonic())
+        self.board.publish(self.admission.expected_wait_s())
+        made = False
+        try:
+            response = await self._faces(request, name, version, start, first, count)
+            made = not response.has_error()
+            return response
+        finally:
+            self.admission.finish(count, time.monotonic(), made)
+            self.board.publish(self.admission.expected_wait_s())
 
     async def _faces(self, request, name, version, start, first, count):
         features = stub.get(request, "AUDIO_FEATURES")[first : first + count]

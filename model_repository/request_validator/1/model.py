@@ -1,5 +1,6 @@
-"""Validates lip-sync requests (rules: lipsync/serving/request_rules.py)."""
+"""Validates lip-sync requests (rules: lipsync_server/backend/request_rules.py)."""
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ import numpy as np
 from lipsync import framing
 from lipsync_server.audio import anti_aliasing
 from lipsync_server.avatars.media import AvatarStore
-from lipsync_server.backend import request_rules, stub
+from lipsync_server.backend import admission, request_rules, stub
 from lipsync_server.backend.request_rules import InvalidInput
 
 
@@ -15,12 +16,19 @@ class TritonPythonModel:
     def initialize(self, args):
         config = stub.model_config(args)
         self.max_seconds = float(stub.parameter(config, "max_audio_seconds", "60"))
+        self.segment_max_wait_ms = int(stub.parameter(config, "segment_max_wait_ms", "1000"))
+        self.clip_max_wait_ms = int(stub.parameter(config, "clip_max_wait_ms", "20000"))
         self.avatars = AvatarStore(Path(args["model_repository"]).parent)
+        self.board = admission.Board(writer=False)
 
     def execute(self, requests):
         return [self._check(request) for request in requests]
 
+    def finalize(self):
+        self.board.close()
+
     def _check(self, request):
+        arrived = time.monotonic_ns()
         audio = stub.get(request, "AUDIO")
         rate = int(stub.get(request, "SAMPLE_RATE")[0])
         version, offset = _optional(request, "AVATAR_VERSION"), _optional(request, "AUDIO_OFFSET") or 0
@@ -33,17 +41,26 @@ class TritonPythonModel:
                 request_rules.check_version(version)
             request_rules.check_audio_offset(offset, rate)
             frames = framing.frame_count(framing.resampled_length(audio.size, rate), offset // framing.HOP)
-            first, count = request_rules.frame_range(
-                _optional(request, "FIRST_FRAME"), _optional(request, "FRAME_COUNT"), frames
+            given_first, given_count = _optional(request, "FIRST_FRAME"), _optional(request, "FRAME_COUNT")
+            first, count = request_rules.frame_range(given_first, given_count, frames)
+            max_wait_ms = request_rules.max_wait_ms(
+                _optional(request, "MAX_WAIT_MS"),
+                segment=given_first is not None or given_count is not None,
+                segment_default=self.segment_max_wait_ms,
+                clip_default=self.clip_max_wait_ms,
             )
         except InvalidInput as error:
             return stub.invalid_arg(str(error))
+        wait = self.board.expected_wait_s()
+        if wait * 1000 > max_wait_ms:
+            return stub.unavailable(admission.too_long(wait, max_wait_ms / 1000, "the work this server has in hand"))
         return stub.respond(
             CHECKED_AUDIO=anti_aliasing.band_limit(audio, rate),
             CHECKED_SAMPLE_RATE=stub.get(request, "SAMPLE_RATE"),
             MEL_OFFSET=np.array([offset // framing.HOP], np.int64),
             CHECKED_FIRST_FRAME=np.array([first], np.int64),
             CHECKED_FRAME_COUNT=np.array([count], np.int64),
+            QUEUE_DEADLINE_NS=np.array([arrived + max_wait_ms * 1_000_000], np.int64),
         )
 
 

@@ -9,6 +9,7 @@ MAX_SAMPLE_RATE = 192_000
 MIN_SAMPLE_RATE = 8_000
 MAX_START_FRAME = 2**40  # positions wrap around the avatar's loop; this only bounds the number
 MAX_VERSION = 2**31 - 1
+MAX_WAIT_MS = 3_600_000
 # Float audio is in [-1, 1]; real files overshoot a little (decoders, resamplers). Far beyond is
 # integer PCM sent as floats, or garbage: it would render wrong lips without a word.
 MAX_PEAK = 2.0
@@ -85,3 +86,12 @@ def frame_range(first: int | None, count: int | None, frames: int) -> tuple[int,
     if not 1 <= count <= frames - first:
         raise InvalidInput(f"FRAME_COUNT: {count} frames from FIRST_FRAME {first} do not fit in {frames} frames")
     return first, count
+
+
+def max_wait_ms(given: int | None, segment: bool, segment_default: int, clip_default: int) -> int:
+    """The queueing a request accepts: MAX_WAIT_MS, or the default for a stream segment or a clip."""
+    if given is None:
+        return segment_default if segment else clip_default
+    if not 1 <= given <= MAX_WAIT_MS:
+        raise InvalidInput(f"MAX_WAIT_MS: must be 1-{MAX_WAIT_MS} milliseconds, got {given}")
+    return given

@@ -24,6 +24,7 @@ import pytriton
 
 from lipsync.admin_key import HEADER
 from lipsync_server.avatars.repository import default_repository
+from lipsync_server.backend.admission import board_path
 
 from . import drain, processes, startup
 from .admin_key import for_server, source, write_key_file
@@ -172,6 +173,8 @@ class TritonServer:
         """Removes the shared memory the stopped server's model processes left; returns `code`."""
         for region in SHARED_MEMORY.glob(self.shm_prefix + "*"):
             region.unlink(missing_ok=True)
+        if self.process is not None:
+            board_path(self.process.pid).unlink(missing_ok=True)
         return code
 
     def drain(self, timeout: float = 30.0) -> None:

@@ -1,0 +1,92 @@
+"""Admission by expected wait (lipsync_server/backend/admission.py), on a simulated clock."""
+
+import pytest
+
+from lipsync_server.backend.admission import Admission, Board, ServiceRate
+
+
+def test_service_rate_is_frames_per_second_of_busy_time():
+    rate = ServiceRate(smoothing_s=5.0)
+    rate.busy(0.0)
+    rate.made(20, 1.0, still_busy=False)
+    assert rate.frames_per_s == pytest.approx(20.0)
+    # Idle time between requests does not count: busy again at t=100, 20 frames by t=101.
+    rate.busy(100.0)
+    rate.made(20, 101.0, still_busy=False)
+    assert rate.frames_per_s == pytest.approx(20.0)
+
+
+def test_service_rate_follows_a_slowdown_within_a_few_smoothing_times():
+    rate = ServiceRate(smoothing_s=5.0)
+    rate.busy(0.0)
+    now = 0.0
+    for _ in range(10):
+        now += 1.0
+        rate.made(20, now, still_busy=True)
+    for _ in range(20):  # the server halves its speed
+        now += 1.0
+        rate.made(10, now, still_busy=True)
+    assert rate.frames_per_s == pytest.approx(10.0, rel=0.05)
+
+
+def test_requests_finishing_together_count_at_the_rate_they_were_made():
+    rate = ServiceRate(smoothing_s=5.0)
+    rate.busy(0.0)
+    for second in range(1, 60):  # two requests of 10 frames finish together every second: 20 frames/s
+        rate.made(10, float(second), still_busy=True)
+        rate.made(10, float(second), still_busy=True)
+    assert rate.frames_per_s == pytest.approx(20.0, rel=0.1)
+
+
+def measured(frames_per_s: float, max_frames: int = 400) -> Admission:
+    admission = Admission(max_frames)
+    admission.start(int(frames_per_s), 0.0)
+    admission.finish(int(frames_per_s), 1.0, made=True)
+    return admission
+
+
+def test_a_request_is_refused_when_the_work_ahead_exceeds_its_bound():
+    admission = measured(20.0)
+    assert admission.refusal(25, max_wait_s=1.0) is None  # nothing in the works
+    admission.start(25, 2.0)
+    assert admission.expected_wait_s() == pytest.approx(1.25)
+    assert admission.refusal(25, max_wait_s=2.0) is None
+    why = admission.refusal(25, max_wait_s=1.0)
+    assert why is not None and why.startswith("server busy: expected wait 1.2 s (25 frames ahead at 20.0 frames/s)")
+    assert "is over what is left of this request's bound (1.0 s, MAX_WAIT_MS)" in why
+
+
+def test_the_frame_limit_holds_whatever_the_bound():
+    admission = measured(1000.0, max_frames=50)
+    admission.start(40, 2.0)
+    why = admission.refusal(20, max_wait_s=3600.0)
+    assert why is not None and "40 frames in flight, 20 more would pass the limit of 50" in why
+
+
+def test_before_any_measurement_only_the_frame_limit_applies():
+    admission = Admission(400)
+    admission.start(300, 0.0)
+    assert admission.expected_wait_s() == 0.0
+    assert admission.refusal(50, max_wait_s=0.001) is None
+
+
+def test_failed_requests_leave_the_rate_alone():
+    admission = measured(20.0)
+    admission.start(25, 5.0)
+    admission.finish(25, 30.0, made=False)  # 25 s of a broken request
+    assert admission.rate.frames_per_s == pytest.approx(20.0)
+    assert admission.frames == 0
+
+
+def test_the_board_carries_the_wait_to_other_processes_of_the_server(tmp_path, monkeypatch):
+    monkeypatch.setattr("lipsync_server.backend.admission.BOARD_DIRECTORY", tmp_path)
+    reader = Board(writer=False)
+    assert reader.expected_wait_s() == 0.0  # face_generator not started yet
+    writer = Board(writer=True)
+    writer.publish(2.5)
+    assert reader.expected_wait_s() == 2.5
+    writer.close()  # face_generator unloaded: no wait
+    assert reader.expected_wait_s() == 0.0
+    again = Board(writer=True)  # and loaded again: the same file, which the reader still maps
+    again.publish(1.5)
+    assert reader.expected_wait_s() == 1.5
