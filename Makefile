@@ -4,12 +4,14 @@
 # make lint   - ruff (lint, format check) over the whole tree, mypy over both packages, scripts and perf
 # make train  - retrain the demo avatar's networks into checkpoints/ (about 18 min on 2 cores)
 # make serve  - serve the model repository on 127.0.0.1 (gRPC 8001, HTTP 8000) until Ctrl-C
+# make cluster - two replicas behind nginx (gRPC 8001, HTTP 8000) with Prometheus (9090), loopback, until Ctrl-C
+# make failover - a live stream through the cluster while a replica is killed: report in out/failover/
 # make bench  - benchmark report in out/bench/ (perf/bench.py): CPU runtimes and precisions, ensemble, baseline
 # make bench-catalog - many avatars: start time, memory per avatar, cold start, round robin, eviction (perf/catalog.py)
 # make bench-ort - ONNX Runtime settings for the UNet side by side (perf/ort_sweep.py)
 # make bench-gpu - UNet + compositing + nvJPEG frames/s on a CUDA machine (perf/gpu_bench.py)
 # make perf-analyzer - perf_analyzer concurrency sweep, CSV in out/perf/
-# make overload - twice the sustainable rate for 60 s: only clean rejections, nothing lost
+# make overload - twice the sustainable rate for 60 s: nothing lost, served p99 within the wait bound
 # make soak   - 1000 mixed requests: no failures, flat RSS and /dev/shm (perf/soak.py)
 # make loadtest - Locust live streams (200 ms chunks over HTTP): how many the server keeps up with, per demo version
 PYTHON ?= python3
@@ -23,7 +25,7 @@ ifeq ($(ARTIFACT_SOURCES),)
 $(error scripts/artifact_sources.py listed no sources: run it to see why)
 endif
 
-.PHONY: demo test test-unit tools lint train serve bench bench-catalog bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
+.PHONY: demo test test-unit tools lint train serve cluster failover bench bench-catalog bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
 
 setup: $(STAMPS)/venv
 artifacts: $(STAMPS)/artifacts
@@ -48,9 +50,15 @@ demo: artifacts
 test: artifacts tools
 	$(PY) -m pytest
 
-# System tools the tests run: promtool (Debian's prometheus package) for the autoscaling rules.
+# System tools the tests and `make cluster` run, from Debian's packages: prometheus (with
+# promtool: the autoscaling rules) and nginx (the load balancer).
 tools:
-	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@missing=""; \
+	command -v promtool >/dev/null && command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 test-unit: artifacts tools
 	$(PY) -m pytest -m "not integration"
@@ -66,6 +74,12 @@ train: setup
 
 serve: artifacts
 	$(VENV)/bin/lipsync-server serve
+
+cluster: artifacts tools
+	$(VENV)/bin/lipsync-server cluster
+
+failover: artifacts tools
+	$(PY) perf/failover.py
 
 bench: artifacts
 	$(PY) perf/bench.py

@@ -45,6 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--new-admin-key", action="store_true", help="write a new random key to the key file and use it")
 
+    cluster = commands.add_parser(
+        "cluster", help="replicas behind nginx with Prometheus, on loopback, until Ctrl-C (make cluster)"
+    )
+    cluster.add_argument("--repository", type=Path, default=None, help=REPOSITORY_HELP)
+    cluster.add_argument("--replicas", type=int, default=2)
+    cluster.add_argument("--grpc-port", type=int, default=8001, help="nginx's gRPC port")
+    cluster.add_argument("--http-port", type=int, default=8000, help="nginx's HTTP port")
+    cluster.add_argument("--prometheus-port", type=int, default=9090)
+    cluster.add_argument("--work", type=Path, default=Path("out/cluster"), help="configs, logs and metrics")
+
     imports = commands.add_parser("import", help="make a SyncTalk_2D checkpoint and dataset a served avatar")
     imports.add_argument("name", help="avatar name (a-z, 0-9, '_', '-')")
     imports.add_argument("--checkpoint", type=Path, help="the person's UNet checkpoint (<epoch>.pth)")
@@ -110,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     args.repository = args.repository or default_repository()
     if args.command == "quality":
         return _quality(args)
+    if args.command == "cluster":
+        from .launcher.cluster import run
+
+        return run(
+            args.repository, args.work.resolve(), args.replicas, args.grpc_port, args.http_port, args.prometheus_port
+        )
     if args.command == "serve":
         if not args.repository.is_dir():
             serve.error(f"no model repository at {args.repository}: pass --repository or set ${ENV_REPOSITORY}")

@@ -1,0 +1,100 @@
+"""Prometheus scraping each replica's Triton metrics every second, with the autoscaling rules the
+Helm chart ships (deploy/prometheus/rules.yml), loopback only. Replicas are labelled as pods
+(`namespace="local"`, `pod="replica-N"`), so the rules run unchanged."""
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+RULES = Path(__file__).resolve().parents[3] / "deploy" / "prometheus" / "rules.yml"
+
+
+def executable() -> str:
+    found = shutil.which("prometheus")
+    if not found:
+        raise RuntimeError("prometheus not found: `make tools` installs it (apt-get install prometheus)")
+    return found
+
+
+def config(targets: dict[str, str], rules: Path) -> str:
+    """prometheus.yml (JSON is YAML) scraping `targets` (pod name -> host:port)."""
+    return json.dumps(
+        {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(rules)],
+            "scrape_configs": [
+                {
+                    "job_name": "triton",
+                    "static_configs": [
+                        {"targets": [address], "labels": {"namespace": "local", "pod": pod}}
+                        for pod, address in targets.items()
+                    ],
+                }
+            ],
+        },
+        indent=2,
+    )
+
+
+class Prometheus:
+    def __init__(self, work: Path, host: str, port: int):
+        self.work, self.host, self.port = work, host, port
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, targets: dict[str, str]) -> None:
+        path = self.work / "prometheus.yml"
+        path.write_text(config(targets, RULES))
+        log = open(self.work / "prometheus.log", "ab")
+        self.process = subprocess.Popen(
+            [
+                executable(),
+                f"--config.file={path}",
+                f"--storage.tsdb.path={self.work / 'prometheus-data'}",
+                f"--web.listen-address={self.host}:{self.port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    def query(self, expression: str) -> list[dict]:
+        """An instant query's result vector: [{"metric": {...}, "value": [time, "number"]}, ...]."""
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.load(response)
+        if body.get("status") != "success":
+            raise RuntimeError(f"prometheus query {expression!r} failed: {body}")
+        return body["data"]["result"]
+
+    def by_pod(self, expression: str) -> dict[str, float]:
+        return {row["metric"].get("pod", ""): float(row["value"][1]) for row in self.query(expression)}
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process and self.process.poll() is not None:
+                raise RuntimeError(f"prometheus exited with code {self.process.returncode}: see {self.work}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"prometheus was not ready within {timeout:.0f} s")
