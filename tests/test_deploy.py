@@ -21,6 +21,7 @@ PROFILES = {
     "default": {},
     "gpu": yaml.safe_load((CHART / "values.yaml").read_text()),
     "cpu": yaml.safe_load((CHART / "values-cpu.yaml").read_text()),
+    "ingress": {"ingress": {"enabled": True, "host": "lipsync.example.com", "tlsSecret": "lipsync-tls"}},
 }
 BUILT_IN = {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ConfigMap"}
 
@@ -54,7 +55,8 @@ def test_the_chart_lints_strictly(profile):
 @pytest.mark.parametrize("profile", list(PROFILES))
 def test_every_rendered_object_is_valid_kubernetes(profile, tmp_path):
     documents = render(merged(PROFILES[profile], KEYED))
-    assert {d["kind"] for d in documents} == BUILT_IN  # no ServiceMonitor without the operator
+    expected = BUILT_IN | ({"Ingress"} if profile == "ingress" else set())
+    assert {d["kind"] for d in documents} == expected  # no ServiceMonitor without the operator
     for index, document in enumerate(documents):
         path = tmp_path / f"{index}-{document['kind']}.yaml"
         path.write_text(yaml.safe_dump(document))
@@ -94,6 +96,15 @@ def test_object_storage_replaces_the_volume():
     assert env["LIPSYNC_MODEL_REPOSITORY"] == "s3://bucket/models"
 
 
+def test_the_ingress_balances_grpc_requests_over_tls():
+    (ingress,) = [d for d in render(merged(KEYED, PROFILES["ingress"])) if d["kind"] == "Ingress"]
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    assert ingress["spec"]["tls"] == [{"hosts": ["lipsync.example.com"], "secretName": "lipsync-tls"}]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["port"] == {"name": "grpc"}
+    assert not [d for d in render(KEYED) if d["kind"] == "Ingress"]  # off unless asked for
+
+
 def test_the_autoscaler_scales_on_the_adapter_metric():
     documents = render(KEYED)
     (hpa,) = [d for d in documents if d["kind"] == "HorizontalPodAutoscaler"]
@@ -117,8 +128,12 @@ def test_the_autoscaler_scales_on_the_adapter_metric():
             merged(KEYED, {"modelRepository": {"objectStorage": {"url": "ftp://x"}}}),
             "/modelRepository/objectStorage/url",
         ),
+        (
+            merged(KEYED, {"ingress": {"enabled": True, "host": "lipsync.example.com"}}),
+            "ingress.tlsSecret: gRPC through ingress-nginx needs TLS",
+        ),
     ],
-    ids=["no-admin-key", "wrong-type", "missing-key", "unknown-profile", "unsupported-storage"],
+    ids=["no-admin-key", "wrong-type", "missing-key", "unknown-profile", "unsupported-storage", "ingress-without-tls"],
 )
 def test_broken_values_fail_to_render(values, message):
     with pytest.raises(Exception, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
