@@ -131,8 +131,17 @@ def markdown(result: Drill, seconds: float, cpu: dict) -> str:
         ("kill to out of nginx's rotation", f"{result.taken_out_after_s:.2f} s" if result.taken_out_after_s else "-"),
         ("longest stall between two frames", f"{result.longest_stall_s:.2f} s"),
         ("whole stream", f"{result.stream_s:.1f} s for {seconds:.0f} s of audio"),
-        ("Prometheus: pipeline requests per replica", result.prometheus.get("lipsync_requests")),
-        ("Prometheus: highest queue time per request (µs)", result.prometheus.get("max_queue_time_per_request_us")),
+        (
+            "Prometheus: pipeline requests per replica",
+            {pod: int(n) for pod, n in sorted(result.prometheus.get("lipsync_requests", {}).items())},
+        ),
+        (
+            "Prometheus: highest queue time per request, 1 min average",
+            {
+                pod: f"{us / 1000:.0f} ms"
+                for pod, us in sorted(result.prometheus.get("max_queue_time_per_request_us", {}).items())
+            },
+        ),
     ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     return (

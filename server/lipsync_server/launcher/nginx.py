@@ -89,6 +89,7 @@ class Nginx:
             CONFIG.format(work=self.work, host=self.host, grpc_port=self.grpc_port, http_port=self.http_port)
         )
         (self.work / "upstreams.conf").write_text(upstreams(grpc, http, up))
+        (self.work / "nginx-access.log").write_text("")  # this run's requests only
         binary = executable()
         check = subprocess.run([binary, "-t", "-q", "-e", "stderr", "-c", str(config)], capture_output=True, text=True)
         if check.returncode:

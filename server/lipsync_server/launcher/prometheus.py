@@ -50,6 +50,8 @@ class Prometheus:
         return f"http://{self.host}:{self.port}"
 
     def start(self, targets: dict[str, str]) -> None:
+        data = self.work / "prometheus-data"
+        shutil.rmtree(data, ignore_errors=True)  # this run's series only (the folder is ours alone)
         path = self.work / "prometheus.yml"
         path.write_text(config(targets, RULES))
         log = open(self.work / "prometheus.log", "ab")
@@ -57,7 +59,7 @@ class Prometheus:
             [
                 executable(),
                 f"--config.file={path}",
-                f"--storage.tsdb.path={self.work / 'prometheus-data'}",
+                f"--storage.tsdb.path={data}",
                 f"--web.listen-address={self.host}:{self.port}",
             ],
             stdout=log,
