@@ -72,9 +72,26 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("name")
     commands.add_parser("stats", help="per-model request counts and latencies")
     commands.add_parser("health", help="server liveness, readiness and avatars")
+    page = commands.add_parser("web", help="serve the web page (live microphone, files) for this server")
+    page.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    page.add_argument("--port", type=int, default=8080)
+    page.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        help="another origin the page is opened from, e.g. https://lipsync.example.com behind a TLS proxy",
+    )
+    page.add_argument("--max-sessions", type=int, default=16, help="streams served at once")
 
     args = parser.parse_args(argv)
     url = args.url or ("127.0.0.1:8001" if args.protocol == "grpc" else "127.0.0.1:8000")
+    if args.command == "web":
+        try:
+            from .web.gateway import serve
+        except ImportError as error:
+            print(f"lipsync web: {error}: pip install 'triton-lipsync-client[web]'", file=sys.stderr)
+            return 1
+        return serve(url, args.protocol, args.admin_key, args.host, args.port, args.allow_origin, args.max_sessions)
     try:
         with LipsyncClient(url, args.protocol, admin_key=args.admin_key) as client:
             return COMMANDS[args.command](client, args)

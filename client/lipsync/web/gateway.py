@@ -1,0 +1,298 @@
+"""The web gateway: serves one page and relays between the browser and the lip-sync server.
+
+    lipsync web                      # http://127.0.0.1:8080/, the server at 127.0.0.1:8001
+
+It is a client of the server like any other: the browser's audio goes through LipsyncClient
+(stream(): exact segments, retries; render_chunks() for files) and the server's JPEG frames come
+back over one WebSocket per page. No model runs here. It uses the administrator key for one
+call only, the list of avatars (names and versions); nothing of the model-control API reaches
+the browser.
+
+aiohttp: one well-kept library (aio-libs) serves the page, its files and the WebSocket, with no
+separate ASGI server; each stream runs the client's blocking calls on a thread of its own.
+
+WebSocket protocol. Browser to gateway: a text message {"type": "live", "avatar", "version"},
+then binary messages of 16-bit little-endian mono PCM at 16 kHz, then {"type": "stop"}; or
+{"type": "file", "avatar", "version"} followed by one binary message, the audio file. Gateway to
+browser: binary frames (a 4-byte big-endian frame number, then the JPEG), and text messages
+{"type": "done", "frames"} or {"type": "error", "message"}.
+"""
+
+import asyncio
+import json
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+from aiohttp import WSCloseCode, WSMsgType, web
+from tritonclient.utils import InferenceServerException
+
+from .. import avatar_names, framing
+from ..client import LipsyncClient
+from ..media_io import read_audio
+from . import errors
+
+STATIC = Path(__file__).parent / "static"
+MAX_FILE_BYTES = 32 * 1024 * 1024
+MAX_CHUNK_SECONDS = 1.0
+# Live audio may run ahead of the wall clock by network jitter, not by more.
+AHEAD_ALLOWED_S = 1.0
+CSP = (
+    "default-src 'self'; img-src 'self' blob:; media-src 'self' blob:; connect-src 'self'; "
+    "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+class BadMessage(ValueError):
+    """What the browser sent is not what the protocol allows (said to the page, not raised on)."""
+
+
+def start_message(text: str) -> tuple[str, str, int | None]:
+    """(mode, avatar, version) from a session's first message."""
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError:
+        raise BadMessage(f"expected a JSON message, got {text[:64]!r}") from None
+    if not isinstance(message, dict) or message.get("type") not in ("live", "file"):
+        raise BadMessage('the first message must be {"type": "live" | "file", "avatar": ..., "version": ...}')
+    avatar = message.get("avatar")
+    if not isinstance(avatar, str):
+        raise BadMessage("avatar: pick one (a name)")
+    try:
+        avatar_names.check_name(avatar)
+    except avatar_names.AvatarNameError as error:
+        raise BadMessage(f"avatar: {error}") from None
+    version = message.get("version") or None
+    if version is not None and (not isinstance(version, int) or version < 0):
+        raise BadMessage(f"version: a number >= 1, or 0 for the latest; got {str(version)[:32]!r}")
+    return message["type"], avatar, version
+
+
+def is_stop(text: str) -> bool:
+    try:
+        return json.loads(text) == {"type": "stop"}
+    except json.JSONDecodeError:
+        return False
+
+
+def pcm16(data: bytes) -> np.ndarray:
+    if len(data) % 2:
+        raise BadMessage("live audio must be 16-bit PCM: an odd number of bytes arrived")
+    if len(data) > 2 * framing.SAMPLE_RATE * MAX_CHUNK_SECONDS:
+        raise BadMessage(f"a live audio chunk may hold at most {MAX_CHUNK_SECONDS:g} s")
+    return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+
+
+class Session:
+    """One stream or file render of one page: a thread runs the client's blocking calls and
+    hands frames to the event loop, which sends them in order."""
+
+    def __init__(self, gateway: "Gateway", ws: web.WebSocketResponse, loop: asyncio.AbstractEventLoop):
+        self.gateway, self.ws, self.loop = gateway, ws, loop
+        self.audio: queue.Queue = queue.Queue()
+        self.cancelled = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.received = 0  # live samples
+        self.first_chunk_at: float | None = None
+
+    def start_live(self, avatar: str, version: int | None) -> None:
+        self._run(lambda: self.gateway.client.stream(self._chunks(), framing.SAMPLE_RATE, avatar, version))
+
+    def start_file(self, data: bytes, avatar: str, version: int | None) -> None:
+        def frames():
+            with tempfile.NamedTemporaryFile(suffix=".audio") as file:
+                file.write(data)
+                file.flush()
+                try:
+                    audio, rate = read_audio(Path(file.name))
+                except Exception as error:  # FFmpeg's many ways to say "not audio"
+                    raise BadMessage(f"could not read the file as audio: {str(error)[:160]}") from None
+            return self.gateway.client.render_chunks(audio, rate, avatar, version, max_in_flight=2)
+
+        self._run(frames)
+
+    def push(self, data: bytes) -> None:
+        """One live chunk from the browser."""
+        samples = pcm16(data)
+        now = time.monotonic()
+        self.first_chunk_at = self.first_chunk_at or now
+        self.received += len(samples)
+        ahead = self.received / framing.SAMPLE_RATE - (now - self.first_chunk_at)
+        if ahead > AHEAD_ALLOWED_S:
+            raise BadMessage(
+                f"live audio is arriving faster than real time ({ahead:.1f} s ahead of the clock): "
+                "send recordings in file mode"
+            )
+        self.audio.put(samples)
+
+    def stop(self) -> None:
+        self.audio.put(None)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        self.audio.put(None)
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        while (samples := self.audio.get()) is not None:
+            yield samples
+        if self.cancelled.is_set():
+            raise _Cancelled
+
+    def _run(self, frames) -> None:
+        def relay():
+            count = 0
+            try:
+                for jpeg in frames():
+                    if self.cancelled.is_set():
+                        return
+                    self._send(self.ws.send_bytes(count.to_bytes(4, "big") + jpeg))
+                    count += 1
+                self._send(self.ws.send_str(json.dumps({"type": "done", "frames": count})))
+            except _Cancelled:
+                pass
+            except (ConnectionError, RuntimeError):
+                pass  # the page went away while a frame was being sent
+            except (BadMessage, InferenceServerException, OSError) as error:
+                self._send_error(errors.readable(error, self.gateway.server_url))
+            finally:
+                self.gateway.sessions.discard(self)
+
+        self.gateway.sessions.add(self)
+        self.thread = threading.Thread(target=relay, name="lipsync web session", daemon=True)
+        self.thread.start()
+
+    def _send(self, coroutine) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def _send_error(self, message: str) -> None:
+        try:
+            self._send(self.ws.send_str(json.dumps({"type": "error", "message": message})))
+        except (ConnectionError, RuntimeError):
+            pass
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class Gateway:
+    def __init__(self, server_url: str, protocol: str, admin_key: str | None, origins: set[str], max_sessions: int):
+        self.server_url = server_url
+        self.client = LipsyncClient(server_url, protocol, admin_key=admin_key)
+        self.origins = origins
+        self.hosts = {urlsplit(origin).netloc for origin in origins}
+        self.max_sessions = max_sessions
+        self.sessions: set[Session] = set()
+        self.sockets: set[web.WebSocketResponse] = set()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard], client_max_size=MAX_FILE_BYTES)
+        app.router.add_get("/", self._index)
+        app.router.add_get("/api/avatars", self._avatars)
+        app.router.add_get("/ws", self._websocket)
+        app.router.add_static("/static/", STATIC)
+        app.on_shutdown.append(self._shutdown)
+        return app
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler):
+        # A page from another site (or a DNS name rebound to 127.0.0.1) must not drive the
+        # gateway: the Host must be one this gateway serves, and a WebSocket's Origin too.
+        if request.host not in self.hosts:
+            return web.Response(status=421, text=f"unknown host {request.host[:64]!r}")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in self.origins:
+            return web.Response(status=403, text=f"origin {origin[:64]!r} is not allowed")
+        response = await handler(request)
+        response.headers.update(
+            {
+                "Content-Security-Policy": CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Permissions-Policy": "microphone=(self)",
+            }
+        )
+        return response
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def _avatars(self, request: web.Request) -> web.Response:
+        try:
+            avatars = await asyncio.get_running_loop().run_in_executor(None, self.client.avatars)
+        except (InferenceServerException, OSError) as error:
+            return web.json_response({"error": errors.readable(error, self.server_url)}, status=502)
+        return web.json_response([{"name": a.name, "versions": sorted(a.versions), "ready": a.ready} for a in avatars])
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_FILE_BYTES)
+        await ws.prepare(request)
+        self.sockets.add(ws)
+        session: Session | None = None
+        pending_file: tuple[str, int | None] | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            async for message in ws:
+                try:
+                    if message.type == WSMsgType.TEXT:
+                        if session is not None and session.running:
+                            if not is_stop(message.data):
+                                raise BadMessage('a stream is running: send {"type": "stop"} first')
+                            session.stop()
+                            continue
+                        mode, avatar, version = start_message(message.data)
+                        if len(self.sessions) >= self.max_sessions:
+                            raise BadMessage(f"the gateway is serving its limit of {self.max_sessions} streams")
+                        session = Session(self, ws, loop)
+                        if mode == "live":
+                            session.start_live(avatar, version)
+                        else:
+                            pending_file = (avatar, version)
+                    elif message.type == WSMsgType.BINARY:
+                        if pending_file is not None and session is not None:
+                            session.start_file(message.data, *pending_file)
+                            pending_file = None
+                        elif session is not None and session.running:
+                            session.push(message.data)
+                        else:
+                            raise BadMessage('audio arrived before {"type": "live"} or {"type": "file"}')
+                except BadMessage as error:
+                    if session is not None:
+                        session.cancel()
+                    await ws.send_str(json.dumps({"type": "error", "message": f"bad request: {error}"}))
+        finally:
+            self.sockets.discard(ws)
+            if session is not None:
+                session.cancel()  # the page closed: the stream ends, the gateway serves on
+        return ws
+
+    async def _shutdown(self, app: web.Application) -> None:
+        """Stopping: streams end and pages are told, so that they reconnect to the next gateway."""
+        for session in list(self.sessions):
+            session.cancel()
+        for ws in list(self.sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"gateway stopping")
+
+
+def origins_for(host: str, port: int, extra: list[str]) -> set[str]:
+    """The origins this gateway answers (their host:port are the Host headers it accepts)."""
+    names = {host, "localhost", "127.0.0.1"} if host in ("127.0.0.1", "localhost") else {host}
+    return {f"http://{name}:{port}" for name in names} | set(extra)
+
+
+def serve(
+    server_url: str, protocol: str, admin_key: str | None, host: str, port: int, origins: list[str], max_sessions: int
+) -> int:
+    gateway = Gateway(server_url, protocol, admin_key, origins_for(host, port, origins), max_sessions)
+    print(f"lip-sync web page: http://{host}:{port}/ (server {server_url}; Ctrl-C stops)", flush=True)
+    web.run_app(gateway.app(), host=host, port=port, print=None, handle_signals=True)
+    return 0

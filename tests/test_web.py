@@ -1,0 +1,184 @@
+"""The web page in a real browser: Debian's Chromium, headless, driven by Playwright (no browser
+download), with a fake microphone fed from a speech file, in front of the gateway (`lipsync
+web`) and the session's server."""
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+from PIL import Image
+
+from lipsync import framing
+from lipsync_server.avatars.media import AvatarMedia, media_dir
+from lipsync_server.demo import synthetic, training
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "perf"))
+from web_latency import Gateway, browser, open_page, talk, wait_until, write_wav  # noqa: E402  (make bench-web's helpers)
+
+pytestmark = pytest.mark.integration
+DELAY_S = 2.5  # the live page's delay from speech to picture: room for this 2-core machine
+ONE_FRAME_MS = 1000 / framing.FPS
+
+
+@pytest.fixture(scope="module")
+def gateway(grpc_url, tmp_path_factory):
+    running = Gateway(grpc_url, tmp_path_factory.mktemp("web") / "gateway.log").start()
+    yield running
+    running.stop()
+
+
+def canvas_pixels(page) -> np.ndarray:
+    data_url = page.evaluate("document.querySelector('#view').toDataURL('image/png')")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB"))
+
+
+def test_live_mode_draws_every_frame_in_sync_with_its_audio(gateway, tmp_path, server):
+    """The held-out speech (3 s, a pause to 4.4 s, 4 s more) as the microphone; the trained demo."""
+    audio = training.held_out_speech()
+    media = AvatarMedia(media_dir(server.repository, "demo"))
+    pause_start, pause_end = (round(seconds * framing.FPS) for seconds in training.HELD_OUT_PAUSE)
+    # A few moments to look at (reading the canvas holds the page's thread: not every frame).
+    # The fake microphone starts the file a little before the page's first chunk (a few frames
+    # at most), so the pause's moments are taken well inside it.
+    speaking = list(range(20, pause_start - 10, 5))
+    pausing = list(range(pause_start + 10, pause_end - 8, 5))
+    wanted, shots = sorted(speaking + pausing), {}
+
+    def look(page):
+        index = page.evaluate("window.lipsync.drawnIndex")
+        if wanted and index >= wanted[0]:
+            while wanted and wanted[0] <= index:
+                wanted.pop(0)
+            shots[index] = canvas_pixels(page)
+
+    with browser(write_wav(tmp_path / "speech.wav", audio)) as page:
+        open_page(page, gateway, f"avatar=demo&version={synthetic.TRAINED_VERSION}&delay={DELAY_S}")
+        state = talk(page, len(audio), look)
+    assert state["errors"] == []
+    # Every frame of the audio that was sent arrived; nearly all were shown in their slot (the
+    # canvas reads above make a few late), each within one frame of its audio.
+    assert state["framesReceived"] == framing.frame_count(state["samplesSent"]) == state["framesExpected"]
+    assert state["framesDrawn"] >= 0.9 * state["framesReceived"], state["framesLate"]
+    offsets = np.array(state["syncOffsetsMs"])
+    assert np.abs(offsets).max() <= ONE_FRAME_MS, offsets.max()
+    # The avatar's mouth is open on the speech and closed in the pause.
+    areas = {
+        index: synthetic.dark_area(pixels, synthetic.mouth_box(media.rects[framing.pingpong(index, len(media))]))
+        for index, pixels in shots.items()
+    }
+    in_speech = [area for index, area in areas.items() if index < pause_start]
+    in_pause = [area for index, area in areas.items() if index >= pause_start]
+    assert len(in_speech) >= 3 and len(in_pause) >= 3, sorted(areas)
+    assert max(in_speech) > 200 and max(in_pause) < max(in_speech) / 4, (in_speech, in_pause)
+
+
+def cli_frames(grpc_url: str, audio: Path, folder: Path, version: int) -> list[str]:
+    lipsync = str(Path(sys.executable).parent / "lipsync")
+    command = [lipsync, "--url", grpc_url, "render", str(audio), "--avatar", "demo", "--version", str(version)]
+    subprocess.run([*command, "-o", str(folder)], check=True, capture_output=True)
+    return [hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.glob("*.jpg"))]
+
+
+def test_file_mode_plays_the_frames_the_cli_renders(gateway, grpc_url, tmp_path):
+    speech = write_wav(tmp_path / "speech.wav", synthetic.speech(2.0, framing.SAMPLE_RATE, seed=11))
+    expected = cli_frames(grpc_url, speech, tmp_path / "cli", synthetic.TRAINED_VERSION)
+    with browser() as page:
+        open_page(page, gateway, f"avatar=demo&version={synthetic.TRAINED_VERSION}")
+        page.set_input_files("#file", str(speech))
+        page.click("#render")
+        wait_until(page, "window.lipsync.status === 'done'", 60)
+        wait_until(page, f"window.lipsync.hashes.filter(Boolean).length === {len(expected)}")
+        wait_until(page, "window.lipsync.framesDrawn > 10")  # it plays
+        state = page.evaluate("window.lipsync")
+    assert state["hashes"] == expected
+    assert state["errors"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "upload", "shown"),
+    [
+        ("avatar=nobody", b"", "unknown avatar 'nobody'"),
+        ("avatar=demo", b"this is not audio", "could not read the file as audio"),
+    ],
+    ids=["unknown-avatar", "not-audio"],
+)
+def test_errors_show_as_messages_in_the_page(gateway, tmp_path, query, upload, shown):
+    path = tmp_path / "upload.wav"
+    if upload:
+        path.write_bytes(upload)
+    else:
+        write_wav(path, synthetic.speech(1.0, framing.SAMPLE_RATE, seed=2))
+    with browser() as page:
+        open_page(page, gateway, query)
+        page.set_input_files("#file", str(path))
+        page.click("#render")
+        wait_until(page, "window.lipsync.errors.length > 0", 30)
+        assert shown in page.inner_text("#messages")
+
+
+def test_a_page_without_a_microphone_says_so(gateway):
+    with browser(fake_microphone=False) as page:
+        open_page(page, gateway, "avatar=demo")
+        page.click("#live")
+        wait_until(page, "window.lipsync.errors.length > 0")
+        assert "no microphone" in page.inner_text("#messages")
+
+
+async def raw_session(gateway: Gateway, first: dict, chunks: list[bytes], origin: str | None = None) -> list:
+    """What the gateway answers a WebSocket client that sends `first`, then `chunks` at once."""
+    headers = {"Origin": origin or gateway.url.rstrip("/")}
+    replies = []
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(gateway.url + "ws", headers=headers) as ws:
+            await ws.send_str(json.dumps(first))
+            for chunk in chunks:
+                await ws.send_bytes(chunk)
+            async for message in ws:
+                replies.append(message.data)
+                if message.type == aiohttp.WSMsgType.TEXT and json.loads(message.data)["type"] in ("error", "done"):
+                    break
+    return replies
+
+
+def test_live_audio_faster_than_real_time_is_refused(gateway):
+    pcm = (synthetic.speech(4.0, framing.SAMPLE_RATE, seed=4) * 32767).astype("<i2").tobytes()
+    chunks = [pcm[i : i + 6400] for i in range(0, len(pcm), 6400)]  # 200 ms each, all at once
+    replies = asyncio.run(raw_session(gateway, {"type": "live", "avatar": "demo", "version": 0}, chunks))
+    assert "faster than real time" in json.loads(replies[-1])["message"]
+
+
+def test_bad_messages_get_clear_answers_and_other_sites_are_refused(gateway):
+    replies = asyncio.run(raw_session(gateway, {"type": "live", "avatar": "../etc"}, []))
+    assert "bad request: avatar: invalid avatar name '../etc'" in json.loads(replies[-1])["message"]
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        asyncio.run(raw_session(gateway, {"type": "file", "avatar": "demo"}, [], origin="http://evil.example"))
+    assert refused.value.status == 403
+
+
+def test_a_closed_tab_mid_stream_leaves_the_gateway_serving(gateway, tmp_path):
+    speech = write_wav(tmp_path / "speech.wav", synthetic.speech(6.0, framing.SAMPLE_RATE, seed=6))
+    with browser(speech) as page:
+        open_page(page, gateway, "avatar=demo")
+        page.click("#live")
+        wait_until(page, "window.lipsync.framesReceived > 5", 30)
+        page.close()  # mid-stream
+    replies = asyncio.run(raw_session(gateway, {"type": "file", "avatar": "demo"}, [speech.read_bytes()]))
+    assert json.loads(replies[-1]) == {"type": "done", "frames": framing.frame_count(6 * framing.SAMPLE_RATE)}
+
+
+def test_the_page_reconnects_after_a_gateway_restart(gateway):
+    with browser() as page:
+        open_page(page, gateway, "avatar=demo")
+        gateway.stop()
+        wait_until(page, "window.lipsync.connection === 'closed'")
+        assert "reconnecting" in page.inner_text("#connection")
+        gateway.start()
+        wait_until(page, "window.lipsync.connection === 'open'", 30)
