@@ -1,0 +1,41 @@
+"""The gateway's checks of what a page sends, and whom it answers (no server needed)."""
+
+import numpy as np
+import pytest
+
+from lipsync.web.gateway import BadMessage, is_stop, origins_for, pcm16, start_message
+
+
+def test_a_session_starts_with_a_mode_a_valid_avatar_and_a_version():
+    assert start_message('{"type": "live", "avatar": "demo", "version": 2}') == ("live", "demo", 2)
+    assert start_message('{"type": "file", "avatar": "demo", "version": 0}') == ("file", "demo", None)
+    for text, problem in [
+        ("not json", "expected a JSON message, got 'not json'"),
+        ('{"type": "upload"}', "the first message must be"),
+        ('{"type": "live"}', "avatar: pick one"),
+        ('{"type": "live", "avatar": "../etc"}', "avatar: invalid avatar name '../etc'"),
+        ('{"type": "live", "avatar": "demo", "version": -1}', "version: a number >= 1"),
+        ('{"type": "live", "avatar": "demo", "version": "2"}', "version: a number >= 1"),
+        ("x" * 100_000, "got 'xxxxxxxx"),
+    ]:
+        with pytest.raises(BadMessage, match=problem) as error:
+            start_message(text)
+        assert len(str(error.value)) < 200  # a long message is quoted in part
+
+
+def test_live_audio_is_16_bit_pcm_in_chunks_of_at_most_a_second():
+    assert np.allclose(pcm16(np.array([0, 16384, -32768], "<i2").tobytes()), [0.0, 0.5, -1.0])
+    with pytest.raises(BadMessage, match="odd number of bytes"):
+        pcm16(b"\x00\x01\x02")
+    with pytest.raises(BadMessage, match="at most 1 s"):
+        pcm16(bytes(2 * 16000 + 2))
+    assert is_stop('{"type":"stop"}') and not is_stop("stop") and not is_stop('{"type": "live"}')
+
+
+def test_the_gateway_answers_its_own_origins_only():
+    assert origins_for("127.0.0.1", 8080, []) == {
+        "http://127.0.0.1:8080",
+        "http://localhost:8080",
+    }
+    public = origins_for("127.0.0.1", 8080, ["https://lipsync.example.com"])
+    assert "https://lipsync.example.com" in public and "http://evil.example:8080" not in public
