@@ -17,11 +17,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "demo.mp4")
     parser.add_argument("--grpc-port", type=int, default=8001)
     args = parser.parse_args()
-    log = ROOT / "out" / "demo-server.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    print(f"starting tritonserver (log: {log})", flush=True)
-    ports = dict(grpc_port=args.grpc_port, http_port=args.grpc_port - 1, metrics_port=args.grpc_port + 1)
-    with TritonServer(ROOT / "model_repository", log=log, **ports):
+    with TritonServer.around(ROOT / "model_repository", args.grpc_port, ROOT / "out" / "demo-server.log"):
         return cli.main(
             [
                 "--url",

@@ -20,11 +20,7 @@ def main() -> int:
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--port", type=int, default=8080, help="the page's port")
     args = parser.parse_args()
-    log = ROOT / "out" / "web-server.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    print(f"starting tritonserver (log: {log})", flush=True)
-    ports = dict(grpc_port=args.grpc_port, http_port=args.grpc_port - 1, metrics_port=args.grpc_port + 1)
-    with TritonServer(ROOT / "model_repository", log=log, **ports):
+    with TritonServer.around(ROOT / "model_repository", args.grpc_port, ROOT / "out" / "web-server.log"):
         return cli.main(["--url", f"127.0.0.1:{args.grpc_port}", "web", "--port", str(args.port)])
 
 

@@ -132,6 +132,16 @@ def test_errors_show_as_messages_in_the_page(gateway, tmp_path, query, upload, s
         assert shown in page.inner_text("#messages")
 
 
+def test_a_silent_microphone_is_pointed_out(gateway, tmp_path):
+    silence = write_wav(tmp_path / "silence.wav", np.zeros(5 * framing.SAMPLE_RATE, np.float32))
+    with browser(silence) as page:
+        open_page(page, gateway, "avatar=demo")
+        page.click("#live")
+        wait_until(page, "document.querySelector('#messages').textContent.includes('no sound')", 15)
+        assert page.evaluate("window.lipsync.framesReceived") > 0  # it still renders: a closed mouth
+        page.click("#stop")
+
+
 def test_a_page_without_a_microphone_says_so(gateway):
     with browser(fake_microphone=False) as page:
         open_page(page, gateway, "avatar=demo")

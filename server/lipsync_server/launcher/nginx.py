@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from . import processes
+
 CONFIG = """\
 worker_processes 1;
 daemon off;
@@ -104,13 +106,7 @@ class Nginx:
             self.process.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)  # graceful: workers finish their requests
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process, signal.SIGQUIT)  # graceful: workers finish their requests
 
     def _wait_listening(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

@@ -1,10 +1,13 @@
-"""Process facts read from Linux's /proc: who is whose parent, and in what state.
+"""Process facts read from Linux's /proc: who is whose parent, and in what state; and stopping
+a process the launcher started.
 
 The launcher uses them to find model processes that died under tritonserver, the benchmarks to
 add up the memory of tritonserver and its model processes, the fault tests to find a server's
 own stubs.
 """
 
+import signal
+import subprocess
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -50,3 +53,15 @@ def rss_kb(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def stop(process: subprocess.Popen | None, graceful: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+    """Asks a running process to stop with `graceful`, then kills it if it has not in time."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(graceful)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -10,6 +10,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from . import processes
+
 RULES = Path(__file__).resolve().parents[3] / "deploy" / "prometheus" / "rules.yml"
 
 
@@ -80,13 +82,7 @@ class Prometheus:
         return {row["metric"].get("pod", ""): float(row["value"][1]) for row in self.query(expression)}
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process)
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -205,6 +205,14 @@ class TritonServer:
         return self.stop()
 
     @classmethod
+    def around(cls, repository: Path, grpc_port: int, log: Path) -> "TritonServer":
+        """A server with gRPC on `grpc_port`, HTTP one below and metrics one above (make demo,
+        make web); says where it logs."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        print(f"starting tritonserver (log: {log})", flush=True)
+        return cls(repository, http_port=grpc_port - 1, grpc_port=grpc_port, metrics_port=grpc_port + 1, log=log)
+
+    @classmethod
     def on_free_ports(cls, repository: Path, log: Path | None = None) -> "TritonServer":
         """A server on free loopback ports (tests, benchmarks)."""
         return cls(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), log=log)
