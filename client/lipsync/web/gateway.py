@@ -159,10 +159,9 @@ class Session:
                 self._send(self.ws.send_str(json.dumps({"type": "done", "frames": count})))
             except _Cancelled:
                 pass
-            except (ConnectionError, RuntimeError):
-                pass  # the page went away while a frame was being sent
-            except (BadMessage, InferenceServerException, OSError) as error:
-                self._send_error(errors.readable(error, self.gateway.server_url))
+            except (BadMessage, InferenceServerException, OSError, RuntimeError) as error:
+                if not self.ws.closed:  # else the page went away while a frame was being sent
+                    self._send_error(errors.readable(error, self.gateway.server_url))
             finally:
                 self.gateway.sessions.discard(self)
 
