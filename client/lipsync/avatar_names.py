@@ -23,6 +23,12 @@ def check_name(name: str) -> str:
     return name
 
 
+def name_list(text: str) -> frozenset[str]:
+    """The avatars of a comma-separated list (a config parameter such as pinned_avatars), each
+    checked."""
+    return frozenset(check_name(name.strip()) for name in text.split(",") if name.strip())
+
+
 def model_name(avatar: str) -> str:
     return MODEL_PREFIX + check_name(avatar)
 

@@ -12,7 +12,7 @@ from lipsync import avatar_names
 RESIDENCY_MODEL = "face_generator"
 
 
-def pinned_avatars(repository: Path, profile: str) -> set[str] | None:
+def pinned_avatars(repository: Path, profile: str) -> frozenset[str] | None:
     """The face_generator config's pinned_avatars (its profile's config where it has one); None
     for a repository without face_generator, where nothing would load avatars on demand."""
     folder = Path(repository) / RESIDENCY_MODEL
@@ -23,7 +23,7 @@ def pinned_avatars(repository: Path, profile: str) -> set[str] | None:
         return None
     config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
     listed = config.parameters["pinned_avatars"].string_value if "pinned_avatars" in config.parameters else ""
-    return {avatar_names.check_name(name.strip()) for name in listed.split(",") if name.strip()}
+    return avatar_names.name_list(listed)
 
 
 def startup_models(repository: Path, profile: str) -> list[str]:
