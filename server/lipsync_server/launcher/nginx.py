@@ -99,11 +99,18 @@ class Nginx:
         self.process = subprocess.Popen([binary, "-e", str(self.work / "nginx-error.log"), "-c", str(config)])
         self._wait_listening()
 
-    def mark(self, up: list[bool]) -> None:
-        """Rewrites the upstreams with these replicas up and the rest down; reloads."""
+    def mark(self, up: list[bool], timeout: float = 5.0) -> None:
+        """Rewrites the upstreams with these replicas up and the rest down; reloads, and returns
+        once the workers with the old list have gone (they stop accepting connections first, but
+        not at once), or after `timeout` if one still finishes a long request."""
         (self.work / "upstreams.conf").write_text(upstreams(self.grpc, self.http, up))
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGHUP)
+        if not self.process or self.process.poll() is not None:
+            return
+        old = set(processes.children(self.process.pid))
+        self.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while old & set(processes.children(self.process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def stop(self) -> None:
         processes.stop(self.process, signal.SIGQUIT)  # graceful: workers finish their requests
