@@ -269,17 +269,7 @@ class LipsyncClient:
                 part = streaming.segment(emitted, upto, received)
                 audio = kept[part.begin - base : part.end - base]
                 pending.append(
-                    pool.submit(
-                        self._retrying,
-                        render,
-                        audio,
-                        framing.SAMPLE_RATE,
-                        avatar,
-                        version,
-                        start_frame + part.stream_frame,
-                        part,
-                        max_wait_s,
-                    )
+                    pool.submit(self._segment, render, audio, avatar, version, start_frame, part, max_wait_s)
                 )
                 emitted = upto
                 # Later segments start no earlier than this one's context: drop what precedes it.
@@ -332,28 +322,22 @@ class LipsyncClient:
             for part in streaming.clip_segments(len(audio), chunk_frames):
                 if len(pending) == max_in_flight:
                     yield from pending.popleft().result()
+                audio_part = audio[part.begin : part.end]
                 pending.append(
-                    pool.submit(
-                        self._retrying,
-                        self.render,
-                        audio[part.begin : part.end],
-                        framing.SAMPLE_RATE,
-                        avatar,
-                        version,
-                        start_frame + part.stream_frame,
-                        part,
-                        max_wait_s,
-                    )
+                    pool.submit(self._segment, self.render, audio_part, avatar, version, start_frame, part, max_wait_s)
                 )
             while pending:
                 yield from pending.popleft().result()
 
-    def _retrying(self, render, *args):
-        """render(*args), retried with backoff while it fails for a passing reason."""
+    def _segment(self, render, audio, avatar, version, start_frame, part: Segment, max_wait_s):
+        """One segment of a stream or clip (16 kHz audio, `start_frame` the stream's), rendered
+        by `render` and retried with backoff while it fails for a passing reason."""
         deadline, delay = time.monotonic() + self.retry_for_s, 0.25
         while True:
             try:
-                return render(*args)
+                return render(
+                    audio, framing.SAMPLE_RATE, avatar, version, start_frame + part.stream_frame, part, max_wait_s
+                )
             except (InferenceServerException, ConnectionError) as error:
                 if not _passing(error) or time.monotonic() + delay > deadline:
                     raise
