@@ -2,9 +2,11 @@
 
 Starts the server (CPU profile) unless --url is given, feeds real speech from
 make_perf_input.py, and writes out/perf/perf_analyzer.csv. Equivalent command by hand, against
-`make serve`:
+`make serve` (perf_analyzer reads the model's metadata and config, which the administrator key
+guards: lipsync.keys):
 
     .venv/bin/perf_analyzer -m lipsync -u 127.0.0.1:8001 -i grpc --input-data out/perf/input.json \\
+        -H "triton-grpc-protocol-lipsync-admin-key:$(cat ~/.config/lipsync/admin-key)" \\
         --concurrency-range 1:3 --measurement-mode count_windows --measurement-request-count 4 \\
         -f out/perf/perf_analyzer.csv --verbose-csv
 """
@@ -15,6 +17,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+from lipsync.keys import ADMIN
 from lipsync_server.launcher.tritonserver import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +44,7 @@ def main() -> int:
             url,
             "-i",
             "grpc",
+            *(f"-H{name}:{value}" for name, value in ADMIN.headers(ADMIN.for_client(url), "grpc").items()),
             "--input-data",
             str(data),
             "--concurrency-range",

@@ -2,12 +2,12 @@
 # Dockerfile.triton's entrypoint: build the GPU profile's TensorRT plans on this GPU (those not
 # built yet for it: lipsync_server/avatars/tensorrt_plans.py), then serve.
 set -euo pipefail
-# Triton's model-repository API loads uploaded models (code): no image ever serves it open.
-key="${LIPSYNC_ADMIN_KEY:-}"
-if [[ -z "${key//[[:space:]]/}" ]]; then
-  echo "triton_entrypoint: set LIPSYNC_ADMIN_KEY (for example: openssl rand -base64 32): it guards loading and unloading models" >&2
-  exit 2
-fi
+# Every API but health and gRPC inference asks for a key (lipsync/keys.py says which): no image
+# ever serves them open. The flags come from the launcher's one rule, which refuses missing keys.
+mapfile -t keyed < <(lipsync-server triton-flags) && (( ${#keyed[@]} )) || exit 2
+# Only requests through request_validator carry this server's tickets (lipsync_server/backend/ticket.py).
+LIPSYNC_PIPELINE_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+export LIPSYNC_PIPELINE_SECRET
 # LIPSYNC_MODEL_REPOSITORY: a folder (default /models), or object storage that tritonserver reads
 # itself (s3://, gs://, as://). LIPSYNC_PROFILE: gpu (config.pbtxt: TensorRT, DALI) or cpu
 # (configs/cpu.pbtxt; an image with the server's cpu extra). The Helm chart sets both.
@@ -34,8 +34,7 @@ else
 fi
 args=(--model-repository="$repo" --model-config-name="$config" --model-control-mode=explicit "${startup[@]}")
 args+=(--exit-timeout-secs=30 --strict-readiness=false)
-args+=(--grpc-restricted-protocol="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
-args+=(--http-restricted-api="model-repository:lipsync-admin-key=${LIPSYNC_ADMIN_KEY}")
+args+=("${keyed[@]}")
 tritonserver "${args[@]}" "$@" &
 server=$!
 # On SIGTERM (docker stop, Kubernetes), drain first so that requests in flight finish

@@ -12,6 +12,7 @@ import soundfile
 import torch
 
 from lipsync.client import LipsyncClient
+from lipsync.keys import ADMIN, INFERENCE
 from lipsync_server import cli as server_cli
 from lipsync_server.avatars.media import AvatarMedia, media_dir
 from lipsync_server.launcher.tritonserver import TritonServer
@@ -25,13 +26,14 @@ REPOSITORY = ROOT / "model_repository"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def admin_key_file(tmp_path_factory) -> Path:
-    """The administrator key file the servers, the client and the CLI use during the tests: a
-    fresh one, never the user's own (lipsync.admin_key)."""
-    path = tmp_path_factory.mktemp("config") / "lipsync" / "admin-key"
-    os.environ["LIPSYNC_ADMIN_KEY_FILE"] = str(path)
-    os.environ.pop("LIPSYNC_ADMIN_KEY", None)
-    return path
+def key_files(tmp_path_factory) -> Path:
+    """The key files the servers, the client and the CLI use during the tests: fresh ones, never
+    the user's own (lipsync.keys); returns their folder."""
+    folder = tmp_path_factory.mktemp("config") / "lipsync"
+    for kind in (ADMIN, INFERENCE):
+        os.environ[kind.file_env] = str(folder / kind.file_name)
+        os.environ.pop(kind.env, None)
+    return folder
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from keyed import inference_headers
 from tritonclient.utils import InferenceServerException
 
 from lipsync import framing
@@ -34,7 +35,9 @@ def request(audio=None, rate=16000, avatar=b"demo", start=0, version=None, audio
 
 def infer(protocol, url, values, model="lipsync"):
     module = MODULES[protocol]
-    result = module.InferenceServerClient(url).infer(model, infer_inputs(module, values))
+    result = module.InferenceServerClient(url).infer(
+        model, infer_inputs(module, values), headers=inference_headers(protocol)
+    )
     return result.as_numpy("FRAMES").reshape(-1)
 
 

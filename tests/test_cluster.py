@@ -12,8 +12,8 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from lipsync import framing
-from lipsync.admin_key import HEADER
 from lipsync.client import LipsyncClient
+from lipsync.keys import ADMIN
 from lipsync_server.demo import synthetic
 from lipsync_server.launcher.cluster import Cluster
 
@@ -62,7 +62,7 @@ def test_a_draining_replica_leaves_the_rotation_and_comes_back_when_ready(cluste
         assert len(client.render(audio, 16000, "demo")) == framing.frame_count(len(audio))
     admin = httpclient.InferenceServerClient(f"{replica.host}:{replica.http_port}")
     for ensemble in ("lipsync", "lipsync_faces"):
-        admin.load_model(ensemble, headers={HEADER: replica.admin_key})
+        admin.load_model(ensemble, headers=ADMIN.headers(replica.admin_key, "http"))
     assert wait_for(lambda: cluster.up == [True, True]), cluster.up
     assert [pod for _, pod, _ in cluster.changes] == ["replica-1", "replica-1"]
 

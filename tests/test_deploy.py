@@ -16,7 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "helm" / "triton-lipsync"
 PROMETHEUS = ROOT / "deploy" / "prometheus"
-KEYED = {"adminKey": {"existingSecret": "lipsync-admin"}}
+KEYED = {"keys": {"existingSecret": "lipsync-keys"}}
 PROFILES = {
     "default": {},
     "gpu": yaml.safe_load((CHART / "values.yaml").read_text()),
@@ -73,7 +73,8 @@ def test_the_deployment_serves_triton_with_its_probes_key_and_graceful_stop():
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 1800  # TensorRT plans at first start
     env = {e["name"]: e for e in container["env"]}
-    assert env["LIPSYNC_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "lipsync-admin"
+    assert env["LIPSYNC_ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "lipsync-keys", "key": "admin"}
+    assert env["LIPSYNC_INFERENCE_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "lipsync-keys", "key": "inference"}
     assert pod["terminationGracePeriodSeconds"] > 60  # the entrypoint's drain (30 s) and Triton's exit (30 s)
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -120,7 +121,7 @@ def test_the_autoscaler_scales_on_the_adapter_metric():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({}, "adminKey.existingSecret: name a Secret"),  # no key: the chart refuses to render
+        ({}, "keys.existingSecret: name a Secret"),  # no key: the chart refuses to render
         (merged(KEYED, {"replicas": "two"}), "at '/replicas': got string, want integer"),
         (merged(KEYED, {"image": {"repository": None}}), "missing property 'repository'"),
         (merged(KEYED, {"profile": {"name": "tpu"}}), "/profile/name"),
@@ -169,4 +170,5 @@ def test_the_kserve_manifest_uses_the_image_entrypoint_and_the_key_secret():
     assert service["kind"] == "InferenceService" and model["modelFormat"]["name"] == "triton"
     assert model["command"] == ["/opt/lipsync/scripts/triton_entrypoint.sh"]
     env = {e["name"]: e for e in model["env"]}
-    assert env["LIPSYNC_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "lipsync-admin"
+    assert env["LIPSYNC_ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "lipsync-keys", "key": "admin"}
+    assert env["LIPSYNC_INFERENCE_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "lipsync-keys", "key": "inference"}

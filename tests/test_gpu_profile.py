@@ -20,6 +20,7 @@ from tritonclient.grpc import model_config_pb2
 
 from lipsync import framing
 from lipsync_server.avatars import tensorrt_plans
+from lipsync_server.backend import request_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
@@ -100,7 +101,7 @@ def shape(flags: tuple[str, ...], kind: str, tensor: str) -> list[int]:
 
 def test_encoder_plan_takes_the_longest_audio_the_validator_accepts():
     (plan,) = tensorrt_plans.plans(REPOSITORY, "audio_encoder")
-    seconds = tensorrt_plans.max_audio_seconds(REPOSITORY)
+    seconds = request_rules.max_audio_seconds(REPOSITORY)
     assert seconds <= framing.MAX_SECONDS  # the exported graph's own limit
     assert shape(plan.flags, "max", "MEL") == [1, framing.mel_frame_count(round(seconds * 16000)), 80]
     assert shape(plan.flags, "min", "MEL") == [1, framing.MIN_MEL_FRAMES, 80]

@@ -20,7 +20,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from lipsync import admin_key
+from lipsync.keys import ADMIN, INFERENCE
 from lipsync_server.launcher import processes
 
 from launcher import Launcher
@@ -90,7 +90,7 @@ def keyed_by_default(tmp_path_factory):
     folder = tmp_path_factory.mktemp("default")
     repository = folder / "model_repository"
     shutil.copytree(ROOT / "model_repository" / "avatar_demo", repository / "avatar_demo")
-    env = {admin_key.ENV_FILE: str(folder / "config" / "lipsync" / "admin-key")}
+    env = {kind.file_env: str(folder / "config" / "lipsync" / kind.file_name) for kind in (ADMIN, INFERENCE)}
     launched = Launcher(repository, ROOT / "out" / "launcher-default.log", env=env)
     launched.log.unlink(missing_ok=True)
     launched.start(wait_for_ensemble=False)
@@ -100,7 +100,7 @@ def keyed_by_default(tmp_path_factory):
 
 
 def key_file_of(launcher: Launcher) -> Path:
-    return Path(launcher.env[admin_key.ENV_FILE])
+    return Path(launcher.env[ADMIN.file_env])
 
 
 def test_the_default_launcher_makes_a_key_only_its_user_can_read(keyed_by_default):
@@ -121,7 +121,7 @@ def test_an_unkeyed_upload_is_refused_and_runs_nothing(keyed_by_default, protoco
     time.sleep(1.0)
     assert not marker.exists()
     index = httpclient.InferenceServerClient(keyed_by_default.url("http")).get_model_repository_index(
-        headers={admin_key.HEADER: key_file_of(keyed_by_default).read_text().strip()}
+        headers={ADMIN.header: key_file_of(keyed_by_default).read_text().strip()}
     )
     assert "uploaded" not in {entry["name"] for entry in index}
 
@@ -148,7 +148,7 @@ def test_the_cli_manages_avatars_with_no_key_flag(keyed_by_default):
 def test_a_keyed_upload_is_accepted(keyed_by_default, tmp_path):
     marker = tmp_path / "ran"
     key = key_file_of(keyed_by_default).read_text().strip()
-    upload(keyed_by_default, "grpc", marker, headers={f"triton-grpc-protocol-{admin_key.HEADER}": key})
+    upload(keyed_by_default, "grpc", marker, headers={f"triton-grpc-protocol-{ADMIN.header}": key})
     assert marker.read_text() == "ran"  # the administrator's model loaded, and its code ran
 
 
@@ -230,11 +230,12 @@ def test_a_non_editable_install_serves_the_working_directorys_repository(tmp_pat
 
 @pytest.mark.parametrize("key", [None, "", "   "], ids=["unset", "empty", "blank"])
 def test_the_container_entrypoint_refuses_to_serve_without_a_key(key):
-    env = {k: v for k, v in os.environ.items() if k != admin_key.ENV_KEY}
+    env = {k: v for k, v in os.environ.items() if k not in (ADMIN.env, INFERENCE.env)}
+    env[INFERENCE.env] = "an-inference-key-long-enough"
     if key is not None:
-        env[admin_key.ENV_KEY] = key
+        env[ADMIN.env] = key
     done = subprocess.run(
         ["bash", str(ROOT / "scripts" / "triton_entrypoint.sh")], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode != 0
-    assert admin_key.ENV_KEY in done.stderr and done.stdout == ""
+    assert ADMIN.env in done.stderr and done.stdout == ""

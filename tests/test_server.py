@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from keyed import inference_headers
 from PIL import Image
 from scipy import signal
 
@@ -35,7 +36,8 @@ def plain_infer(protocol, url, audio, rate, avatar="demo", start=0, version=None
     ]
     if version is not None:
         values.append(("AVATAR_VERSION", np.array([[version]], np.int64), "INT64"))
-    return [bytes(b) for b in client.infer("lipsync", infer_inputs(module, values)).as_numpy("FRAMES").reshape(-1)]
+    result = client.infer("lipsync", infer_inputs(module, values), headers=inference_headers(protocol))
+    return [bytes(b) for b in result.as_numpy("FRAMES").reshape(-1)]
 
 
 def decode(jpeg: bytes) -> np.ndarray:

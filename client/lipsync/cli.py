@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the server's administrator key, for avatars/load/unload (default: $LIPSYNC_ADMIN_KEY, "
         "else for a server on this machine the key file that lipsync-server writes)",
     )
+    parser.add_argument(
+        "--inference-key",
+        default=None,
+        help="the server's inference key, for rendering over HTTP (default: $LIPSYNC_INFERENCE_KEY, "
+        "else for a server on this machine the key file that lipsync-server writes)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     render = commands.add_parser("render", help="render an audio file to an MP4 with sound")
@@ -91,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as error:
             print(f"lipsync web: {error}: pip install 'triton-lipsync-client[web]'", file=sys.stderr)
             return 1
-        return serve(url, args.protocol, args.admin_key, args.host, args.port, args.allow_origin, args.max_sessions)
+        keys = (args.admin_key, args.inference_key)
+        return serve(url, args.protocol, keys, args.host, args.port, args.allow_origin, args.max_sessions)
     try:
-        with LipsyncClient(url, args.protocol, admin_key=args.admin_key) as client:
+        with LipsyncClient(url, args.protocol, admin_key=args.admin_key, inference_key=args.inference_key) as client:
             return COMMANDS[args.command](client, args)
     except InferenceServerException as error:
         print(f"lipsync: server error: {error.message()}", file=sys.stderr)

@@ -20,8 +20,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from . import admin_key as admin_keys
-from . import avatar_names, framing, messages, streaming
+from . import avatar_names, framing, keys, messages, streaming
 from .streaming import Segment
 
 ENSEMBLE = "lipsync"
@@ -46,12 +45,15 @@ class LipsyncClient:
         headers: dict[str, str] | None = None,
         timeout_s: float | None = None,
         admin_key: str | None = None,
+        inference_key: str | None = None,
         cold_start_wait_s: float = 120.0,
         retry_for_s: float = 30.0,
     ):
-        """`admin_key`: the server's administrator key, sent (header lipsync-admin-key) with
-        the calls that list, load and unload avatars only. Default: $LIPSYNC_ADMIN_KEY, or for
-        a server on this machine the launcher's key file (lipsync.admin_key).
+        """`admin_key`: the server's administrator key, sent (header lipsync-admin-key) with the
+        calls that list, load and unload avatars and read statistics only. `inference_key`: the
+        key inference over HTTP needs (header lipsync-inference-key). Defaults: $LIPSYNC_ADMIN_KEY
+        and $LIPSYNC_INFERENCE_KEY, or for a server on this machine the launcher's key files
+        (lipsync.keys).
         `cold_start_wait_s`: how long a request keeps retrying while the server loads its
         avatar on demand (the server says when to retry); 0 returns that refusal at once.
         `retry_for_s`: how long stream() and render_chunks() retry a segment that failed for a
@@ -61,13 +63,10 @@ class LipsyncClient:
         if protocol not in ("grpc", "http"):
             raise ValueError(f"protocol must be 'grpc' or 'http', not {protocol!r}")
         self.url, self.protocol = url, protocol
-        self.headers = dict(headers or {})
-        self.admin_headers = dict(self.headers)
-        key = admin_keys.for_client(url, admin_key)
-        if key:
-            # Triton's gRPC endpoint reads restricted-protocol keys with this prefix.
-            prefix = "triton-grpc-protocol-" if protocol == "grpc" else ""
-            self.admin_headers[prefix + admin_keys.HEADER] = key
+        self.headers = dict(headers or {}) | keys.INFERENCE.headers(
+            keys.INFERENCE.for_client(url, inference_key), protocol
+        )
+        self.admin_headers = self.headers | keys.ADMIN.headers(keys.ADMIN.for_client(url, admin_key), protocol)
         self.timeout_s = timeout_s
         self.cold_start_wait_s = cold_start_wait_s
         self.retry_for_s = retry_for_s
@@ -111,7 +110,7 @@ class LipsyncClient:
 
     def statistics(self) -> dict[str, dict]:
         """Per model (and version): successful requests, executions, average queue and compute ms."""
-        raw = self.triton.get_inference_statistics(headers=self.headers, **self._as_json())
+        raw = self.triton.get_inference_statistics(headers=self.admin_headers, **self._as_json())
         report = {}
         for entry in raw.get("model_stats", []):
             stats = entry.get("inference_stats", {})

@@ -1,12 +1,13 @@
 """`lipsync-server`: serve a model repository, and write avatars and versions into one.
 
-lipsync-server serve [--repository DIR] [--host 127.0.0.1] [--admin-key KEY | --new-admin-key]
+lipsync-server serve [--repository DIR] [--host 127.0.0.1] [--admin-key KEY] [--inference-key KEY | --new-keys]
 lipsync-server import NAME --dataset DIR --checkpoint EPOCH.pth [--load]
 lipsync-server quantize NAME [--from-version N] [--load]
 lipsync-server quality NAME [--version N]                  # measure bf16 against fp32 (CPU with bf16)
 lipsync-server plans REPOSITORY [--model avatar_NAME]      # GPU image: TensorRT plans
 lipsync-server drain HOST:PORT                              # before stopping a server
 lipsync-server startup-models REPOSITORY                    # tritonserver's --load-model arguments
+lipsync-server triton-flags                                 # tritonserver's key flags (the image's entrypoint)
 
 The repository is --repository, else $LIPSYNC_MODEL_REPOSITORY, else ./model_repository. Talking
 to a running server (render, avatars, load, unload) is the client's command: lipsync.
@@ -18,8 +19,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from lipsync.admin_key import ENV_KEY, HEADER, for_client, key_file
 from lipsync.cli import PLAN_HINT
+from lipsync.keys import ADMIN, INFERENCE
+from lipsync_server.launcher.keys import check_key, restricted_api_flags
 
 REPOSITORY_HELP = "default: $LIPSYNC_MODEL_REPOSITORY, else ./model_repository"
 
@@ -40,10 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--admin-key",
         default=None,
-        help=f"the key the model-repository API (list, load, unload) requires in the {HEADER!r} header "
-        f"(default: ${ENV_KEY}, else the key file {key_file()}, made on first start)",
+        help=f"the key every API but health and inference requires in the {ADMIN.header!r} header "
+        f"(default: ${ADMIN.env}, else the key file {ADMIN.file()}, made on first start)",
     )
-    serve.add_argument("--new-admin-key", action="store_true", help="write a new random key to the key file and use it")
+    serve.add_argument(
+        "--inference-key",
+        default=None,
+        help=f"the key inference over HTTP requires in the {INFERENCE.header!r} header "
+        f"(default: ${INFERENCE.env}, else the key file {INFERENCE.file()}, made on first start)",
+    )
+    serve.add_argument("--new-keys", action="store_true", help="write new random keys to the key files and use them")
 
     cluster = commands.add_parser(
         "cluster", help="replicas behind nginx with Prometheus, on loopback, until Ctrl-C (make cluster)"
@@ -94,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     starting.add_argument("repository", type=Path)
     starting.add_argument("--profile", default="config", help="the config name the server uses (config: config.pbtxt)")
 
+    commands.add_parser(
+        "triton-flags",
+        help=f"print tritonserver's flags that require ${ADMIN.env} and ${INFERENCE.env} (the image's entrypoint)",
+    )
+
     drain = commands.add_parser("drain", help="let a server's requests in flight finish (before stopping it)")
     drain.add_argument("http_address", help="the server's HTTP endpoint, host:port")
     drain.add_argument("--timeout", type=float, default=30.0)
@@ -103,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "drain":
         from .launcher.drain import drain as drain_server
 
-        return 0 if drain_server(args.http_address, for_client(args.http_address), args.timeout) else 1
+        return 0 if drain_server(args.http_address, ADMIN.for_client(args.http_address), args.timeout) else 1
+    if args.command == "triton-flags":
+        return _triton_flags()
     if args.command == "startup-models":
         from .launcher.startup import startup_models
 
@@ -129,8 +144,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         if not args.repository.is_dir():
             serve.error(f"no model repository at {args.repository}: pass --repository or set ${ENV_REPOSITORY}")
-        if args.new_admin_key and (args.admin_key or os.environ.get(ENV_KEY)):
-            serve.error(f"--new-admin-key writes the key file: it cannot be combined with --admin-key or ${ENV_KEY}")
+        given = args.admin_key or args.inference_key or os.environ.get(ADMIN.env) or os.environ.get(INFERENCE.env)
+        if args.new_keys and given:
+            serve.error(
+                f"--new-keys writes the key files: it cannot be combined with given keys, "
+                f"${ADMIN.env} or ${INFERENCE.env}"
+            )
+        for key in (args.admin_key, args.inference_key):
+            if key:
+                try:
+                    check_key(key)
+                except ValueError as error:
+                    serve.error(str(error))
         return _serve(args)
     status = _import(args) if args.command == "import" else _quantize(args)
     return _load(args) if status == 0 and args.load else status
@@ -140,7 +165,25 @@ def _serve(args: argparse.Namespace) -> int:
     from .launcher import tritonserver
 
     ports = (args.http_port, args.grpc_port, args.metrics_port)
-    return tritonserver.serve(args.repository, args.host, ports, args.profile, args.admin_key, args.new_admin_key)
+    keys = (args.admin_key, args.inference_key)
+    return tritonserver.serve(args.repository, args.host, ports, args.profile, keys, args.new_keys)
+
+
+def _triton_flags() -> int:
+    """Prints the key flags, one a line, from the environment; refuses to print them open."""
+    keys = [os.environ.get(ADMIN.env, "").strip(), os.environ.get(INFERENCE.env, "").strip()]
+    try:
+        for key in keys:
+            check_key(key)
+    except ValueError as error:
+        print(
+            f"lipsync-server triton-flags: set ${ADMIN.env} and ${INFERENCE.env} ({error}; for example: "
+            "openssl rand -base64 32)",
+            file=sys.stderr,
+        )
+        return 2
+    print("\n".join(restricted_api_flags(*keys)))
+    return 0
 
 
 def _import(args: argparse.Namespace) -> int:

@@ -184,9 +184,11 @@ class _Cancelled(Exception):
 
 
 class Gateway:
-    def __init__(self, server_url: str, protocol: str, admin_key: str | None, origins: set[str], max_sessions: int):
+    def __init__(
+        self, server_url: str, protocol: str, keys: tuple[str | None, str | None], origins: set[str], max_sessions: int
+    ):
         self.server_url = server_url
-        self.client = LipsyncClient(server_url, protocol, admin_key=admin_key)
+        self.client = LipsyncClient(server_url, protocol, admin_key=keys[0], inference_key=keys[1])
         self.origins = origins
         self.hosts = {urlsplit(origin).netloc for origin in origins}
         self.max_sessions = max_sessions
@@ -289,9 +291,15 @@ def origins_for(host: str, port: int, extra: list[str]) -> set[str]:
 
 
 def serve(
-    server_url: str, protocol: str, admin_key: str | None, host: str, port: int, origins: list[str], max_sessions: int
+    server_url: str,
+    protocol: str,
+    keys: tuple[str | None, str | None],
+    host: str,
+    port: int,
+    origins: list[str],
+    max_sessions: int,
 ) -> int:
-    gateway = Gateway(server_url, protocol, admin_key, origins_for(host, port, origins), max_sessions)
+    gateway = Gateway(server_url, protocol, keys, origins_for(host, port, origins), max_sessions)
     print(f"lip-sync web page: http://{host}:{port}/ (server {server_url}; Ctrl-C stops)", flush=True)
     web.run_app(gateway.app(), host=host, port=port, print=None, handle_signals=True)
     return 0

@@ -8,12 +8,13 @@ import numpy as np
 from lipsync import framing
 from lipsync_server.avatars import compositing
 from lipsync_server.avatars.media import AvatarStore
-from lipsync_server.backend import stub
+from lipsync_server.backend import stub, ticket
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = stub.model_config(args)
+        self.secret = ticket.secret()
         self.quality = int(stub.parameter(config, "jpeg_quality", "75"))
         cache = int(stub.parameter(config, "frame_cache", "128"))
         self.avatars = AvatarStore(Path(args["model_repository"]).parent, frame_cache=cache)
@@ -21,12 +22,17 @@ class TritonPythonModel:
         self.pool = ThreadPoolExecutor(int(stub.parameter(config, "encode_threads", "2")))
 
     def execute(self, requests):
-        return [self._composite(request) for request in requests]
+        return stub.each(requests, self._composite)
 
     def _composite(self, request):
-        name = stub.text(request, "AVATAR")
-        start = int(stub.get(request, "START_FRAME")[0])
+        try:
+            checked = stub.ticket(request, self.secret)
+        except ticket.TicketError as error:
+            return stub.invalid_arg(str(error))
+        name, start = checked.avatar, checked.start
         faces = stub.get(request, "FACES")
+        if len(faces) != checked.count:
+            return stub.invalid_arg(f"FACES: {len(faces)} faces, but {checked.count} frames are to be made")
         try:
             media = self.avatars.get(name)
         except (OSError, ValueError) as error:

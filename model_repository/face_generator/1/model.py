@@ -10,7 +10,7 @@ import triton_python_backend_utils as pb_utils
 
 from lipsync import avatar_names, framing
 from lipsync_server.avatars.media import AvatarStore
-from lipsync_server.backend import admission, residency, stub
+from lipsync_server.backend import admission, residency, stub, ticket
 
 UNET_OUTPUTS = {"FACES": "FACE_RGB", "FACES_RAW": "FACE_RAW"}
 
@@ -18,6 +18,7 @@ UNET_OUTPUTS = {"FACES": "FACE_RGB", "FACES_RAW": "FACE_RAW"}
 class TritonPythonModel:
     def initialize(self, args):
         config = stub.model_config(args)
+        self.secret = ticket.secret()
         self.chunk = int(stub.parameter(config, "frames_per_unet_request", "8"))
         # Requests that would wait longer than their MAX_WAIT_MS, or take the frames in the works
         # past max_frames_in_flight, are turned away at once (UNAVAILABLE). execute() coroutines
@@ -34,50 +35,63 @@ class TritonPythonModel:
         self.board.close()
 
     async def execute(self, requests):
-        # All requests' UNet calls are in flight together, for the UNet's batcher to merge.
-        return await asyncio.gather(*(self._generate(request) for request in requests))
+        # All requests' UNet calls are in flight together, for the UNet's batcher to merge; each
+        # request is answered on its own, whatever happens to the others.
+        return await asyncio.gather(*(self._answer(request) for request in requests))
+
+    async def _answer(self, request):
+        try:
+            return await self._generate(request)
+        except Exception as error:  # a fault of ours for this request only
+            return stub.internal(f"face generation failed: {type(error).__name__}: {error}")
 
     async def _generate(self, request):
-        name = stub.text(request, "AVATAR")
-        version = stub.get(request, "AVATAR_VERSION")
-        version = int(version[0]) if version is not None else 0
-        start = int(stub.get(request, "START_FRAME")[0])
-        first, count = (int(stub.get(request, field)[0]) for field in ("FIRST_FRAME", "FRAME_COUNT"))
-        deadline_ns = int(stub.get(request, "QUEUE_DEADLINE_NS")[0])
+        try:
+            checked = stub.ticket(request, self.secret)
+        except ticket.TicketError as error:
+            return stub.invalid_arg(str(error))
+        features = stub.get(request, "AUDIO_FEATURES")
+        if checked.first + checked.count > len(features):
+            return stub.invalid_arg(
+                f"AUDIO_FEATURES: {len(features)} frames, but frames {checked.first}.."
+                f"{checked.first + checked.count - 1} are to be made"
+            )
+        name = checked.avatar
         self.residency.begin(name)  # not unloaded while this request needs it
         try:
             try:
-                refusal = await self.residency.ensure(name, version)
+                refusal = await self.residency.ensure(name, checked.version)
             except (LookupError, RuntimeError) as error:
                 return stub.invalid_arg(str(error))
             # Admitted once its avatar is resident: a load's time is not the UNet's service time.
-            refusal = refusal or self.admission.refusal(count, (deadline_ns - time.monotonic_ns()) / 1e9)
+            left_s = (checked.deadline_ns - time.monotonic_ns()) / 1e9
+            refusal = refusal or self.admission.refusal(checked.count, left_s)
             if refusal:
                 return stub.unavailable(refusal)
-            return await self._admitted(request, name, version, start, first, count)
+            return await self._admitted(request, checked, features[checked.first : checked.first + checked.count])
         finally:
             self.residency.end(name)
 
-    async def _admitted(self, request, name, version, start, first, count):
+    async def _admitted(self, request, checked, features):
         """_faces(), counted in the frames in the works and, when made, in the service rate."""
-        self.admission.start(count, time.monotonic())
+        self.admission.start(checked.count, time.monotonic())
         self.board.publish(self.admission.expected_wait_s())
         made = False
         try:
-            response = await self._faces(request, name, version, start, first, count)
+            response = await self._faces(request, checked, features)
             made = not response.has_error()
             return response
         finally:
-            self.admission.finish(count, time.monotonic(), made)
+            self.admission.finish(checked.count, time.monotonic(), made)
             self.board.publish(self.admission.expected_wait_s())
 
-    async def _faces(self, request, name, version, start, first, count):
-        features = stub.get(request, "AUDIO_FEATURES")[first : first + count]
+    async def _faces(self, request, checked, features):
+        name, version = checked.avatar, checked.version
         try:
             media = self.avatars.get(name)
         except (OSError, ValueError) as error:
             return stub.internal(f"avatar {name!r} media unreadable: {error}")
-        frames = [framing.pingpong(start + i, len(media)) for i in range(len(features))]
+        frames = [framing.pingpong(checked.start + i, len(media)) for i in range(len(features))]
         crops = media.faces[frames]
         # Each of our outputs is one of the UNet's: uint8 pixels unless a caller asks for floats.
         wanted = {ours: theirs for ours, theirs in UNET_OUTPUTS.items() if ours in request.requested_output_names()}

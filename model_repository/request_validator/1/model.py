@@ -8,13 +8,14 @@ import numpy as np
 from lipsync import framing
 from lipsync_server.audio import anti_aliasing
 from lipsync_server.avatars.media import AvatarStore
-from lipsync_server.backend import admission, request_rules, stub
+from lipsync_server.backend import admission, request_rules, stub, ticket
 from lipsync_server.backend.request_rules import InvalidInput
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = stub.model_config(args)
+        self.secret = ticket.secret()
         self.max_seconds = float(stub.parameter(config, "max_audio_seconds", "60"))
         self.segment_max_wait_ms = int(stub.parameter(config, "segment_max_wait_ms", "1000"))
         self.clip_max_wait_ms = int(stub.parameter(config, "clip_max_wait_ms", "20000"))
@@ -22,7 +23,7 @@ class TritonPythonModel:
         self.board = admission.Board(writer=False)
 
     def execute(self, requests):
-        return [self._check(request) for request in requests]
+        return stub.each(requests, self._check)
 
     def finalize(self):
         self.board.close()
@@ -32,11 +33,12 @@ class TritonPythonModel:
         audio = stub.get(request, "AUDIO")
         rate = int(stub.get(request, "SAMPLE_RATE")[0])
         version, offset = _optional(request, "AVATAR_VERSION"), _optional(request, "AUDIO_OFFSET") or 0
+        name, start = stub.text(request, "AVATAR"), int(stub.get(request, "START_FRAME")[0])
         try:
             request_rules.check_sample_rate(rate)
             request_rules.check_audio(audio, rate, self.max_seconds)
-            request_rules.check_avatar(stub.text(request, "AVATAR"), self.avatars.exists)
-            request_rules.check_start_frame(int(stub.get(request, "START_FRAME")[0]))
+            request_rules.check_avatar(name, self.avatars.exists)
+            request_rules.check_start_frame(start)
             if version is not None:
                 request_rules.check_version(version)
             request_rules.check_audio_offset(offset, rate)
@@ -54,13 +56,12 @@ class TritonPythonModel:
         wait = self.board.expected_wait_s()
         if wait * 1000 > max_wait_ms:
             return stub.unavailable(admission.too_long(wait, max_wait_ms / 1000, "the work this server has in hand"))
+        checked = ticket.Ticket(name, version or 0, start, first, count, arrived + max_wait_ms * 1_000_000, arrived)
         return stub.respond(
             CHECKED_AUDIO=anti_aliasing.band_limit(audio, rate),
             CHECKED_SAMPLE_RATE=stub.get(request, "SAMPLE_RATE"),
             MEL_OFFSET=np.array([offset // framing.HOP], np.int64),
-            CHECKED_FIRST_FRAME=np.array([first], np.int64),
-            CHECKED_FRAME_COUNT=np.array([count], np.int64),
-            QUEUE_DEADLINE_NS=np.array([arrived + max_wait_ms * 1_000_000], np.int64),
+            TICKET=np.array([checked.seal(self.secret)], dtype=np.object_),
         )
 
 

@@ -31,9 +31,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from lipsync import avatar_names, framing
+from lipsync_server.backend.request_rules import max_audio_seconds
 
 ENCODER = "audio_encoder"
-VALIDATOR = "request_validator"
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,6 @@ class Plan:
 def model_config(folder: Path) -> model_config_pb2.ModelConfig:
     """A model's GPU-profile config (config.pbtxt)."""
     return text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-
-
-def max_audio_seconds(repository: Path) -> float:
-    config = model_config(repository / VALIDATOR)
-    return float(config.parameters["max_audio_seconds"].string_value)
 
 
 def encoder_plans(repository: Path) -> list[Plan]:

@@ -53,12 +53,27 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(f"precision {precision!r}: use one of {', '.join(runtimes.PRECISIONS)}")
         return precision, "the config's precision parameter"
 
+    def refusal(self, arrays: list[np.ndarray]) -> str | None:
+        """Why a request's inputs (in config order) are not served, or None (subclasses)."""
+        return None
+
     def execute(self, requests):
         arrays = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs] for r in requests]
-        wanted = [self._wanted(r) for r in requests]
-        if len(requests) > 1 and _same_shapes(arrays):
-            return self._run_together(arrays, wanted)
-        return [self._run_one(request_arrays, names) for request_arrays, names in zip(arrays, wanted)]
+        responses: list = [None] * len(requests)
+        for i, request_arrays in enumerate(arrays):
+            why = self.refusal(request_arrays)
+            if why:
+                responses[i] = stub.invalid_arg(why)
+        served = [i for i, response in enumerate(responses) if response is None]
+        arrays = [arrays[i] for i in served]
+        wanted = [self._wanted(requests[i]) for i in served]
+        if len(served) > 1 and _same_shapes(arrays):
+            results = self._run_together(arrays, wanted)
+        else:
+            results = [self._run_one(request_arrays, names) for request_arrays, names in zip(arrays, wanted)]
+        for i, response in zip(served, results):
+            responses[i] = response
+        return responses
 
     def _wanted(self, request) -> list[str]:
         asked = set(request.requested_output_names())
@@ -70,8 +85,8 @@ class TritonPythonModel:
         names = [name for name in self.outputs if any(name in w for w in wanted)]
         try:
             results = self._run(names, joined)
-        except Exception as error:  # one failed run fails the requests that shared it
-            return [stub.internal(f"{self.session.description} failed: {error}")] * len(arrays)
+        except Exception:  # each on its own, so that a failure is only the failing request's
+            return [self._run_one(request_arrays, w) for request_arrays, w in zip(arrays, wanted)]
         bounds = np.cumsum(sizes)[:-1]
         split = dict(zip(names, (np.split(result, bounds) for result in results)))
         return [

@@ -1,6 +1,10 @@
 """What a valid lip-sync request is. Each failed check names the input and the problem."""
 
+from pathlib import Path
+
 import numpy as np
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
 from lipsync import avatar_names, framing
 from lipsync.messages import quoted
@@ -15,8 +19,18 @@ MAX_WAIT_MS = 3_600_000
 MAX_PEAK = 2.0
 
 
+VALIDATOR = "request_validator"
+
+
 class InvalidInput(ValueError):
     pass
+
+
+def max_audio_seconds(repository: Path) -> float:
+    """The longest audio the server takes: request_validator's max_audio_seconds. The steps
+    behind it are sized by it too (the encoder's TensorRT shapes, the CPU steps' own checks)."""
+    config = text_format.Parse((repository / VALIDATOR / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    return float(config.parameters["max_audio_seconds"].string_value)
 
 
 def check_audio(audio: np.ndarray, sample_rate: int, max_seconds: float) -> None:
@@ -30,8 +44,7 @@ def check_audio(audio: np.ndarray, sample_rate: int, max_seconds: float) -> None
         raise InvalidInput(
             f"AUDIO: {audio.size} samples at {sample_rate} Hz is too short: at least {shortest:.4f} s is needed"
         )
-    if seconds > max_seconds:
-        raise InvalidInput(f"AUDIO: {seconds:.1f} s is longer than this server's limit of {max_seconds:g} s")
+    check_duration(audio.size, sample_rate, max_seconds)
     if not np.isfinite(audio).all():
         raise InvalidInput("AUDIO: contains NaN or infinite samples")
     peak = float(np.abs(audio).max())
@@ -40,6 +53,12 @@ def check_audio(audio: np.ndarray, sample_rate: int, max_seconds: float) -> None
             f"AUDIO: peak amplitude {peak:.6g} is beyond {MAX_PEAK:g}: samples are floats in [-1, 1] "
             "(scale 16-bit PCM by 1/32768, 32-bit PCM by 1/2147483648)"
         )
+
+
+def check_duration(samples: int, sample_rate: int, max_seconds: float, name: str = "AUDIO") -> None:
+    seconds = samples / sample_rate
+    if seconds > max_seconds:
+        raise InvalidInput(f"{name}: {seconds:.1f} s is longer than this server's limit of {max_seconds:g} s")
 
 
 def check_sample_rate(rate: int) -> None:

@@ -5,6 +5,8 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from .ticket import Ticket
+
 
 def model_config(args: dict) -> dict:
     return json.loads(args["model_config"])
@@ -27,6 +29,25 @@ def text(request, name: str) -> str:
         raise KeyError(f"{name}: missing")
     value = tensor[0]
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def ticket(request, key: bytes) -> Ticket:
+    """The request's TICKET, opened (ticket.TicketError unless request_validator issued it)."""
+    tensor = get(request, "TICKET")
+    value = b"" if tensor is None else tensor[0]
+    return Ticket.open(value if isinstance(value, bytes) else str(value).encode(), key)
+
+
+def each(requests, answer) -> list:
+    """`answer(request)` for every request, a failure in one answering that request alone."""
+    return [guarded(answer, request) for request in requests]
+
+
+def guarded(answer, request):
+    try:
+        return answer(request)
+    except Exception as error:  # a fault of ours for this request: the batch's others go on
+        return internal(f"{type(error).__name__}: {error}")
 
 
 def invalid_arg(message: str):

@@ -1,1 +1,1 @@
-"""Runs the real tritonserver on this machine: start, supervise, drain and stop, with the key."""
+"""Runs the real tritonserver on this machine: start, supervise, drain and stop, with its keys."""

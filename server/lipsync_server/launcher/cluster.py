@@ -18,9 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lipsync.client import ENSEMBLE
+from lipsync.keys import ADMIN, INFERENCE
 
 from . import nginx, prometheus
-from .admin_key import for_server
+from .keys import for_server
 from .nginx import Nginx
 from .prometheus import Prometheus
 from .tritonserver import StopSignals, TritonServer, free_port
@@ -54,7 +55,7 @@ class Cluster:
     ):
         self.work = work
         self.poll_s = poll_s
-        key = for_server(admin_key)
+        admin, inference = for_server(ADMIN, admin_key), for_server(INFERENCE)
         self.replicas = [
             TritonServer(
                 repository,
@@ -63,7 +64,8 @@ class Cluster:
                 free_port(),
                 free_port(),
                 log=work / f"replica-{i + 1}.log",
-                admin_key=key,
+                admin_key=admin,
+                inference_key=inference,
             )
             for i in range(replicas)
         ]

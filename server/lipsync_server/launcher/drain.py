@@ -13,8 +13,8 @@ import time
 
 import tritonclient.http as httpclient
 
-from lipsync.admin_key import HEADER
 from lipsync.client import ENSEMBLE, RAW_ENSEMBLE
+from lipsync.keys import ADMIN
 
 ENSEMBLES = (ENSEMBLE, RAW_ENSEMBLE)
 
@@ -23,7 +23,7 @@ def drain(http_address: str, admin_key: str | None, timeout: float = 30.0) -> bo
     """Unloads the ensembles and waits (at most `timeout`) until they are gone; False if the
     server could not be drained (it should be stopped all the same)."""
     client = httpclient.InferenceServerClient(http_address, network_timeout=timeout)
-    headers = {HEADER: admin_key} if admin_key else None
+    headers = ADMIN.headers(admin_key, "http") or None
     deadline = time.monotonic() + timeout
     try:
         for ensemble in ENSEMBLES:

@@ -2,9 +2,9 @@
 
 `lipsync-server serve` (what `make serve` runs) serves a model repository with the CPU profile
 and explicit model control on 127.0.0.1 until Ctrl-C or SIGTERM. The repository is
---repository, else $LIPSYNC_MODEL_REPOSITORY, else ./model_repository. The model-repository API
-(list, load, unload) always needs the administrator key (lipsync.admin_key says where it comes
-from). Tests and benchmarks use TritonServer directly.
+--repository, else $LIPSYNC_MODEL_REPOSITORY, else ./model_repository. Every API but health and
+gRPC inference needs a key (lipsync.keys says which and where they come from). Tests and
+benchmarks use TritonServer directly.
 """
 
 import os
@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pytriton
 
-from lipsync.admin_key import HEADER
+from lipsync.keys import ADMIN, INFERENCE
 from lipsync_server.avatars.repository import default_repository
+from lipsync_server.backend import ticket
 from lipsync_server.backend.admission import board_path
 
 from . import drain, processes, startup
-from .admin_key import for_server, source, write_key_file
+from .keys import for_server, restricted_api_flags, source, write_key_file
 
 TRITON_HOME = Path(pytriton.__file__).parent / "tritonserver"
 SHARED_MEMORY = Path("/dev/shm")
@@ -67,14 +68,15 @@ class TritonServer:
         log: Path | None = None,
         extra_args: tuple[str, ...] = (),
         admin_key: str | None = None,
+        inference_key: str | None = None,
     ):
         self.repository = Path(repository) if repository else default_repository()
         self.host, self.http_port, self.grpc_port, self.metrics_port = host, http_port, grpc_port, metrics_port
         self.config_name = config_name
         self.log = log
         self.extra_args = extra_args
-        # Never open: Triton's repository API loads uploaded models, which is running code here.
-        self.admin_key = for_server(admin_key)
+        self.admin_key = for_server(ADMIN, admin_key)
+        self.inference_key = for_server(INFERENCE, inference_key)
         # The python backend's shared-memory regions, named so that this server's can be found:
         # a model process that dies (killed, crashed) leaves its region behind.
         self.shm_prefix = f"lipsync_{secrets.token_hex(6)}_"
@@ -107,13 +109,9 @@ class TritonServer:
             "--backend-config=python,shm-default-byte-size=16777216",
             "--backend-config=python,shm-growth-byte-size=33554432",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
-            *self._restrictions(),
+            *restricted_api_flags(self.admin_key, self.inference_key),
             *self.extra_args,
         ]
-
-    def _restrictions(self) -> list[str]:
-        rule = f"model-repository:{HEADER}={self.admin_key}"
-        return [f"--grpc-restricted-protocol={rule}", f"--http-restricted-api={rule}"]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -122,6 +120,8 @@ class TritonServer:
         libdir = sysconfig.get_config_var("LIBDIR") or ""
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
         env.setdefault("OMP_NUM_THREADS", "1")
+        # New for every start: only requests that came through request_validator carry it.
+        env[ticket.SECRET_ENV] = ticket.new_secret()
         return env
 
     def start(self) -> "TritonServer":
@@ -250,15 +250,23 @@ class StopSignals:
 
 
 def serve(
-    repository: Path, host: str, ports: tuple[int, int, int], profile: str, key: str | None, new_key: bool
+    repository: Path,
+    host: str,
+    ports: tuple[int, int, int],
+    profile: str,
+    keys: tuple[str | None, str | None],
+    new_keys: bool,
 ) -> int:
-    """Serves until Ctrl-C or SIGTERM; returns the exit status (`lipsync-server serve`)."""
+    """Serves until Ctrl-C or SIGTERM; returns the exit status (`lipsync-server serve`).
+    `keys`: the administrator and inference keys given on the command line, if any."""
     http_port, grpc_port, metrics_port = ports
+    admin_key, inference_key = keys
+    if new_keys:
+        admin_key, inference_key = write_key_file(ADMIN), write_key_file(INFERENCE)
     stopping = StopSignals()
     server = TritonServer(
-        repository, host, http_port, grpc_port, metrics_port, profile, admin_key=write_key_file() if new_key else key
+        repository, host, http_port, grpc_port, metrics_port, profile, admin_key=admin_key, inference_key=inference_key
     )
-    where = source(key)
     server.start()
     if server.wait_ready(stopping=stopping):
         print(
@@ -266,5 +274,6 @@ def serve(
             f"repository {repository} (Ctrl-C stops)",
             flush=True,
         )
-        print(f"model-repository API (avatars, load, unload): administrator key from {where}", flush=True)
+        print(f"administrator key (avatars, load, unload, statistics) from {source(ADMIN, keys[0])}", flush=True)
+        print(f"inference key (inference over HTTP) from {source(INFERENCE, keys[1])}", flush=True)
     return server.supervise(stopping)
