@@ -1,7 +1,11 @@
 """Admission by expected wait (lipsync_server/backend/admission.py), on a simulated clock."""
 
+import os
+from pathlib import Path
+
 import pytest
 
+from lipsync_server.backend import ticket
 from lipsync_server.backend.admission import Admission, Board, ServiceRate
 
 
@@ -78,8 +82,14 @@ def test_failed_requests_leave_the_rate_alone():
     assert admission.frames == 0
 
 
-def test_the_board_carries_the_wait_to_other_processes_of_the_server(tmp_path, monkeypatch):
+@pytest.fixture
+def board_folder(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr("lipsync_server.backend.admission.BOARD_DIRECTORY", tmp_path)
+    monkeypatch.setenv(ticket.SECRET_ENV, "s" * 64)
+    return tmp_path
+
+
+def test_the_board_carries_the_wait_to_other_processes_of_the_server(board_folder):
     reader = Board(writer=False)
     assert reader.expected_wait_s() == 0.0  # face_generator not started yet
     writer = Board(writer=True)
@@ -90,3 +100,27 @@ def test_the_board_carries_the_wait_to_other_processes_of_the_server(tmp_path, m
     again = Board(writer=True)  # and loaded again: the same file, which the reader still maps
     again.publish(1.5)
     assert reader.expected_wait_s() == 1.5
+
+
+def test_the_boards_name_is_the_servers_secret(board_folder, monkeypatch):
+    ours = Board(writer=True).path
+    monkeypatch.setenv(ticket.SECRET_ENV, "t" * 64)
+    assert Board(writer=True).path != ours
+    assert str(os.getppid()) not in ours.name
+
+
+@pytest.mark.parametrize("taken", ["symlink", "other user's file", "file others can write"])
+def test_a_board_name_taken_first_is_refused(board_folder, taken, tmp_path_factory):
+    path = Board(writer=False).path
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "target"
+    elsewhere.write_bytes(b"\0" * 8)
+    if taken == "symlink":
+        path.symlink_to(elsewhere)
+    else:
+        path.write_bytes(b"\0" * 8)
+        path.chmod(0o666 if taken == "file others can write" else 0o600)
+        if taken == "other user's file":
+            os.chown(path, 65534, 65534)
+    with pytest.raises(OSError):
+        Board(writer=True)
+    assert elsewhere.read_bytes() == b"\0" * 8

@@ -87,3 +87,28 @@ def test_cli_import_reports_wrong_checkpoint_keys(tmp_path, capsys):
     )
     assert code == 2
     assert "missing keys: up5.conv.double_conv.0.conv.0.weight" in capsys.readouterr().err
+
+
+def test_new_media_replaces_the_old_in_one_step(tmp_path, monkeypatch):
+    """Media is swapped in whole: interrupted right after the swap (a crash before the old
+    media is removed), the folder holds the new media complete; the next write cleans up."""
+    repo = tmp_path / "repo"
+    frames = [np.full((64, 64, 3), shade, np.uint8) for shade in (10, 200)]
+    rect = [[8, 8, 56, 56]]
+    repository.write_media(repo, "x", frames[:1], rect)
+
+    remove = repository.shutil.rmtree
+
+    def crash_after_the_swap(path, ignore_errors=False):
+        if not ignore_errors:  # removing the swapped-out old media, not clearing leftovers
+            raise KeyboardInterrupt("killed")
+        remove(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(repository.shutil, "rmtree", crash_after_the_swap)
+    with pytest.raises(KeyboardInterrupt):
+        repository.write_media(repo, "x", frames[1:], rect)
+    assert AvatarMedia(media_dir(repo, "x")).background(0).mean() > 150  # the new media, whole
+    monkeypatch.undo()
+    repository.write_media(repo, "x", frames[:1], rect)
+    assert AvatarMedia(media_dir(repo, "x")).background(0).mean() < 50
+    assert sorted(p.name for p in (repo / "avatar_x").iterdir()) == ["config.pbtxt", "configs", "media"]

@@ -1,5 +1,6 @@
 """Writes avatars into a model repository: media, configs, and numbered weight versions."""
 
+import ctypes
 import json
 import os
 import shutil
@@ -16,6 +17,8 @@ from . import compositing, media
 TEMPLATES = Path(__file__).parent / "avatar_model"
 ENV_REPOSITORY = "LIPSYNC_MODEL_REPOSITORY"
 JPEG_QUALITY = 95
+# renameat2(2): the two paths trade places in one step (Linux 3.15+; Python's os has no call for it).
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
 # An avatar version's model.py in the CPU profile: a shared runner that checks the avatar's media
 # and graph when it loads. (The encoder's versions copy its committed audio_encoder/1/model.py.)
 AVATAR_MODEL_PY = (
@@ -32,7 +35,7 @@ def default_repository() -> Path:
 
 def write_media(repository: Path, name: str, frames: Iterable[np.ndarray | Path], rects) -> Path:
     """Stores frames (RGB arrays, or JPEG files copied as they are) and their crop squares as
-    the avatar's media, replacing old media only once the new media is complete."""
+    the avatar's media, replacing old media only once the new media is complete, in one step."""
     target = media.media_dir(repository, name)
     staging = target.with_name(media.MEDIA + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -54,10 +57,23 @@ def write_media(repository: Path, name: str, frames: Iterable[np.ndarray | Path]
         faces.append(compositing.face_input(decoded[..., ::-1], rect))  # the network wants BGR
     np.save(staging / "faces.npy", np.stack(faces))
     (staging / "rects.json").write_text(json.dumps(rects))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    _swap_in(staging, target)
     _write_configs(repository, name)
     return target
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Puts the folder `staging` at `target` with no moment where a crash leaves neither the old
+    nor the new one there, then removes the old one (left at `staging` if that is interrupted,
+    and removed by the next write)."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(_AT_FDCWD, os.fsencode(staging), _AT_FDCWD, os.fsencode(target), _RENAME_EXCHANGE):
+        error = ctypes.get_errno()
+        raise OSError(error, f"cannot swap {staging} in for {target}: {os.strerror(error)}")
+    shutil.rmtree(staging)
 
 
 def versions(repository: Path, name: str) -> list[int]:
@@ -111,5 +127,12 @@ def _versions(model_folder: Path) -> list[int]:
 def _write_configs(repository: Path, name: str) -> None:
     folder = Path(repository) / avatar_names.model_name(name)
     (folder / "configs").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(TEMPLATES / "config.pbtxt", folder / "config.pbtxt")
-    shutil.copyfile(TEMPLATES / "configs" / "cpu.pbtxt", folder / "configs" / "cpu.pbtxt")
+    for config in ("config.pbtxt", "configs/cpu.pbtxt"):
+        _replace_file(TEMPLATES / config, folder / config)
+
+
+def _replace_file(source: Path, target: Path) -> None:
+    """Copies `source` over `target` by writing the copy beside it, then renaming it over."""
+    staging = target.with_name(target.name + ".partial")
+    shutil.copyfile(source, staging)
+    os.replace(staging, target)

@@ -7,11 +7,16 @@ queueing for longer than the caller can use, keeps the latency of what is served
 overload and lets the client try another replica while there is still time.
 """
 
+import hashlib
+import hmac
 import math
 import mmap
 import os
+import stat
 import struct
 from pathlib import Path
+
+from . import ticket
 
 BOARD_DIRECTORY = Path("/dev/shm")
 SIZE = struct.calcsize("d")
@@ -97,29 +102,46 @@ def too_long(wait_s: float, max_wait_s: float, why: str) -> str:
     )
 
 
-def board_path(server_pid: int) -> Path:
-    return BOARD_DIRECTORY / f"lipsync_admission_{server_pid}"
+def board_path(server_pid: int, key: bytes) -> Path:
+    """The board of the server whose process is `server_pid`: named under the server's secret
+    (ticket.secret), so that no other local user can know the name, let alone take it first."""
+    tag = hmac.new(key, f"admission board {server_pid}".encode(), hashlib.sha256).hexdigest()[:32]
+    return BOARD_DIRECTORY / f"lipsync_admission_{tag}"
 
 
 class Board:
     """The expected wait, published by face_generator for request_validator, another process of
-    the same server, to refuse a request before its audio is processed: 8 bytes in shared memory
-    named after the server's process (the parent of every model process). The file outlives a
-    reload of either model, so that both always map the same one; the launcher removes it when
-    the server has exited."""
+    the same server, to refuse a request before its audio is processed: 8 bytes in shared memory,
+    named after the server's process (the parent of every model process) and its secret. The
+    writer creates it exclusively (never following a link), or, after a reload of face_generator,
+    takes it only if it is still this user's own regular file; the reader maps it read-only. The
+    launcher removes it when the server has exited."""
 
     def __init__(self, writer: bool):
-        self.path = board_path(os.getppid())
+        self.path = board_path(os.getppid(), ticket.secret())
         self._map: mmap.mmap | None = None
+        self.writer = writer
         if writer:
-            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.ftruncate(descriptor, SIZE)
-            os.close(descriptor)
-            self._open()
+            self._create()
             self.publish(0.0)
 
+    def _create(self) -> None:
+        try:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:  # this server's, from before face_generator was reloaded
+            descriptor = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW)
+            found = os.fstat(descriptor)
+            if not stat.S_ISREG(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o077:
+                os.close(descriptor)
+                raise PermissionError(f"{self.path} is not this server's admission board") from None
+        try:
+            os.ftruncate(descriptor, SIZE)
+            self._map = mmap.mmap(descriptor, SIZE)
+        finally:
+            os.close(descriptor)
+
     def publish(self, wait_s: float) -> None:
-        if self._map is not None:
+        if self.writer and self._map is not None:
             struct.pack_into("d", self._map, 0, wait_s)
 
     def expected_wait_s(self) -> float:
@@ -140,9 +162,15 @@ class Board:
             self._map = None
 
     def _open(self) -> bool:
+        """The reader's read-only map, once the writer has made the board."""
         try:
-            with open(self.path, "r+b") as file:
-                self._map = mmap.mmap(file.fileno(), SIZE)
-            return True
-        except (OSError, ValueError):  # absent, or not yet sized by the writer
+            descriptor = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # not made yet
             return False
+        try:
+            self._map = mmap.mmap(descriptor, SIZE, prot=mmap.PROT_READ)
+            return True
+        except (OSError, ValueError):  # not yet sized by the writer
+            return False
+        finally:
+            os.close(descriptor)

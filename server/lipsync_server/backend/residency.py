@@ -23,6 +23,7 @@ from pathlib import Path
 from lipsync import avatar_names, messages
 
 from . import stub
+from .memory import Memory, auto_max_resident
 
 # Time to wait for an unloaded avatar's model processes to exit (and free their memory).
 UNLOAD_WAIT_S = 30.0
@@ -36,20 +37,8 @@ class Budget:
     load_wait_s: float
 
 
-def auto_max_resident(resident_avatar_mb: int, memory_share: float = 0.5) -> int:
-    """A share of the machine's memory divided by what a resident avatar costs."""
-    return max(1, int(memory_share * _meminfo_mb("MemTotal") / resident_avatar_mb))
-
-
 def available_mb() -> int:
-    return _meminfo_mb("MemAvailable")
-
-
-def _meminfo_mb(field: str) -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) // 1024
-    raise OSError(f"/proc/meminfo has no {field}")
+    return Memory().available_mb()
 
 
 class Triton:

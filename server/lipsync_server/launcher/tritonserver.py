@@ -81,6 +81,7 @@ class TritonServer:
         # a model process that dies (killed, crashed) leaves its region behind.
         self.shm_prefix = f"lipsync_{secrets.token_hex(6)}_"
         self.process: subprocess.Popen | None = None
+        self.pipeline_secret = ""  # set by start()
 
     def command(self) -> list[str]:
         return [
@@ -120,11 +121,12 @@ class TritonServer:
         libdir = sysconfig.get_config_var("LIBDIR") or ""
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
         env.setdefault("OMP_NUM_THREADS", "1")
-        # New for every start: only requests that came through request_validator carry it.
-        env[ticket.SECRET_ENV] = ticket.new_secret()
+        env[ticket.SECRET_ENV] = self.pipeline_secret
         return env
 
     def start(self) -> "TritonServer":
+        # New for every start: only requests that came through request_validator carry it.
+        self.pipeline_secret = ticket.new_secret()
         output = open(self.log, "ab") if self.log else None
         # A session of its own: Ctrl-C in a terminal reaches only the launcher, which drains
         # first; Triton's own SIGINT handling would fail requests caught between two steps.
@@ -174,7 +176,7 @@ class TritonServer:
         for region in SHARED_MEMORY.glob(self.shm_prefix + "*"):
             region.unlink(missing_ok=True)
         if self.process is not None:
-            board_path(self.process.pid).unlink(missing_ok=True)
+            board_path(self.process.pid, self.pipeline_secret.encode()).unlink(missing_ok=True)
         return code
 
     def drain(self, timeout: float = 30.0) -> None:
