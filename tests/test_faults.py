@@ -23,7 +23,7 @@ from launcher import Launcher
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
-KEY = "test-admin-key"
+KEY = "test-administrator-key"
 AUDIO = (0.1 * np.sin(np.arange(24000) / 9)).astype(np.float32)  # 1.5 s: 36 frames
 FRAMES = framing.frame_count(len(AUDIO))
 

@@ -8,15 +8,18 @@ import io
 import json
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
 import numpy as np
 import pytest
+import soundfile
 from PIL import Image
 
 from lipsync import framing
-from lipsync.client import LipsyncClient
+from lipsync.client import Cancelled, LipsyncClient
 from lipsync_server.avatars.media import AvatarMedia, media_dir
 from lipsync_server.demo import synthetic, training
 
@@ -24,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "perf"))
 from web_latency import Gateway, browser, open_page, talk, wait_until, write_wav  # noqa: E402  (make bench-web's helpers)
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
 # The live page's delay from speech to picture. Rendering the trained demo live takes about all
 # of this 2-core machine; reading the canvas while frames are still being rendered would slow
 # the server below real time. With a delay longer than the speech, every frame has arrived
@@ -201,3 +205,146 @@ def test_the_page_reconnects_after_a_gateway_restart(gateway):
         assert "reconnecting" in page.inner_text("#connection")
         gateway.start()
         wait_until(page, "window.lipsync.connection === 'open'", 30)
+
+
+def silent_flac(path: Path, seconds: int) -> bytes:
+    """A small file that decodes to a lot of audio (an hour of silence is 176 KB of FLAC)."""
+    soundfile.write(path, np.zeros(seconds * framing.SAMPLE_RATE, np.float32), framing.SAMPLE_RATE, format="FLAC")
+    return path.read_bytes()
+
+
+def error_of(replies: list) -> str:
+    reply = json.loads(replies[-1])
+    assert reply["type"] == "error", reply
+    return reply["message"]
+
+
+def test_file_mode_refuses_audio_past_its_limit(gateway, tmp_path):
+    replies = asyncio.run(raw_session(gateway, {"type": "file", "avatar": "demo"}, [silent_flac(tmp_path / "h", 3600)]))
+    assert "the file is longer than this gateway's limit of 300 s" in error_of(replies)
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [
+        "ffconcat version 1.0\nfile '{wav}'\n",
+        "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile://{wav}\n#EXT-X-ENDLIST\n",
+    ],
+    ids=["concat list", "HLS playlist"],
+)
+def test_file_mode_opens_no_other_file(gateway, listing):
+    body = listing.format(wav=ROOT / "assets" / "sample.wav").encode()
+    replies = asyncio.run(raw_session(gateway, {"type": "file", "avatar": "demo"}, [body]))
+    assert "could not read the file as audio (WAV, FLAC" in error_of(replies)
+
+
+def test_any_version_gets_an_answer(gateway):
+    replies = asyncio.run(raw_session(gateway, {"type": "file", "avatar": "demo", "version": 2**64}, []))
+    assert "bad request: version: a number >= 1" in error_of(replies)
+    wav = (ROOT / "assets" / "sample.wav").read_bytes()
+    replies = asyncio.run(raw_session(gateway, {"type": "file", "avatar": "demo", "version": 2**31 - 1}, [wav]))
+    assert "2147483647" in error_of(replies)  # the server's refusal, not a silent session
+
+
+def peak_rss_mb(pid: int) -> tuple[float, float]:
+    """(resident now, peak resident) of a process, in MB."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+async def hostile(gateway: Gateway, upload: bytes) -> str:
+    """One page that uploads `upload` in file mode: the gateway's answer, or its refusal."""
+    try:
+        replies = await raw_session(gateway, {"type": "file", "avatar": "demo"}, [upload])
+    except aiohttp.WSServerHandshakeError as error:
+        return f"refused {error.status}"
+    return error_of(replies)
+
+
+# What the gateway may grow by: per page (--max-sessions 16) an upload's message (at most 32 MB)
+# and its decoded audio (at most --max-file-seconds, 300 s: 19 MB at 16 kHz).
+GATEWAY_BOUND_MB = 16 * (32 + 19)
+
+
+def test_fifty_hostile_pages_stay_within_the_gateways_memory_bound(grpc_url, tmp_path):
+    fresh = Gateway(grpc_url, tmp_path / "gateway.log").start()
+    try:
+        baseline, _ = peak_rss_mb(fresh.process.pid)
+        upload = silent_flac(tmp_path / "hour.flac", 3600)
+
+        async def fifty():
+            return await asyncio.gather(*(hostile(fresh, upload) for _ in range(50)))
+
+        answers = asyncio.run(fifty())
+        _, peak = peak_rss_mb(fresh.process.pid)
+        served = [a for a in answers if not a.startswith("refused")]
+        assert len(served) <= 16 and set(answers) - set(served) <= {"refused 503"}
+        assert all("longer than this gateway's limit" in a for a in served)
+        assert peak - baseline < GATEWAY_BOUND_MB, f"grew {peak - baseline:.0f} MB from {baseline:.0f} MB"
+        speech = (ROOT / "assets" / "sample.wav").read_bytes()
+        replies = asyncio.run(raw_session(fresh, {"type": "file", "avatar": "demo"}, [speech]))
+        assert json.loads(replies[-1])["type"] == "done"  # and it serves on
+    finally:
+        fresh.stop()
+
+
+def unet_frames(grpc_url: str) -> int:
+    """Frames the demo's latest version has made on the server so far."""
+    return LipsyncClient(grpc_url).statistics()["avatar_demo/2"]["inferences"]
+
+
+def quiet_frames(grpc_url: str) -> int:
+    """The UNet's frame count once it has stopped changing for a second (the server is idle)."""
+    last, since = unet_frames(grpc_url), time.monotonic()
+    while time.monotonic() - since < 1.0:
+        time.sleep(0.2)
+        now = unet_frames(grpc_url)
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+def test_a_cancelled_request_stops_making_frames(grpc_url):
+    """One long clip, cancelled once its frames are being made: the server makes at most the
+    frames already sent to the UNet (unet_requests_in_flight x frames_per_unet_request)."""
+    client = LipsyncClient(grpc_url)
+    before = quiet_frames(grpc_url)
+    audio = synthetic.speech(20.0, framing.SAMPLE_RATE, seed=8)
+    with ThreadPoolExecutor(1) as pool:
+        rendering = pool.submit(client.render, audio, framing.SAMPLE_RATE, "demo")
+        while unet_frames(grpc_url) == before:
+            time.sleep(0.01)
+        at_cancel = unet_frames(grpc_url)
+        client.cancel()
+        assert isinstance(rendering.exception(30), Cancelled)
+    made = quiet_frames(grpc_url)
+    assert made - at_cancel <= 2 * 8, f"{made - at_cancel} frames made after the cancel"
+    assert made - before < framing.frame_count(len(audio))
+
+
+def test_a_closed_page_stops_its_work_on_the_server(gateway, grpc_url):
+    speech = (synthetic.speech(40.0, framing.SAMPLE_RATE, seed=9) * 32767).astype("<i2")
+    wav = io.BytesIO()
+    soundfile.write(wav, speech, framing.SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    before = quiet_frames(grpc_url)
+
+    async def close_after_frames() -> int:
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(gateway.url + "ws", headers={"Origin": gateway.url.rstrip("/")}) as ws:
+                await ws.send_str(json.dumps({"type": "file", "avatar": "demo"}))
+                await ws.send_bytes(wav.getvalue())
+                received = 0
+                async for message in ws:
+                    received += message.type == aiohttp.WSMsgType.BINARY
+                    if received == 30:
+                        return unet_frames(grpc_url)
+        raise AssertionError("the render ended before 30 frames")
+
+    at_close = asyncio.run(close_after_frames())
+    closed_at = time.monotonic()
+    made = quiet_frames(grpc_url)
+    # In flight when the page went: two requests of one second (25 frames), each with at most
+    # two UNet requests of 8 frames sent; the rest of the 40 s (1000 frames) is never asked for.
+    assert made - at_close <= 2 * 2 * 8, f"{made - at_close} frames made after the page closed"
+    assert made - before < 200
+    print(f"server quiet {time.monotonic() - closed_at - 1.0:.2f} s after the page closed")

@@ -87,7 +87,15 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="another origin the page is opened from, e.g. https://lipsync.example.com behind a TLS proxy",
     )
-    page.add_argument("--max-sessions", type=int, default=16, help="streams served at once")
+    page.add_argument(
+        "--max-sessions",
+        type=int,
+        default=16,
+        help="pages connected at once, counting those whose requests are still finishing after they went",
+    )
+    page.add_argument(
+        "--max-file-seconds", type=float, default=300.0, help="the longest audio file mode decodes and renders"
+    )
 
     args = parser.parse_args(argv)
     url = args.url or ("127.0.0.1:8001" if args.protocol == "grpc" else "127.0.0.1:8000")
@@ -98,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lipsync web: {error}: pip install 'triton-lipsync-client[web]'", file=sys.stderr)
             return 1
         keys = (args.admin_key, args.inference_key)
-        return serve(url, args.protocol, keys, args.host, args.port, args.allow_origin, args.max_sessions)
+        limits = (args.max_sessions, args.max_file_seconds)
+        return serve(url, args.protocol, keys, args.host, args.port, args.allow_origin, *limits)
     try:
         with LipsyncClient(url, args.protocol, admin_key=args.admin_key, inference_key=args.inference_key) as client:
             return COMMANDS[args.command](client, args)

@@ -37,6 +37,10 @@ class Avatar:
         return any(state == "READY" for state in self.versions.values())
 
 
+class Cancelled(RuntimeError):
+    """The request was not made, or not finished, because LipsyncClient.cancel() was called."""
+
+
 class LipsyncClient:
     def __init__(
         self,
@@ -71,7 +75,9 @@ class LipsyncClient:
         self.cold_start_wait_s = cold_start_wait_s
         self.retry_for_s = retry_for_s
         self.segments_retried = 0  # sends of a segment after its first, for reports and tests
-        self._retry_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._cancelled = threading.Event()
+        self._calls: set = set()  # gRPC calls in flight, for cancel()
         self._local = threading.local()  # HTTP clients are not shared between threads
         self._grpc = grpcclient.InferenceServerClient(url) if protocol == "grpc" else None
 
@@ -239,23 +245,52 @@ class LipsyncClient:
                 tensors.append((name, np.array([[number]], np.int64), "INT64"))
         if max_wait_s is not None:
             tensors.append(("MAX_WAIT_MS", np.array([[max(1, round(max_wait_s * 1000))]], np.int64), "INT64"))
-        kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" and self.timeout_s else {}
         deadline = time.monotonic() + self.cold_start_wait_s
         while True:
+            if self._cancelled.is_set():
+                raise Cancelled("the client was cancelled")
             try:
-                result = self.triton.infer(
-                    model,
-                    infer_inputs(module, tensors),
-                    outputs=[module.InferRequestedOutput(output)],
-                    headers=self.headers,
-                    **kwargs,
-                )
-                return result.as_numpy(output)
+                inputs, outputs = infer_inputs(module, tensors), [module.InferRequestedOutput(output)]
+                return self._send(model, inputs, outputs).as_numpy(output)
             except InferenceServerException as error:
                 wait = messages.retry_after(error.message() or "")
                 if wait is None or time.monotonic() + wait > deadline:
                     raise
-                time.sleep(wait)
+                self._cancelled.wait(wait)
+
+    def _send(self, model, inputs, outputs):
+        """One inference request. Over gRPC, as a call that cancel() can cancel on the server."""
+        if self._grpc is None:
+            return self.triton.infer(model, inputs, outputs=outputs, headers=self.headers)
+        done, answer = threading.Event(), {}
+
+        def finished(result, error):
+            answer.update(result=result, error=error)
+            done.set()
+
+        call = self._grpc.async_infer(
+            model, inputs, finished, outputs=outputs, headers=self.headers, client_timeout=self.timeout_s
+        )
+        with self._lock:
+            self._calls.add(call)
+        if self._cancelled.is_set():
+            call.cancel()
+        done.wait()
+        with self._lock:
+            self._calls.discard(call)
+        if answer["error"] is not None:
+            raise Cancelled("the client was cancelled") if self._cancelled.is_set() else answer["error"]
+        return answer["result"]
+
+    def cancel(self) -> None:
+        """Stops every request of this client: over gRPC the calls in flight are cancelled, which
+        the server acts on between the pipeline's steps and between a request's batches of
+        frames; calls not yet sent raise Cancelled. For a stream whose viewer has gone."""
+        self._cancelled.set()
+        with self._lock:
+            calls = list(self._calls)
+        for call in calls:
+            call.cancel()
 
     def _stream(self, render, chunks, sample_rate, avatar, version, start_frame, max_in_flight, max_wait_s) -> Iterator:
         resampler = None if sample_rate == framing.SAMPLE_RATE else _StreamResampler(sample_rate)
@@ -340,8 +375,9 @@ class LipsyncClient:
             except (InferenceServerException, ConnectionError) as error:
                 if not _passing(error) or time.monotonic() + delay > deadline:
                     raise
-            time.sleep(delay)
-            with self._retry_lock:
+            if self._cancelled.wait(delay):
+                raise Cancelled("the client was cancelled")
+            with self._lock:
                 self.segments_retried += 1
             delay = min(2 * delay, 4.0)
 

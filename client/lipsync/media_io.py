@@ -11,24 +11,60 @@ from PIL import Image
 
 from .framing import FPS
 
+# The containers read (FFmpeg's demuxer names): audio files and the common video files. No
+# playlist or concat demuxer, which would open other files or URLs named inside the file.
+CONTAINERS = ("wav", "w64", "flac", "mp3", "ogg", "mov", "matroska", "aac", "aiff", "avi")
+CONTAINER_NAMES = "WAV, FLAC, MP3, Ogg, MP4/M4A/MOV, WebM/MKV, AAC, AIFF or AVI"
 
-def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 samples in [-1, 1] and their sample rate, from any format FFmpeg reads
-    (WAV, FLAC, MP3, the audio track of a video...)."""
-    with av.open(str(path)) as container:
+
+class AudioTooLong(ValueError):
+    pass
+
+
+def read_audio(source: Path | bytes, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 samples in [-1, 1] and their sample rate, from a file or its bytes in one of
+    CONTAINERS (WAV, FLAC, MP3, the audio track of a video...). With `max_seconds`, decoding
+    stops with AudioTooLong past that duration, and the samples are decoded into one array
+    sized for it (untouched pages cost no memory): one copy of the audio, never two."""
+    opened = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    with av.open(opened, options={"format_whitelist": ",".join(CONTAINERS)}) as container:
         if not container.streams.audio:
-            raise ValueError(f"{path}: no audio stream")
+            raise ValueError(f"{'the file' if isinstance(source, bytes) else source}: no audio stream")
         stream = container.streams.audio[0]
         rate = stream.codec_context.sample_rate
+        samples = _Samples(None if max_seconds is None else int(max_seconds * rate), max_seconds)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        chunks = []
         for frame in container.decode(stream):
             for mono in resampler.resample(frame):
-                chunks.append(mono.to_ndarray().reshape(-1))
+                samples.add(mono.to_ndarray().reshape(-1))
         for mono in resampler.resample(None):
-            chunks.append(mono.to_ndarray().reshape(-1))
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return audio.astype(np.float32, copy=False), rate
+            samples.add(mono.to_ndarray().reshape(-1))
+    return samples.array(), rate
+
+
+class _Samples:
+    """Decoded samples, gathered into one array when their number is bounded."""
+
+    def __init__(self, limit: int | None, max_seconds: float | None):
+        self.limit, self.max_seconds = limit, max_seconds
+        self.size = 0
+        self.parts: list[np.ndarray] = []
+        self.buffer = None if limit is None else np.empty(limit, np.float32)
+
+    def add(self, part: np.ndarray) -> None:
+        end = self.size + len(part)
+        if self.buffer is None:
+            self.parts.append(part)
+        elif end > len(self.buffer):
+            raise AudioTooLong(f"the audio is longer than the limit of {self.max_seconds:g} s")
+        else:
+            self.buffer[self.size : end] = part
+        self.size = end
+
+    def array(self) -> np.ndarray:
+        if self.buffer is not None:
+            return self.buffer[: self.size]
+        return np.concatenate(self.parts).astype(np.float32, copy=False) if self.parts else np.zeros(0, np.float32)
 
 
 def write_mp4(

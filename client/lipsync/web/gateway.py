@@ -21,7 +21,6 @@ browser: binary frames (a 4-byte big-endian frame number, then the JPEG), and te
 import asyncio
 import json
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -33,12 +32,13 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from tritonclient.utils import InferenceServerException
 
 from .. import avatar_names, framing
-from ..client import LipsyncClient
-from ..media_io import read_audio
+from ..client import Cancelled, LipsyncClient
+from ..media_io import CONTAINER_NAMES, AudioTooLong, read_audio
 from . import errors
 
 STATIC = Path(__file__).parent / "static"
 MAX_FILE_BYTES = 32 * 1024 * 1024
+MAX_VERSION = 2**31 - 1
 MAX_CHUNK_SECONDS = 1.0
 # Live audio may run ahead of the wall clock by network jitter, not by more.
 AHEAD_ALLOWED_S = 1.0
@@ -68,7 +68,7 @@ def start_message(text: str) -> tuple[str, str, int | None]:
     except avatar_names.AvatarNameError as error:
         raise BadMessage(f"avatar: {error}") from None
     version = message.get("version") or None
-    if version is not None and (not isinstance(version, int) or version < 0):
+    if version is not None and (not isinstance(version, int) or not 0 <= version <= MAX_VERSION):
         raise BadMessage(f"version: a number >= 1, or 0 for the latest; got {str(version)[:32]!r}")
     return message["type"], avatar, version
 
@@ -90,10 +90,12 @@ def pcm16(data: bytes) -> np.ndarray:
 
 class Session:
     """One stream or file render of one page: a thread runs the client's blocking calls and
-    hands frames to the event loop, which sends them in order."""
+    hands frames to the event loop, which sends them in order. It has a client of its own, so
+    that a page that goes away cancels its requests on the server (LipsyncClient.cancel())."""
 
     def __init__(self, gateway: "Gateway", ws: web.WebSocketResponse, loop: asyncio.AbstractEventLoop):
         self.gateway, self.ws, self.loop = gateway, ws, loop
+        self.client = gateway.new_client()
         self.audio: queue.Queue = queue.Queue()
         self.cancelled = threading.Event()
         self.thread: threading.Thread | None = None
@@ -101,18 +103,23 @@ class Session:
         self.first_chunk_at: float | None = None
 
     def start_live(self, avatar: str, version: int | None) -> None:
-        self._run(lambda: self.gateway.client.stream(self._chunks(), framing.SAMPLE_RATE, avatar, version))
+        self._run(lambda: self.client.stream(self._chunks(), framing.SAMPLE_RATE, avatar, version))
 
-    def start_file(self, data: bytes, avatar: str, version: int | None) -> None:
+    def start_file(self, upload: list[bytes], avatar: str, version: int | None) -> None:
+        """Renders the file in `upload` (taken out of the list: the decoded audio is then the
+        only copy the gateway holds)."""
+
         def frames():
-            with tempfile.NamedTemporaryFile(suffix=".audio") as file:
-                file.write(data)
-                file.flush()
-                try:
-                    audio, rate = read_audio(Path(file.name))
-                except Exception as error:  # FFmpeg's many ways to say "not audio"
-                    raise BadMessage(f"could not read the file as audio: {str(error)[:160]}") from None
-            return self.gateway.client.render_chunks(audio, rate, avatar, version, max_in_flight=2)
+            try:
+                audio, rate = read_audio(upload.pop(), self.gateway.max_file_seconds)
+            except AudioTooLong:
+                raise BadMessage(
+                    f"the file is longer than this gateway's limit of {self.gateway.max_file_seconds:g} s"
+                ) from None
+            except Exception as error:  # FFmpeg's many ways to say "not audio"
+                raise BadMessage(f"could not read the file as audio ({CONTAINER_NAMES}): {str(error)[:120]}") from None
+            # One chunk of a second a request: a page that goes away leaves little to finish.
+            return self.client.render_chunks(audio, rate, avatar, version, chunk_seconds=1.0, max_in_flight=2)
 
         self._run(frames)
 
@@ -136,6 +143,9 @@ class Session:
     def cancel(self) -> None:
         self.cancelled.set()
         self.audio.put(None)
+        self.client.cancel()
+        if self.thread is None:  # a file that never arrived: no relay to close the client
+            self.client.close()
 
     @property
     def running(self) -> bool:
@@ -157,12 +167,13 @@ class Session:
                     self._send(self.ws.send_bytes(count.to_bytes(4, "big") + jpeg))
                     count += 1
                 self._send(self.ws.send_str(json.dumps({"type": "done", "frames": count})))
-            except _Cancelled:
+            except (_Cancelled, Cancelled):
                 pass
-            except (BadMessage, InferenceServerException, OSError, RuntimeError) as error:
-                if not self.ws.closed:  # else the page went away while a frame was being sent
+            except Exception as error:  # said to the page, whatever it is
+                if not self.ws.closed and not self.cancelled.is_set():  # else nobody is there to tell
                     self._send_error(errors.readable(error, self.gateway.server_url))
             finally:
+                self.client.close()
                 self.gateway.sessions.discard(self)
 
         self.gateway.sessions.add(self)
@@ -185,13 +196,20 @@ class _Cancelled(Exception):
 
 class Gateway:
     def __init__(
-        self, server_url: str, protocol: str, keys: tuple[str | None, str | None], origins: set[str], max_sessions: int
+        self,
+        server_url: str,
+        protocol: str,
+        keys: tuple[str | None, str | None],
+        origins: set[str],
+        max_sessions: int,
+        max_file_seconds: float,
     ):
-        self.server_url = server_url
-        self.client = LipsyncClient(server_url, protocol, admin_key=keys[0], inference_key=keys[1])
+        self.server_url, self.protocol, self.keys = server_url, protocol, keys
+        self.client = self.new_client()
         self.origins = origins
         self.hosts = {urlsplit(origin).netloc for origin in origins}
         self.max_sessions = max_sessions
+        self.max_file_seconds = max_file_seconds
         self.sessions: set[Session] = set()
         self.sockets: set[web.WebSocketResponse] = set()
 
@@ -224,6 +242,14 @@ class Gateway:
         )
         return response
 
+    def new_client(self) -> LipsyncClient:
+        return LipsyncClient(self.server_url, self.protocol, admin_key=self.keys[0], inference_key=self.keys[1])
+
+    def busy(self) -> bool:
+        """Whether the pages connected, with the sessions still finishing after their page went,
+        are at --max-sessions: each may hold an upload and its decoded audio."""
+        return len(self.sockets | {session.ws for session in self.sessions}) >= self.max_sessions
+
     async def _index(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "index.html")
 
@@ -234,7 +260,9 @@ class Gateway:
             return web.json_response({"error": errors.readable(error, self.server_url)}, status=502)
         return web.json_response([{"name": a.name, "versions": sorted(a.versions), "ready": a.ready} for a in avatars])
 
-    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if self.busy():
+            return web.Response(status=503, text=f"the gateway is serving its limit of {self.max_sessions} pages")
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_FILE_BYTES)
         await ws.prepare(request)
         self.sockets.add(ws)
@@ -251,8 +279,8 @@ class Gateway:
                             session.stop()
                             continue
                         mode, avatar, version = start_message(message.data)
-                        if len(self.sessions) >= self.max_sessions:
-                            raise BadMessage(f"the gateway is serving its limit of {self.max_sessions} streams")
+                        if session is not None:
+                            session.cancel()
                         session = Session(self, ws, loop)
                         if mode == "live":
                             session.start_live(avatar, version)
@@ -260,7 +288,7 @@ class Gateway:
                             pending_file = (avatar, version)
                     elif message.type == WSMsgType.BINARY:
                         if pending_file is not None and session is not None:
-                            session.start_file(message.data, *pending_file)
+                            session.start_file([message.data], *pending_file)
                             pending_file = None
                         elif session is not None and session.running:
                             session.push(message.data)
@@ -298,8 +326,9 @@ def serve(
     port: int,
     origins: list[str],
     max_sessions: int,
+    max_file_seconds: float,
 ) -> int:
-    gateway = Gateway(server_url, protocol, keys, origins_for(host, port, origins), max_sessions)
+    gateway = Gateway(server_url, protocol, keys, origins_for(host, port, origins), max_sessions, max_file_seconds)
     print(f"lip-sync web page: http://{host}:{port}/ (server {server_url}; Ctrl-C stops)", flush=True)
     web.run_app(gateway.app(), host=host, port=port, print=None, handle_signals=True)
     return 0

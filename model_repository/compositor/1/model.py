@@ -15,11 +15,11 @@ class TritonPythonModel:
     def initialize(self, args):
         config = stub.model_config(args)
         self.secret = ticket.secret()
-        self.quality = int(stub.parameter(config, "jpeg_quality", "75"))
-        cache = int(stub.parameter(config, "frame_cache", "128"))
+        self.quality = int(stub.parameter(config, "jpeg_quality"))
+        cache = int(stub.parameter(config, "frame_cache"))
         self.avatars = AvatarStore(Path(args["model_repository"]).parent, frame_cache=cache)
         # Decoding, resizing and JPEG encoding release the GIL: frames encode in parallel.
-        self.pool = ThreadPoolExecutor(int(stub.parameter(config, "encode_threads", "2")))
+        self.pool = ThreadPoolExecutor(int(stub.parameter(config, "encode_threads")))
 
     def execute(self, requests):
         return stub.each(requests, self._composite)

@@ -19,11 +19,12 @@ class TritonPythonModel:
     def initialize(self, args):
         config = stub.model_config(args)
         self.secret = ticket.secret()
-        self.chunk = int(stub.parameter(config, "frames_per_unet_request", "8"))
+        self.chunk = int(stub.parameter(config, "frames_per_unet_request"))
+        self.window = int(stub.parameter(config, "unet_requests_in_flight"))
         # Requests that would wait longer than their MAX_WAIT_MS, or take the frames in the works
         # past max_frames_in_flight, are turned away at once (UNAVAILABLE). execute() coroutines
         # share one event loop: the count needs no lock.
-        self.admission = admission.Admission(int(stub.parameter(config, "max_frames_in_flight", "400")))
+        self.admission = admission.Admission(int(stub.parameter(config, "max_frames_in_flight")))
         self.board = admission.Board(writer=True)  # for request_validator to refuse early
         repository = Path(args["model_repository"]).parent
         self.avatars = AvatarStore(repository)
@@ -95,11 +96,16 @@ class TritonPythonModel:
         crops = media.faces[frames]
         # Each of our outputs is one of the UNet's: uint8 pixels unless a caller asks for floats.
         wanted = {ours: theirs for ours, theirs in UNET_OUTPUTS.items() if ours in request.requested_output_names()}
-        calls = [
-            self._unet(name, version, crops[i : i + self.chunk], features[i : i + self.chunk], list(wanted.values()))
-            for i in range(0, len(frames), self.chunk)
-        ]
-        results = await asyncio.gather(*calls)
+        window = asyncio.Semaphore(self.window)
+
+        async def chunk(i):
+            async with window:
+                if request.is_cancelled():  # the caller has gone: make no more of its frames
+                    return stub.cancelled("the request was cancelled")
+                part = slice(i, i + self.chunk)
+                return await self._unet(name, version, crops[part], features[part], list(wanted.values()))
+
+        results = await asyncio.gather(*(chunk(i) for i in range(0, len(frames), self.chunk)))
         failed = [r for r in results if not isinstance(r, dict)]
         if failed:
             return failed[0]

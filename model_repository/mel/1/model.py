@@ -12,7 +12,7 @@ from lipsync_server.backend.request_rules import InvalidInput
 class TritonPythonModel:
     def initialize(self, args):
         config = stub.model_config(args)
-        threads = int(stub.parameter(config, "dali_threads", "2"))
+        threads = int(stub.parameter(config, "dali_threads"))
         self.max_seconds = request_rules.max_audio_seconds(Path(args["model_repository"]).parent)
         self.pipeline = mel_pipeline.build(batch_size=config["max_batch_size"], num_threads=threads)
         self.pipeline.build()

@@ -16,9 +16,9 @@ class TritonPythonModel:
     def initialize(self, args):
         config = stub.model_config(args)
         self.secret = ticket.secret()
-        self.max_seconds = float(stub.parameter(config, "max_audio_seconds", "60"))
-        self.segment_max_wait_ms = int(stub.parameter(config, "segment_max_wait_ms", "1000"))
-        self.clip_max_wait_ms = int(stub.parameter(config, "clip_max_wait_ms", "20000"))
+        self.max_seconds = float(stub.parameter(config, "max_audio_seconds"))
+        self.segment_max_wait_ms = int(stub.parameter(config, "segment_max_wait_ms"))
+        self.clip_max_wait_ms = int(stub.parameter(config, "clip_max_wait_ms"))
         self.avatars = AvatarStore(Path(args["model_repository"]).parent)
         self.board = admission.Board(writer=False)
 

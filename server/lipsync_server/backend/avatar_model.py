@@ -48,8 +48,8 @@ class TritonPythonModel(onnx_model.TritonPythonModel):
             )
 
     def precision(self, config: dict, folder: Path) -> tuple[str, str]:
-        asked = stub.parameter(config, "precision", "auto")
+        asked = stub.parameter(config, "precision")
         if asked != "auto":
             return super().precision(config, folder)
-        minimum = float(stub.parameter(config, "min_bf16_psnr_db", str(quality.MIN_PSNR_DB)))
+        minimum = float(stub.parameter(config, "min_bf16_psnr_db"))
         return quality.served_precision(runtimes.has_native_bf16(), quality.bf16_psnr(folder), minimum)

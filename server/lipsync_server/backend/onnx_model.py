@@ -28,9 +28,9 @@ class TritonPythonModel:
         folder = Path(args["model_repository"]) / args["model_version"]
         self.check_graph(config, runtimes.graph_tensors(folder / "model.onnx"), args)
         precision, why_precision = self.precision(config, folder)
-        threads = int(stub.parameter(config, "threads", "0"))
-        self.frames_per_run = int(stub.parameter(config, "frames_per_run", "0"))
-        runtime = stub.parameter(config, "runtime", "auto")
+        threads = int(stub.parameter(config, "threads"))
+        self.frames_per_run = int(stub.parameter(config, "frames_per_run"))
+        runtime = stub.parameter(config, "runtime")
         why_runtime = "the config's runtime parameter"
         # One item a run is always exactly one: the runtime may compile for that shape.
         fixed_batch = 1 if self.frames_per_run == 1 else 0
@@ -48,7 +48,7 @@ class TritonPythonModel:
 
     def precision(self, config: dict, folder: Path) -> tuple[str, str]:
         """(precision, why): the config's `precision` parameter, fp32 by default."""
-        precision = stub.parameter(config, "precision", runtimes.FP32)
+        precision = stub.parameter(config, "precision")
         if precision not in runtimes.PRECISIONS:
             raise pb_utils.TritonModelException(f"precision {precision!r}: use one of {', '.join(runtimes.PRECISIONS)}")
         return precision, "the config's precision parameter"

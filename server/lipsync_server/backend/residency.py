@@ -153,11 +153,11 @@ class Residency:
 
 def budget(config: dict) -> Budget:
     """The face_generator config's residency parameters (config.pbtxt says what each means)."""
-    per_avatar_mb = int(stub.parameter(config, "resident_avatar_mb", "500"))
-    count = stub.parameter(config, "max_resident_avatars", "auto")
+    per_avatar_mb = int(stub.parameter(config, "resident_avatar_mb"))
+    count = stub.parameter(config, "max_resident_avatars")
     return Budget(
         max_resident=auto_max_resident(per_avatar_mb) if count == "auto" else max(1, int(count)),
-        min_available_mb=int(stub.parameter(config, "min_available_memory_mb", "1024")),
-        pinned=avatar_names.name_list(stub.parameter(config, "pinned_avatars", "")),
-        load_wait_s=float(stub.parameter(config, "load_wait_s", "4")),
+        min_available_mb=int(stub.parameter(config, "min_available_memory_mb")),
+        pinned=avatar_names.name_list(stub.parameter(config, "pinned_avatars")),
+        load_wait_s=float(stub.parameter(config, "load_wait_s")),
     )

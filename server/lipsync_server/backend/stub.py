@@ -12,8 +12,12 @@ def model_config(args: dict) -> dict:
     return json.loads(args["model_config"])
 
 
-def parameter(config: dict, key: str, default: str) -> str:
-    return config.get("parameters", {}).get(key, {}).get("string_value", default)
+def parameter(config: dict, key: str) -> str:
+    """The config's parameter `key`: its one home is the config (the code has no default)."""
+    value = config.get("parameters", {}).get(key, {}).get("string_value")
+    if value is None:
+        raise pb_utils.TritonModelException(f"{config.get('name')}: the config has no parameter {key!r}")
+    return value
 
 
 def get(request, name: str) -> np.ndarray | None:
@@ -56,6 +60,10 @@ def invalid_arg(message: str):
 
 def unavailable(message: str):
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.UNAVAILABLE))
+
+
+def cancelled(message: str):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.CANCELLED))
 
 
 def internal(message: str):
