@@ -81,14 +81,14 @@ def test_face_generator_chunks_fit_the_unet_batch():
     assert chunk <= min(load("avatar_demo", p).max_batch_size for p in ("cpu", "gpu"))
 
 
-def test_lipsync_faces_is_lipsync_up_to_the_network():
-    """One ensemble, two outputs: the debug ensemble's steps are lipsync's without the compositor."""
+def test_lipsync_faces_is_lipsync_with_the_networks_output():
+    """One pipeline, two outputs: the debug ensemble's steps are lipsync's, the face generator
+    returning the network's float faces instead of the compositor's frames."""
     whole, faces = load("lipsync", "gpu"), load("lipsync_faces", "gpu")
     assert list(whole.input) == list(faces.input)
-    steps = [s for s in whole.ensemble_scheduling.step if s.model_name != "compositor"]
-    assert len(steps) == len(whole.ensemble_scheduling.step) - 1
-    for ours, theirs in zip(steps, faces.ensemble_scheduling.step, strict=True):
+    for ours, theirs in zip(whole.ensemble_scheduling.step, faces.ensemble_scheduling.step, strict=True):
         assert (ours.model_name, dict(ours.input_map)) == (theirs.model_name, dict(theirs.input_map))
-        # The face generator returns the float faces in the debug ensemble, uint8 pixels in lipsync.
         if ours.model_name != "face_generator":
             assert dict(ours.output_map) == dict(theirs.output_map)
+    assert dict(whole.ensemble_scheduling.step[-1].output_map) == {"FRAMES": "FRAMES"}
+    assert dict(faces.ensemble_scheduling.step[-1].output_map) == {"FACES_RAW": "FACES_RAW"}

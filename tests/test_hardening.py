@@ -135,7 +135,7 @@ def refused(call) -> str:
 
 def test_face_generator_refuses_a_direct_call(server):
     tensors = [("TICKET", forged_ticket(), "BYTES"), ("AUDIO_FEATURES", FEATURES, "FP32")]
-    message = refused(lambda: grpc_call(server, "face_generator", tensors, "FACES"))
+    message = refused(lambda: grpc_call(server, "face_generator", tensors, "FRAMES"))
     assert "TICKET: not issued by this server's request_validator" in message
 
 
@@ -160,7 +160,7 @@ def validator_ticket(server, samples: int = 8000) -> np.ndarray:
 def test_a_genuine_ticket_does_not_stretch_to_more_frames_or_faces(server):
     sealed = validator_ticket(server)  # 8000 samples: 11 frames
     features = [("TICKET", sealed, "BYTES"), ("AUDIO_FEATURES", FEATURES[:, :5], "FP32")]
-    message = refused(lambda: grpc_call(server, "face_generator", features, "FACES"))
+    message = refused(lambda: grpc_call(server, "face_generator", features, "FRAMES"))
     assert "AUDIO_FEATURES: 5 frames, but frames 0..10 are to be made" in message
     faces = [("TICKET", sealed, "BYTES"), ("FACES", np.zeros((1, 200, 320, 320, 3), np.uint8), "UINT8")]
     message = refused(lambda: grpc_call(server, "compositor", faces, "FRAMES"))
@@ -169,10 +169,10 @@ def test_a_genuine_ticket_does_not_stretch_to_more_frames_or_faces(server):
 
 def test_a_genuine_ticket_makes_only_its_own_frames(server):
     sealed = validator_ticket(server)
-    faces = grpc_call(
-        server, "face_generator", [("TICKET", sealed, "BYTES"), ("AUDIO_FEATURES", FEATURES, "FP32")], "FACES"
+    frames = grpc_call(
+        server, "face_generator", [("TICKET", sealed, "BYTES"), ("AUDIO_FEATURES", FEATURES, "FP32")], "FRAMES"
     )
-    assert faces.shape == (1, 11, 320, 320, 3)
+    assert frames.shape == (1, 11)
 
 
 @pytest.mark.parametrize(
@@ -227,7 +227,7 @@ def test_a_bad_request_batched_with_good_ones_fails_alone(server):
         "bad faces": (
             "face_generator",
             [("TICKET", forged_ticket(), "BYTES"), ("AUDIO_FEATURES", FEATURES[:, :10], "FP32")],
-            "FACES",
+            "FRAMES",
         ),
     }
     kinds = list(calls) * 4

@@ -12,7 +12,7 @@ from lipsync import avatar_names, framing
 from lipsync_server.avatars.media import AvatarStore
 from lipsync_server.backend import admission, residency, stub, ticket
 
-UNET_OUTPUTS = {"FACES": "FACE_RGB", "FACES_RAW": "FACE_RAW"}
+COMPOSITOR = "compositor"
 
 
 class TritonPythonModel:
@@ -95,7 +95,9 @@ class TritonPythonModel:
         frames = [framing.pingpong(checked.start + i, len(media)) for i in range(len(features))]
         crops = media.faces[frames]
         # Each of our outputs is one of the UNet's: uint8 pixels unless a caller asks for floats.
-        wanted = {ours: theirs for ours, theirs in UNET_OUTPUTS.items() if ours in request.requested_output_names()}
+        asked = request.requested_output_names()
+        # The UNet's uint8 faces become frames; its float output is made only when asked for.
+        wanted = [name for ours, name in (("FRAMES", "FACE_RGB"), ("FACES_RAW", "FACE_RAW")) if ours in asked]
         window = asyncio.Semaphore(self.window)
 
         async def chunk(i):
@@ -103,13 +105,40 @@ class TritonPythonModel:
                 if request.is_cancelled():  # the caller has gone: make no more of its frames
                     return stub.cancelled("the request was cancelled")
                 part = slice(i, i + self.chunk)
-                return await self._unet(name, version, crops[part], features[part], list(wanted.values()))
+                return await self._unet(name, version, crops[part], features[part], wanted)
 
         results = await asyncio.gather(*(chunk(i) for i in range(0, len(frames), self.chunk)))
         failed = [r for r in results if not isinstance(r, dict)]
         if failed:
             return failed[0]
-        return stub.respond(**{ours: np.concatenate([r[theirs] for r in results]) for ours, theirs in wanted.items()})
+        outputs = {}
+        if "FACE_RAW" in wanted:
+            outputs["FACES_RAW"] = np.concatenate([r["FACE_RAW"] for r in results])
+        if "FACE_RGB" in wanted:
+            if request.is_cancelled():
+                return stub.cancelled("the request was cancelled")
+            frames = await self._composite(
+                stub.get(request, "TICKET"), np.concatenate([r["FACE_RGB"] for r in results])
+            )
+            if not isinstance(frames, np.ndarray):
+                return frames
+            outputs["FRAMES"] = frames
+        return stub.respond(**outputs)
+
+    async def _composite(self, sealed, faces):
+        """The compositor's JPEG frames of these faces, or its error as our response."""
+        request = pb_utils.InferenceRequest(
+            model_name=COMPOSITOR,
+            inputs=[pb_utils.Tensor("TICKET", sealed[None]), pb_utils.Tensor("FACES", faces[None])],
+            requested_output_names=["FRAMES"],
+        )
+        response = await request.async_exec()
+        if response.has_error():
+            message = response.error().message()
+            if response.error().code() == pb_utils.TritonError.UNAVAILABLE:  # its queue is full
+                return stub.unavailable(f"server busy: the compositor refused frames: {message}")
+            return stub.internal(f"compositing failed: {message}")
+        return pb_utils.get_output_tensor_by_name(response, "FRAMES").as_numpy()[0]
 
     async def _unet(self, name, version, crops, features, outputs):
         request = pb_utils.InferenceRequest(
