@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -304,22 +303,21 @@ def quiet_frames(grpc_url: str) -> int:
     return last
 
 
-def test_a_cancelled_request_stops_making_frames(grpc_url):
-    """One long clip, cancelled once its frames are being made: the server makes at most the
-    frames already sent to the UNet (unet_requests_in_flight x frames_per_unet_request)."""
+def test_a_cancelled_client_sends_nothing_more(grpc_url):
+    """A long clip in one-second requests, two in flight, cancelled once its frames are being
+    made: the call returns, and the server makes at most the frames of the requests in flight."""
     client = LipsyncClient(grpc_url)
     before = quiet_frames(grpc_url)
     audio = synthetic.speech(20.0, framing.SAMPLE_RATE, seed=8)
-    with ThreadPoolExecutor(1) as pool:
-        rendering = pool.submit(client.render, audio, framing.SAMPLE_RATE, "demo")
-        while unet_frames(grpc_url) == before:
-            time.sleep(0.01)
-        at_cancel = unet_frames(grpc_url)
-        client.cancel()
-        assert isinstance(rendering.exception(30), Cancelled)
+    frames = client.render_chunks(audio, framing.SAMPLE_RATE, "demo", chunk_seconds=1.0, max_in_flight=2)
+    next(frames)
+    at_cancel = unet_frames(grpc_url)
+    client.cancel()
+    with pytest.raises(Cancelled):
+        list(frames)
     made = quiet_frames(grpc_url)
-    assert made - at_cancel <= 2 * 8, f"{made - at_cancel} frames made after the cancel"
-    assert made - before < framing.frame_count(len(audio))
+    assert made - at_cancel <= 2 * framing.FPS, f"{made - at_cancel} frames made after the cancel"
+    assert made - before < framing.frame_count(len(audio)) // 2
 
 
 def test_a_closed_page_stops_its_work_on_the_server(gateway, grpc_url):
@@ -343,8 +341,8 @@ def test_a_closed_page_stops_its_work_on_the_server(gateway, grpc_url):
     at_close = asyncio.run(close_after_frames())
     closed_at = time.monotonic()
     made = quiet_frames(grpc_url)
-    # In flight when the page went: two requests of one second (25 frames), each with at most
-    # two UNet requests of 8 frames sent; the rest of the 40 s (1000 frames) is never asked for.
-    assert made - at_close <= 2 * 2 * 8, f"{made - at_close} frames made after the page closed"
+    # In flight when the page went: at most two requests of one second (25 frames each); the
+    # rest of the 40 s (1000 frames) is never asked for.
+    assert made - at_close <= 2 * framing.FPS, f"{made - at_close} frames made after the page closed"
     assert made - before < 200
     print(f"server quiet {time.monotonic() - closed_at - 1.0:.2f} s after the page closed")

@@ -283,9 +283,10 @@ class LipsyncClient:
         return answer["result"]
 
     def cancel(self) -> None:
-        """Stops every request of this client: over gRPC the calls in flight are cancelled, which
-        the server acts on between the pipeline's steps and between a request's batches of
-        frames; calls not yet sent raise Cancelled. For a stream whose viewer has gone."""
+        """Stops every request of this client: calls not yet sent are never sent (they raise
+        Cancelled), and over gRPC the calls in flight are cancelled, which the server acts on
+        before a request's next step (a step already running, such as making its frames,
+        finishes). For a stream whose viewer has gone: keep its segments short."""
         self._cancelled.set()
         with self._lock:
             calls = list(self._calls)

@@ -20,7 +20,6 @@ class TritonPythonModel:
         config = stub.model_config(args)
         self.secret = ticket.secret()
         self.chunk = int(stub.parameter(config, "frames_per_unet_request"))
-        self.window = int(stub.parameter(config, "unet_requests_in_flight"))
         # Requests that would wait longer than their MAX_WAIT_MS, or take the frames in the works
         # past max_frames_in_flight, are turned away at once (UNAVAILABLE). execute() coroutines
         # share one event loop: the count needs no lock.
@@ -94,20 +93,14 @@ class TritonPythonModel:
             return stub.internal(f"avatar {name!r} media unreadable: {error}")
         frames = [framing.pingpong(checked.start + i, len(media)) for i in range(len(features))]
         crops = media.faces[frames]
-        # Each of our outputs is one of the UNet's: uint8 pixels unless a caller asks for floats.
         asked = request.requested_output_names()
         # The UNet's uint8 faces become frames; its float output is made only when asked for.
         wanted = [name for ours, name in (("FRAMES", "FACE_RGB"), ("FACES_RAW", "FACE_RAW")) if ours in asked]
-        window = asyncio.Semaphore(self.window)
-
-        async def chunk(i):
-            async with window:
-                if request.is_cancelled():  # the caller has gone: make no more of its frames
-                    return stub.cancelled("the request was cancelled")
-                part = slice(i, i + self.chunk)
-                return await self._unet(name, version, crops[part], features[part], wanted)
-
-        results = await asyncio.gather(*(chunk(i) for i in range(0, len(frames), self.chunk)))
+        calls = [
+            self._unet(name, version, crops[i : i + self.chunk], features[i : i + self.chunk], wanted)
+            for i in range(0, len(frames), self.chunk)
+        ]
+        results = await asyncio.gather(*calls)
         failed = [r for r in results if not isinstance(r, dict)]
         if failed:
             return failed[0]
@@ -115,11 +108,8 @@ class TritonPythonModel:
         if "FACE_RAW" in wanted:
             outputs["FACES_RAW"] = np.concatenate([r["FACE_RAW"] for r in results])
         if "FACE_RGB" in wanted:
-            if request.is_cancelled():
-                return stub.cancelled("the request was cancelled")
-            frames = await self._composite(
-                stub.get(request, "TICKET"), np.concatenate([r["FACE_RGB"] for r in results])
-            )
+            faces = np.concatenate([r["FACE_RGB"] for r in results])
+            frames = await self._composite(stub.get(request, "TICKET"), faces)
             if not isinstance(frames, np.ndarray):
                 return frames
             outputs["FRAMES"] = frames
