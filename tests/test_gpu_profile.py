@@ -16,6 +16,7 @@ from pathlib import Path
 import onnx
 import pytest
 import tomllib
+from nvidia.dali._utils import autoserialize
 from tritonclient.grpc import model_config_pb2
 
 from lipsync import framing
@@ -25,11 +26,8 @@ from lipsync_server.backend import request_rules
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
 DOCKERFILE = (ROOT / "Dockerfile.triton").read_text()
-TRITON_RELEASE = re.search(r"^ARG TRITON_RELEASE=(\S+)$", DOCKERFILE, re.M).group(1)
-# DALI inside each release's DALI backend: dali_backend's DALI_VERSION file on its r<release>
-# branch, which its CMake downloads when the image is built. Releases whose DALI has no wheel
-# in the registry (24.04-26.01: 1.36-1.51) cannot be tested here, so the image is not one of them.
-BACKEND_DALI = {"26.02": "1.53.0", "26.03": "2.0.0", "26.04": "2.0.0", "26.05": "2.1.0", "26.06": "2.1.1"}
+# The DALI the image's DALI backend has, as the Dockerfile records it beside its release.
+BACKEND_DALI = re.search(r"^ARG BACKEND_DALI=(\S+)$", DOCKERFILE, re.M).group(1)
 # The image's Python (Ubuntu 24.04 in 26.x releases) and platform, for the dry-run resolution.
 IMAGE_PYTHON, IMAGE_GLIBC = "3.12", (2, 39)
 
@@ -146,18 +144,19 @@ def test_the_image_serves_the_dali_the_cpu_profile_tests():
     server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["cpu"]
     pins = [re.fullmatch(r"nvidia-dali-cuda\d+==([\d.]+)", d) for d in server if d.startswith("nvidia-dali")]
     assert len(pins) == 1 and pins[0], server
-    assert pins[0].group(1) == BACKEND_DALI[TRITON_RELEASE]
+    assert pins[0].group(1) == BACKEND_DALI
     assert "nvidia-dali" not in DOCKERFILE  # the backend's own DALI, no second one
     from nvidia.dali import __version__
 
-    assert __version__ == BACKEND_DALI[TRITON_RELEASE]  # what these tests run
+    assert __version__ == BACKEND_DALI  # what these tests run
 
 
 def test_the_dali_backend_serializes_the_served_pipeline():
     spec = importlib.util.spec_from_file_location("dali_model", REPOSITORY / "mel" / "1" / "dali.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # what the backend runs first; building the pipeline needs CUDA
-    assert getattr(module.mel, "_is_autoserialize", False)
+    # What the backend serializes: the one @autoserialize pipeline DALI's own discovery finds.
+    assert autoserialize._discover_autoserialize(module, visited=[]) == [module.mel]
     assert module.MAX_BATCH_SIZE == tensorrt_plans.model_config(REPOSITORY / "mel").max_batch_size
 
 

@@ -15,12 +15,17 @@ def quoted(value: str) -> str:
 
 
 LOADING = "is loading"
-_RETRY = re.compile(r"is loading.*retry in (\d+(?:\.\d+)?) s")
+_RETRY = re.compile(r"(?:is loading|could not be loaded now).*retry in (\d+(?:\.\d+)?) s")
 
 
 def loading(avatar: str, retry_s: float) -> str:
     """The refusal (UNAVAILABLE) for a request whose avatar is being loaded on demand."""
     return f"avatar {quoted(avatar)} {LOADING} (not resident on this server): retry in {retry_s:.0f} s"
+
+
+def load_failed(avatar: str, retry_s: float, why: str) -> str:
+    """The refusal (UNAVAILABLE) for a request whose avatar's load failed for a passing reason."""
+    return f"avatar {quoted(avatar)} could not be loaded now ({quoted(why)}): retry in {retry_s:.0f} s"
 
 
 def retry_after(message: str) -> float | None:

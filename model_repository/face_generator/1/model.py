@@ -28,7 +28,10 @@ class TritonPythonModel:
         repository = Path(args["model_repository"]).parent
         self.avatars = AvatarStore(repository)
         self.residency = residency.Residency(
-            repository, residency.budget(config), residency.Triton(pb_utils), pb_utils.Logger.log_info
+            repository,
+            residency.budget(lambda key: stub.parameter(config, key)),
+            residency.Triton(pb_utils),
+            pb_utils.Logger.log_info,
         )
 
     def finalize(self):
@@ -60,7 +63,8 @@ class TritonPythonModel:
         self.residency.begin(name)  # not unloaded while this request needs it
         try:
             try:
-                refusal = await self.residency.ensure(name, checked.version)
+                left_s = (checked.deadline_ns - time.monotonic_ns()) / 1e9
+                refusal = await self.residency.ensure(name, checked.version, left_s)
             except (LookupError, RuntimeError) as error:
                 return stub.invalid_arg(str(error))
             # Admitted once its avatar is resident: a load's time is not the UNet's service time.

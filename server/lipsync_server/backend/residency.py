@@ -4,9 +4,15 @@ The repository may hold any number of avatars; the server keeps a bounded set lo
 for an avatar that is not loaded loads it (Triton's explicit model control, from inside the
 face_generator model) and waits for it up to `load_wait_s`; past that it is refused with
 UNAVAILABLE and a message saying when to retry (lipsync.messages.loading), which the client
-acts on. Before a load, the least recently used avatars are unloaded while the resident count is
-at `max_resident` or the machine's available memory is below `min_available_mb`; an avatar with
-a request in flight, one being loaded and a pinned one are never unloaded.
+acts on; no request waits past its own deadline either. Before a load, the least recently used
+avatars are unloaded while the resident count is at `max_resident` or the available memory (the
+container's, where a cgroup limit is set) is below `min_available_mb`; an avatar with a request
+in flight, one being loaded and a pinned one are never unloaded. Pinned avatars, which the
+server loads at start, count against `max_resident` from the start.
+
+A load that fails for a passing reason (memory, a model process that could not start) is
+refused as UNAVAILABLE with a time to retry; any other failure (a broken version) is the
+avatar's: refused as INVALID_ARG, and not tried again until the avatar's files change.
 
 All state lives on the face_generator's event loop (one instance, one thread), so choosing a
 victim and marking it is atomic with respect to requests; only Triton's load and unload calls,
@@ -22,11 +28,22 @@ from pathlib import Path
 
 from lipsync import avatar_names, messages
 
-from . import stub
 from .memory import Memory, auto_max_resident
 
 # Time to wait for an unloaded avatar's model processes to exit (and free their memory).
 UNLOAD_WAIT_S = 30.0
+# A load that failed for a passing reason is worth retrying after this long.
+RETRY_FAILED_LOAD_S = 30.0
+# What Triton and the python backend say when a load failed for want of memory or processes.
+PASSING_LOAD_FAILURES = (
+    "out of memory",
+    "bad_alloc",
+    "cannot allocate memory",
+    "resource temporarily unavailable",
+    "failed to start stub",
+    "stub process",
+    "shared memory",
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +82,11 @@ class Residency:
         self.in_flight: Counter[str] = Counter()
         self.loading: dict[str, asyncio.Future] = {}
         self.unloading: dict[str, asyncio.Future] = {}
+        self.broken: dict[str, tuple[tuple, str]] = {}  # avatar -> (its files then, why its load failed)
         self._one_load_at_a_time = asyncio.Lock()
+        for avatar in sorted(budget.pinned):  # loaded by the server at start
+            if (self.repository / avatar_names.model_name(avatar) / "config.pbtxt").is_file():
+                self.resident[avatar] = None
 
     def begin(self, avatar: str) -> None:
         """A request for `avatar` is in flight until end(): it may not be unloaded."""
@@ -78,25 +99,38 @@ class Residency:
         if not self.in_flight[avatar]:
             del self.in_flight[avatar]
 
-    async def ensure(self, avatar: str, version: int) -> str | None:
-        """None once `avatar` can serve; else why not, as UNAVAILABLE's message (still loading)
-        or raised LookupError / RuntimeError (not in the repository / failed to load)."""
+    async def ensure(self, avatar: str, version: int, left_s: float = float("inf")) -> str | None:
+        """None once `avatar` can serve; else why not, as UNAVAILABLE's message (still loading,
+        or a load that failed for a passing reason) or raised LookupError / RuntimeError (not in
+        the repository / broken). Waits at most load_wait_s, and at most `left_s`, the time the
+        request has left."""
         model = avatar_names.model_name(avatar)
+        started = time.monotonic()
+        wait_s = max(0.0, min(self.budget.load_wait_s, left_s))
         if avatar in self.unloading:  # evicted a moment ago: load it again once it is gone
-            await asyncio.shield(self.unloading[avatar])
+            try:
+                await asyncio.wait_for(asyncio.shield(self.unloading[avatar]), wait_s)
+            except asyncio.TimeoutError:
+                return messages.loading(avatar, max(1.0, min(5.0, wait_s)))
         if avatar not in self.loading:
             if self.triton.is_ready(model, version) or (avatar in self.resident and self.triton.is_ready(model)):
                 self._mark_resident(avatar)
                 return None  # a missing version is the UNet call's error to report
-            if not (self.repository / model / "config.pbtxt").is_file():
+            folder = self.repository / model
+            if not (folder / "config.pbtxt").is_file():
                 raise LookupError(f"AVATAR: no avatar {messages.quoted(avatar)} on this server")
+            if avatar in self.broken and self.broken[avatar][0] == files_of(folder):
+                raise RuntimeError(self.broken[avatar][1])  # unchanged since it failed: no new load
+            self.broken.pop(avatar, None)
             self.loading[avatar] = asyncio.ensure_future(self._load(avatar, model))
-        started = time.monotonic()
         try:
-            await asyncio.wait_for(asyncio.shield(self.loading[avatar]), self.budget.load_wait_s)
+            left = max(0.0, wait_s - (time.monotonic() - started))
+            await asyncio.wait_for(asyncio.shield(self.loading[avatar]), left)
         except asyncio.TimeoutError:
             waited = time.monotonic() - started
             return messages.loading(avatar, max(1.0, min(5.0, waited)))
+        except PassingLoadFailure as failure:
+            return str(failure)
         return None
 
     def _mark_resident(self, avatar: str) -> None:
@@ -112,14 +146,24 @@ class Residency:
                 if available_mb() < self.budget.min_available_mb:  # free the memory first
                     await asyncio.gather(*unloads)
                 started = time.monotonic()
+                files = files_of(self.repository / model)
                 try:
                     await loop.run_in_executor(None, self.triton.load, model)
                 except Exception as error:
-                    raise RuntimeError(f"avatar {messages.quoted(avatar)} cannot be loaded: {error}") from None
+                    raise self._failed(avatar, files, str(error)) from None
                 self._mark_resident(avatar)
                 self.log(f"loaded avatar {avatar!r} on demand in {time.monotonic() - started:.1f} s")
         finally:
             del self.loading[avatar]
+
+    def _failed(self, avatar: str, files: tuple, error: str) -> Exception:
+        """What a failed load of `avatar` is: passing (retry later) or the avatar's own."""
+        if any(cause in error.lower() for cause in PASSING_LOAD_FAILURES):
+            self.log(f"avatar {avatar!r} could not be loaded now: {error}")
+            return PassingLoadFailure(messages.load_failed(avatar, RETRY_FAILED_LOAD_S, error))
+        message = f"AVATAR: avatar {messages.quoted(avatar)} cannot be loaded: {messages.quoted(error)}"
+        self.broken[avatar] = (files, message)
+        return RuntimeError(message)
 
     def _victims(self) -> list[str]:
         """The least recently used avatars that must go before one more loads, chosen and
@@ -151,13 +195,30 @@ class Residency:
             self.unloading.pop(avatar).set_result(None)
 
 
-def budget(config: dict) -> Budget:
+class PassingLoadFailure(Exception):
+    """A load failed for want of something that may be there later: its message says when."""
+
+
+def files_of(folder: Path) -> tuple:
+    """What an avatar's folder holds, two levels down (versions' files, media's files): a
+    broken avatar is tried again once this changes."""
+    found = []
+    for path in sorted([folder, *folder.glob("*"), *folder.glob("*/*")]):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        found.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(found)
+
+
+def budget(parameter: Callable[[str], str]) -> Budget:
     """The face_generator config's residency parameters (config.pbtxt says what each means)."""
-    per_avatar_mb = int(stub.parameter(config, "resident_avatar_mb"))
-    count = stub.parameter(config, "max_resident_avatars")
+    per_avatar_mb = int(parameter("resident_avatar_mb"))
+    count = parameter("max_resident_avatars")
     return Budget(
         max_resident=auto_max_resident(per_avatar_mb) if count == "auto" else max(1, int(count)),
-        min_available_mb=int(stub.parameter(config, "min_available_memory_mb")),
-        pinned=avatar_names.name_list(stub.parameter(config, "pinned_avatars")),
-        load_wait_s=float(stub.parameter(config, "load_wait_s")),
+        min_available_mb=int(parameter("min_available_memory_mb")),
+        pinned=avatar_names.name_list(parameter("pinned_avatars")),
+        load_wait_s=float(parameter("load_wait_s")),
     )
