@@ -1,17 +1,22 @@
 """Overload: requests beyond what face_generator takes (8 per execute and 8 queued, at most 400
 frames in the works, no longer a wait than the request's MAX_WAIT_MS) are refused at once with
-UNAVAILABLE, and every request that is taken returns all its frames."""
+UNAVAILABLE, and every request that is taken returns all its frames; the wait counts the
+compositor's work too, when it is the slow step."""
 
+import shutil
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
 from lipsync import framing
 from lipsync.client import LipsyncClient
+from lipsync_server.avatars import repository
+from lipsync_server.avatars.media import AvatarMedia, media_dir
 
 pytestmark = pytest.mark.integration
 AUDIO = (0.1 * np.sin(np.arange(24000) / 7)).astype(np.float32)  # 36 frames
@@ -56,3 +61,44 @@ def test_requests_that_would_wait_past_their_bound_are_refused(grpc_url):
     for result in refused:
         assert result.startswith("StatusCode.UNAVAILABLE") and "server busy: expected wait" in result, result
         assert "over what is left of this request's bound" in result and "MAX_WAIT_MS" in result, result
+
+
+@pytest.fixture(scope="module")
+def big_frames(server, grpc_url) -> str:
+    """The trained demo with 4K background frames: the compositor (paste and JPEG) is then the
+    slow step, as on a GPU server. Returns its name."""
+    demo = AvatarMedia(media_dir(server.repository, "demo"))
+    scale = 3
+    frames = [cv2.resize(demo.background(i), None, fx=scale, fy=scale) for i in range(16)]
+    rects = [[v * scale for v in demo.rects[i]] for i in range(16)]
+    folder = server.repository / "avatar_bigframes"
+    (folder / "2").mkdir(parents=True)
+    shutil.copyfile(server.repository / "avatar_demo" / "2" / "model.onnx", folder / "2" / "model.onnx")
+    shutil.copyfile(server.repository / "avatar_demo" / "2" / "model.py", folder / "2" / "model.py")
+    repository.write_media(server.repository, "bigframes", frames, rects)
+    LipsyncClient(grpc_url).load_avatar("bigframes")
+    return "bigframes"
+
+
+def test_a_slow_compositor_counts_in_the_wait_bound(grpc_url, big_frames):
+    client = LipsyncClient(grpc_url)
+    assert len(client.render(AUDIO, 16000, big_frames)) == FRAMES  # the rate, measured end to end
+    stats = client.statistics()
+    per_frame = {model: stats[model]["avg_compute_ms"] / FRAMES for model in ("compositor/1", "avatar_bigframes/2")}
+    assert per_frame["compositor/1"] > per_frame["avatar_bigframes/2"], per_frame  # the slow step, here
+    # The UNet would make these frames at once; the compositor would make them wait.
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda start: big_outcome(client, big_frames, start), range(8)))
+    served = [result for result, _ in results if result == FRAMES]
+    refused = [result for result, _ in results if result != FRAMES]
+    assert served and refused, results
+    for result in refused:
+        assert result.startswith("StatusCode.UNAVAILABLE") and "server busy: expected wait" in result, result
+
+
+def big_outcome(client: LipsyncClient, avatar: str, start: int) -> tuple[int | str, float]:
+    began = time.monotonic()
+    try:
+        return len(client.render(AUDIO, 16000, avatar, start_frame=start, max_wait_s=0.3)), time.monotonic() - began
+    except InferenceServerException as error:
+        return f"{error.status()} {error.message()}", time.monotonic() - began
