@@ -120,17 +120,20 @@ def talk(page: Page, samples: int, on_tick=None, timeout_s: float = 60.0) -> dic
     every 50 ms meanwhile."""
     page.click("#live")
     deadline = time.monotonic() + samples / framing.SAMPLE_RATE + timeout_s
-    while page.evaluate("window.lipsync.samplesSent") < samples and time.monotonic() < deadline:
-        if on_tick:
-            on_tick(page)
-        time.sleep(0.05)
+
+    def ticking_until(expression: str) -> None:
+        # on_tick runs through every wait: frames are shown, on the page's clock, whatever this waits for.
+        while not page.evaluate(expression):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still false after {timeout_s:.0f} s: {expression}")
+            if on_tick:
+                on_tick(page)
+            time.sleep(0.05)
+
+    ticking_until(f"window.lipsync.samplesSent >= {samples}")
     page.click("#stop")
-    wait_until(page, "['done', 'failed'].includes(window.lipsync.status)", timeout_s)
-    shown = "window.lipsync.drawnIndex + window.lipsync.framesLate >= window.lipsync.framesReceived - 1"
-    while not page.evaluate(shown) and time.monotonic() < deadline:
-        if on_tick:
-            on_tick(page)
-        time.sleep(0.05)
+    ticking_until("['done', 'failed'].includes(window.lipsync.status)")
+    ticking_until("window.lipsync.drawnIndex + window.lipsync.framesLate >= window.lipsync.framesReceived - 1")
     return page.evaluate("window.lipsync")
 
 

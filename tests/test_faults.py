@@ -80,15 +80,37 @@ def shared_memory_regions(launcher: Launcher) -> set[Path]:
     return set(Path("/dev/shm").glob(prefix + "*"))
 
 
+def statistic(launcher: Launcher, model: str, field: str) -> int:
+    return LipsyncClient(launcher.url(), admin_key=KEY).statistics().get(model, {}).get(field, 0)
+
+
+def unet_frames(launcher: Launcher) -> int:
+    """Frames the demo's reference-size version has made so far."""
+    return statistic(launcher, "avatar_demo/1", "inferences")
+
+
+def validated(launcher: Launcher) -> int:
+    """Requests request_validator has passed on into the pipeline so far."""
+    return statistic(launcher, "request_validator/1", "requests")
+
+
+def wait_for(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the server did not get there"
+        time.sleep(0.05)
+
+
 def test_killed_model_process_fails_its_requests_and_the_server_serves_again(launcher):
     client = LipsyncClient(launcher.url())
     regions = shared_memory_regions(launcher)
     assert regions
     with ThreadPoolExecutor(1) as pool:
-        # Version 1 is the reference-size network: 144 frames take over 5 s on the fastest
-        # CPU measured here (bf16), so the request is in the UNet when the stubs die.
+        # Version 1 is the reference-size network: 144 frames are many batches, so the request
+        # is still in the UNet once its first batch is done, when the stubs die.
+        made = unet_frames(launcher)
         pending = pool.submit(client.render, np.tile(AUDIO, 4), 16000, "demo", version=1)
-        time.sleep(2.0)
+        wait_for(lambda: unet_frames(launcher) > made)
         victims = stub_pids(launcher, "avatar_demo")
         assert victims
         for pid in victims:
@@ -119,10 +141,11 @@ def test_sigterm_finishes_in_flight_requests_and_a_restart_brings_avatars_back(l
         started.wait()
         return len(admin.render(AUDIO, 16000, "demo", version=1, start_frame=start))
 
+    checked = validated(launcher)
     with ThreadPoolExecutor(2) as pool:
         pending = [pool.submit(render, s) for s in (0, 50)]
         started.wait()
-        time.sleep(1.0)  # both requests are in the server: 72 reference-size frames take over 3 s
+        wait_for(lambda: validated(launcher) == checked + 2)  # both requests are in the pipeline
         launcher.process.send_signal(signal.SIGTERM)
         assert [p.result(timeout=60) for p in pending] == [FRAMES, FRAMES]
     assert launcher.process.wait(60) == 0

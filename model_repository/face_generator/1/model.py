@@ -125,6 +125,7 @@ class TritonPythonModel:
             model_name=COMPOSITOR,
             inputs=[pb_utils.Tensor("TICKET", sealed[None]), pb_utils.Tensor("FACES", faces[None])],
             requested_output_names=["FRAMES"],
+            preferred_memory=pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0),
         )
         response = await request.async_exec()
         if response.has_error():
