@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from keyed import admin_headers
 from tritonclient.utils import InferenceServerException
 
 from lipsync.keys import ADMIN, INFERENCE
@@ -210,9 +211,10 @@ def test_a_non_editable_install_serves_the_working_directorys_repository(tmp_pat
     try:
         wait_for(f"http://{launched.url('http')}/v2/models/request_validator/ready")
         wait_for_line(launched, "lip-sync server ready")
-        status = json.loads(
-            urllib.request.urlopen(f"http://{launched.url('http')}/v2/models/request_validator/config").read()
+        config = urllib.request.Request(
+            f"http://{launched.url('http')}/v2/models/request_validator/config", headers=admin_headers("http")
         )
+        status = json.loads(urllib.request.urlopen(config).read())
         assert status["name"] == "request_validator"
     finally:
         assert launched.stop() == 0
@@ -232,6 +234,7 @@ def test_a_non_editable_install_serves_the_working_directorys_repository(tmp_pat
 def test_the_container_entrypoint_refuses_to_serve_without_a_key(key):
     env = {k: v for k, v in os.environ.items() if k not in (ADMIN.env, INFERENCE.env)}
     env[INFERENCE.env] = "an-inference-key-long-enough"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # lipsync-server, as in the image
     if key is not None:
         env[ADMIN.env] = key
     done = subprocess.run(

@@ -94,6 +94,7 @@ def test_a_slow_compositor_counts_in_the_wait_bound(grpc_url, big_frames):
     assert served and refused, results
     for result in refused:
         assert result.startswith("StatusCode.UNAVAILABLE") and "server busy: expected wait" in result, result
+    print(f"ms a frame {per_frame}; {len(served)} served, {len(refused)} refused")
 
 
 def big_outcome(client: LipsyncClient, avatar: str, start: int) -> tuple[int | str, float]:

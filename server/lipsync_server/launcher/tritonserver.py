@@ -276,6 +276,6 @@ def serve(
             f"repository {repository} (Ctrl-C stops)",
             flush=True,
         )
-        print(f"administrator key (avatars, load, unload, statistics) from {source(ADMIN, keys[0])}", flush=True)
-        print(f"inference key (inference over HTTP) from {source(INFERENCE, keys[1])}", flush=True)
+        print(f"administrator key from {source(ADMIN, keys[0])}: every API but health and inference", flush=True)
+        print(f"inference key from {source(INFERENCE, keys[1])}: inference over HTTP", flush=True)
     return server.supervise(stopping)
