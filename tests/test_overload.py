@@ -65,10 +65,10 @@ def test_requests_that_would_wait_past_their_bound_are_refused(grpc_url):
 
 @pytest.fixture(scope="module")
 def big_frames(server, grpc_url) -> str:
-    """The trained demo with 4K background frames: the compositor (paste and JPEG) is then the
+    """The trained demo with 5K background frames: the compositor (paste and JPEG) is then the
     slow step, as on a GPU server. Returns its name."""
     demo = AvatarMedia(media_dir(server.repository, "demo"))
-    scale = 3
+    scale = 4
     frames = [cv2.resize(demo.background(i), None, fx=scale, fy=scale) for i in range(16)]
     rects = [[v * scale for v in demo.rects[i]] for i in range(16)]
     folder = server.repository / "avatar_bigframes"
