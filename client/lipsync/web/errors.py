@@ -10,7 +10,7 @@ def readable(error: Exception, server_url: str) -> str:
     if not isinstance(error, InferenceServerException):
         if isinstance(error, OSError):
             return f"the lip-sync server at {server_url} is not reachable ({str(error)[:120]})"
-        return str(error)
+        return str(error)[:240] or type(error).__name__  # the gateway's own words, or what failed
     message = (error.message() or "").replace(ENSEMBLE_PREFIX, "")
     status = str(error.status() or "")
     if "UNAVAILABLE" in status or status == "503":
