@@ -61,7 +61,7 @@ def main() -> int:
             str(args.output / "perf_analyzer.csv"),
             "--verbose-csv",
         ]
-        print(" ".join(command), flush=True)
+        print(" ".join(part if ADMIN.header not in part else f"-H{ADMIN.header}:..." for part in command), flush=True)
         return subprocess.run(command).returncode
 
 

@@ -280,7 +280,8 @@ def test_fifty_hostile_pages_stay_within_the_gateways_memory_bound(grpc_url, tmp
         assert len(served) <= 16 and set(answers) - set(served) <= {"refused 503"}
         assert all("longer than this gateway's limit" in a for a in served)
         assert peak - baseline < GATEWAY_BOUND_MB, f"grew {peak - baseline:.0f} MB from {baseline:.0f} MB"
-        print(f"gateway: {len(served)} pages served, {len(answers) - len(served)} refused; peak RSS {peak:.0f} MB")
+        refused = len(answers) - len(served)
+        print(f"gateway: {len(served)} served, {refused} refused; RSS {baseline:.0f} MB, peak {peak:.0f} MB")
         speech = (ROOT / "assets" / "sample.wav").read_bytes()
         replies = asyncio.run(raw_session(fresh, {"type": "file", "avatar": "demo"}, [speech]))
         assert json.loads(replies[-1])["type"] == "done"  # and it serves on
