@@ -1,5 +1,5 @@
 """GPU profile: the DALI backend serializes this pipeline itself when the model loads, with the
-DALI it was built with, so the image holds one DALI. The pipeline is lipsync/mel_pipeline.py,
+DALI it was built with, so the image holds one DALI. The pipeline is lipsync_server/audio/mel_pipeline.py,
 the one the CPU profile runs, with the signal processing on the GPU; its batch is config.pbtxt's
 max_batch_size."""
 

@@ -148,8 +148,7 @@ class Board:
         """The wait as of face_generator's last start or finish of a request; 0 before it starts.
         It is not aged: the frames of requests between this check and face_generator (in the
         audio steps) are not in it, and a refusal here costs no audio processing, while one at
-        face_generator comes after it (measured with `make overload`: aged, the served p99
-        went from 1.8 to 3.5 s and refusals from 3 ms to seconds)."""
+        face_generator comes after it (the comparison: perf/README.md, issue 16)."""
         if self._map is None and not self._open():
             return 0.0
         return struct.unpack_from("d", self._map, 0)[0] if self._map is not None else 0.0
