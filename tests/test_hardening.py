@@ -246,4 +246,4 @@ def test_a_bad_request_batched_with_good_ones_fails_alone(server):
     with ThreadPoolExecutor(len(kinds)) as pool:
         outcomes = list(zip(kinds, pool.map(call, kinds)))
     for kind, outcome in outcomes:
-        assert outcome == ("StatusCode.INVALID_ARGUMENT" if kind.startswith("bad") else "served"), kind
+        assert outcome == ("StatusCode.INVALID_ARGUMENT" if kind.startswith("bad") else "served"), outcomes
