@@ -241,9 +241,9 @@ def test_a_bad_request_batched_with_good_ones_fails_alone(server):
                 return "served" if len(frames) == 24 else f"{len(frames)} frames"
             return "served" if grpc_call(server, *calls[kind]).size else "empty"
         except InferenceServerException as error:
-            return str(error.status())
+            return f"{error.status()} {error.message()[:100]}"
 
     with ThreadPoolExecutor(len(kinds)) as pool:
         outcomes = list(zip(kinds, pool.map(call, kinds)))
     for kind, outcome in outcomes:
-        assert outcome == ("StatusCode.INVALID_ARGUMENT" if kind.startswith("bad") else "served"), outcomes
+        assert outcome.startswith("StatusCode.INVALID_ARGUMENT" if kind.startswith("bad") else "served"), outcomes
