@@ -1,5 +1,7 @@
-"""Generates the avatar's faces for a clip's audio features through the avatar's UNet (BLS),
-loading the avatar first if it is not resident (lipsync_server/backend/residency.py)."""
+"""Makes a request's frames: the avatar's faces for its audio features through the avatar's
+UNet (BLS), loading the avatar first if it is not resident (lipsync_server/backend/residency.py),
+then pasted and encoded by the compositor (BLS). It acts on request_validator's ticket only
+(lipsync_server/backend/ticket.py)."""
 
 import asyncio
 import time
