@@ -2,9 +2,10 @@
 # Dockerfile.triton's entrypoint: build the GPU profile's TensorRT plans on this GPU (those not
 # built yet for it: lipsync_server/avatars/tensorrt_plans.py), then serve.
 set -euo pipefail
-# Every API but health and gRPC inference asks for a key (lipsync/keys.py says which): no image
-# ever serves them open. The flags come from the launcher's one rule, which refuses missing keys.
-mapfile -t keyed < <(lipsync-server triton-flags) && (( ${#keyed[@]} )) || exit 2
+# The flags every server of this project runs with, the launcher's too (launcher/keys.py): among
+# them every API but health and gRPC inference asks for a key (lipsync/keys.py says which), so
+# it refuses to print them without LIPSYNC_ADMIN_KEY and LIPSYNC_INFERENCE_KEY.
+mapfile -t common < <(lipsync-server triton-flags) && (( ${#common[@]} )) || exit 2
 # Only requests through request_validator carry this server's tickets (lipsync_server/backend/ticket.py).
 LIPSYNC_PIPELINE_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 export LIPSYNC_PIPELINE_SECRET
@@ -32,9 +33,7 @@ else
   mapfile -t startup < <(lipsync-server startup-models "$repo" --profile "$config")
   (( ${#startup[@]} )) || { echo "triton_entrypoint: no models to load in $repo" >&2; exit 2; }
 fi
-args=(--model-repository="$repo" --model-config-name="$config" --model-control-mode=explicit "${startup[@]}")
-args+=(--exit-timeout-secs=30 --strict-readiness=false)
-args+=("${keyed[@]}")
+args=(--model-repository="$repo" --model-config-name="$config" "${startup[@]}" "${common[@]}")
 tritonserver "${args[@]}" "$@" &
 server=$!
 # On SIGTERM (docker stop, Kubernetes), drain first so that requests in flight finish

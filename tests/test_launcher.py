@@ -23,6 +23,7 @@ from tritonclient.utils import InferenceServerException
 
 from lipsync.keys import ADMIN, INFERENCE
 from lipsync_server.launcher import processes
+from lipsync_server.launcher.tritonserver import TritonServer
 
 from launcher import Launcher
 
@@ -242,3 +243,24 @@ def test_the_container_entrypoint_refuses_to_serve_without_a_key(key):
     )
     assert done.returncode != 0
     assert ADMIN.env in done.stderr and done.stdout == ""
+
+
+def test_the_image_runs_tritonserver_with_the_launchers_flags(tmp_path):
+    """One definition of what every server runs with: the entrypoint's flags
+    (`lipsync-server triton-flags`) are the launcher's, keys included."""
+    keys = {ADMIN.env: "an-administrator-key-long-enough", INFERENCE.env: "an-inference-key-long-enough"}
+    printed = subprocess.run(
+        [sys.executable, "-m", "lipsync_server", "triton-flags"],
+        env={**os.environ, **keys},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    (tmp_path / "model_repository").mkdir()
+    launcher = TritonServer(
+        tmp_path / "model_repository", admin_key=keys[ADMIN.env], inference_key=keys[INFERENCE.env]
+    ).command()
+    assert "--disable-auto-complete-config" in printed and any("shm-default-byte-size" in f for f in printed)
+    assert [flag for flag in printed if flag] == [flag for flag in launcher if flag in printed]
+    entrypoint = (ROOT / "scripts" / "triton_entrypoint.sh").read_text()
+    assert "lipsync-server triton-flags" in entrypoint and "--strict-readiness" not in entrypoint

@@ -7,7 +7,7 @@ lipsync-server quality NAME [--version N]                  # measure bf16 agains
 lipsync-server plans REPOSITORY [--model avatar_NAME]      # GPU image: TensorRT plans
 lipsync-server drain HOST:PORT                              # before stopping a server
 lipsync-server startup-models REPOSITORY                    # tritonserver's --load-model arguments
-lipsync-server triton-flags                                 # tritonserver's key flags (the image's entrypoint)
+lipsync-server triton-flags                                 # the flags every server runs with (the image's entrypoint)
 
 The repository is --repository, else $LIPSYNC_MODEL_REPOSITORY, else ./model_repository. Talking
 to a running server (render, avatars, load, unload) is the client's command: lipsync.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lipsync.cli import PLAN_HINT
 from lipsync.keys import ADMIN, INFERENCE
-from lipsync_server.launcher.keys import check_key, restricted_api_flags
+from lipsync_server.launcher.keys import check_key, server_flags
 
 REPOSITORY_HELP = "default: $LIPSYNC_MODEL_REPOSITORY, else ./model_repository"
 
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser(
         "triton-flags",
-        help=f"print tritonserver's flags that require ${ADMIN.env} and ${INFERENCE.env} (the image's entrypoint)",
+        help=f"print the flags every tritonserver of this project runs with, keyed by ${ADMIN.env} and "
+        f"${INFERENCE.env} (the image's entrypoint)",
     )
 
     drain = commands.add_parser("drain", help="let a server's requests in flight finish (before stopping it)")
@@ -170,7 +171,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _triton_flags() -> int:
-    """Prints the key flags, one a line, from the environment; refuses to print them open."""
+    """Prints the flags every server runs with, one a line, with the keys from the environment;
+    refuses without them."""
     keys = [os.environ.get(ADMIN.env, "").strip(), os.environ.get(INFERENCE.env, "").strip()]
     try:
         for key in keys:
@@ -182,7 +184,7 @@ def _triton_flags() -> int:
             file=sys.stderr,
         )
         return 2
-    print("\n".join(restricted_api_flags(*keys)))
+    print("\n".join(server_flags(*keys)))
     return 0
 
 

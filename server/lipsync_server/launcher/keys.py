@@ -1,5 +1,6 @@
-"""The keys a server starts with, made on first start if there are none, and the Triton flags
-that require them (what each key guards and how clients find it: lipsync.keys)."""
+"""The keys a server starts with, made on first start if there are none, and the tritonserver
+flags every server of this project runs with, the keys' among them (what each key guards and how
+clients find it: lipsync.keys)."""
 
 import os
 import secrets
@@ -35,10 +36,29 @@ def source(kind: Key, explicit: str | None = None) -> str:
     return "the command line" if explicit else f"${kind.env}" if os.environ.get(kind.env) else str(kind.file())
 
 
+def server_flags(admin_key: str, inference_key: str) -> list[str]:
+    """The flags every server of this project runs with, wherever it runs: the launcher passes
+    them, and the image's entrypoint prints them with `lipsync-server triton-flags`. What differs
+    by place (repository, profile, startup models, addresses, backend folders) is each one's own."""
+    return [
+        "--model-control-mode=explicit",
+        "--exit-timeout-secs=30",
+        # Readiness is the server's and its ensembles' (the client checks `lipsync`): one
+        # avatar that failed to load must not take the whole server out of rotation.
+        "--strict-readiness=false",
+        # The configs are complete; auto-completing them would start one more python-backend
+        # process per model load, seconds of an avatar's on-demand load.
+        "--disable-auto-complete-config",
+        # Faces and frames cross process boundaries: start each stub's region big enough.
+        "--backend-config=python,shm-default-byte-size=16777216",
+        "--backend-config=python,shm-growth-byte-size=33554432",
+        *restricted_api_flags(admin_key, inference_key),
+    ]
+
+
 def restricted_api_flags(admin_key: str, inference_key: str) -> list[str]:
     """tritonserver's flags that make every API group but health ask for a key (gRPC inference
-    stays open: no browser can speak gRPC). The one home of this rule: the launcher passes
-    these, and the image's entrypoint prints them with `lipsync-server triton-flags`."""
+    stays open: no browser can speak gRPC)."""
     for key in (admin_key, inference_key):
         check_key(key)
     admin = f"{','.join(ADMIN_APIS)}:{ADMIN.header}={admin_key}"

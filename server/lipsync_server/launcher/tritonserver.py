@@ -28,7 +28,7 @@ from lipsync_server.backend import ticket
 from lipsync_server.backend.admission import board_path
 
 from . import drain, processes, startup
-from .keys import for_server, restricted_api_flags, source, write_key_file
+from .keys import for_server, server_flags, source, write_key_file
 
 TRITON_HOME = Path(pytriton.__file__).parent / "tritonserver"
 SHARED_MEMORY = Path("/dev/shm")
@@ -88,7 +88,6 @@ class TritonServer:
             str(TRITON_HOME / "bin" / "tritonserver"),
             f"--model-repository={self.repository}",
             f"--model-config-name={self.config_name}",
-            "--model-control-mode=explicit",
             *(f"--load-model={model}" for model in startup.startup_models(self.repository, self.config_name)),
             f"--backend-directory={_python_backend().parent}",
             f"--cache-directory={TRITON_HOME / 'caches'}",
@@ -99,18 +98,8 @@ class TritonServer:
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
-            "--exit-timeout-secs=30",
-            # Readiness is the server's and its ensembles' (the client checks `lipsync`): one
-            # avatar that failed to load must not take the whole server out of rotation.
-            "--strict-readiness=false",
-            # The configs are complete; auto-completing them would start one more python-backend
-            # process per model load, seconds of an avatar's on-demand load.
-            "--disable-auto-complete-config",
-            # Faces and frames cross process boundaries: start each stub's region big enough.
-            "--backend-config=python,shm-default-byte-size=16777216",
-            "--backend-config=python,shm-growth-byte-size=33554432",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
-            *restricted_api_flags(self.admin_key, self.inference_key),
+            *server_flags(self.admin_key, self.inference_key),
             *self.extra_args,
         ]
 
