@@ -155,7 +155,7 @@ class Session:
         while (samples := self.audio.get()) is not None:
             yield samples
         if self.cancelled.is_set():
-            raise _Cancelled
+            raise Cancelled("the page went away")
 
     def _run(self, frames) -> None:
         def relay():
@@ -167,7 +167,7 @@ class Session:
                     self._send(self.ws.send_bytes(count.to_bytes(4, "big") + jpeg))
                     count += 1
                 self._send(self.ws.send_str(json.dumps({"type": "done", "frames": count})))
-            except (_Cancelled, Cancelled):
+            except Cancelled:
                 pass
             except Exception as error:  # said to the page, whatever it is
                 if not self.ws.closed and not self.cancelled.is_set():  # else nobody is there to tell
@@ -188,10 +188,6 @@ class Session:
             self._send(self.ws.send_str(json.dumps({"type": "error", "message": message})))
         except (ConnectionError, RuntimeError):
             pass
-
-
-class _Cancelled(Exception):
-    pass
 
 
 class Gateway:
