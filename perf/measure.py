@@ -14,6 +14,7 @@ import tritonclient.grpc as grpcclient
 from lipsync import framing
 from lipsync.client import LipsyncClient, infer_inputs
 from lipsync_server.audio import mel_pipeline
+from lipsync_server.audio.encoder_inputs import encoder_inputs
 from lipsync_server.avatars import compositing
 from lipsync_server.avatars.media import AvatarMedia
 from lipsync_server.backend import runtimes
@@ -72,15 +73,13 @@ def networks_and_compositing_fps(
 
 def _warm_up(encoder, unet, mel: np.ndarray, faces: np.ndarray, batch: int) -> None:
     """One encoder run and one UNet batch before the clock starts: first runs allocate."""
-    offset = np.zeros((1, 1), np.int64)
-    features = encoder.run(["AUDIO_FEATURES"], {"MEL": mel[None], "MEL_OFFSET": offset})[0][0]
+    features = encoder.run(["AUDIO_FEATURES"], encoder_inputs(mel))[0][0]
     unet.run(["FACE_RGB"], {"FACE": faces, "AUDIO_FEATURES": features[:batch]})
 
 
 def _unet_batches(encoder, unet, mel: np.ndarray, faces: np.ndarray, batch: int):
     """Encodes the clip, then yields the UNet's FACE_RGB batch by batch (the served output)."""
-    offset = np.zeros((1, 1), np.int64)
-    features = encoder.run(["AUDIO_FEATURES"], {"MEL": mel[None], "MEL_OFFSET": offset})[0][0]
+    features = encoder.run(["AUDIO_FEATURES"], encoder_inputs(mel))[0][0]
     for i in range(0, len(features), batch):
         part = features[i : i + batch]
         yield unet.run(["FACE_RGB"], {"FACE": faces[: len(part)], "AUDIO_FEATURES": part})[0]
@@ -191,7 +190,7 @@ def audio_processing_ms(encoder_onnx: Path, samples: int, count: int, threads: i
     for _ in range(count + 5):
         t = time.perf_counter()
         (mel,) = mel_pipeline.run(pipe, [audio], [framing.SAMPLE_RATE])
-        encoder.run(["AUDIO_FEATURES"], {"MEL": mel[None], "MEL_OFFSET": np.zeros((1, 1), np.int64)})
+        encoder.run(["AUDIO_FEATURES"], encoder_inputs(mel))
         timings.append((time.perf_counter() - t) * 1000)
     return timings[5:]
 
@@ -205,7 +204,7 @@ def audio_latency_ms(url: str, samples: int, count: int) -> list[float]:
     for _ in range(count + 5):
         t = time.perf_counter()
         mel = _infer(client, "mel", {"AUDIO": audio, "SAMPLE_RATE": np.array([[16000]], np.int32)}, "MEL")
-        _infer(client, "audio_encoder", {"MEL": mel, "MEL_OFFSET": np.zeros((1, 1), np.int64)}, "AUDIO_FEATURES")
+        _infer(client, "audio_encoder", encoder_inputs(mel[0]), "AUDIO_FEATURES")
         timings.append((time.perf_counter() - t) * 1000)
     return timings[5:]
 

@@ -7,6 +7,7 @@ import torch
 
 from lipsync import framing
 from lipsync_server.audio import anti_aliasing, mel_pipeline
+from lipsync_server.audio.encoder_inputs import encoder_inputs
 from lipsync_server.networks.audio_encoder import AudioEncoder
 from lipsync_server.networks.export import export_audio_encoder
 
@@ -36,11 +37,16 @@ def test_mel_of_silence_is_the_floor(pipeline):
     assert np.allclose(run_mel(pipeline, np.zeros(8000, np.float32)), -4.0)
 
 
-def test_integer_frame_count_with_exceptions_matches_reference_for_10_minutes():
-    # What the exported graph computes (integers plus the exception table) vs the reference.
-    for mel_frames in range(16, framing.MAX_MEL_FRAMES + 1):
-        exact = (mel_frames - 16) * 25 // 80 + 2 - (mel_frames in framing.ROUNDING_EXCEPTIONS)
-        assert exact == int((mel_frames - 16) / 80.0 * 25.0) + 2 == framing.window_count(mel_frames)
+def test_a_streams_segments_have_the_whole_streams_windows_for_10_minutes():
+    # Segments start at multiples of 16 mel frames (5 video frames), where windows realign: the
+    # segment's windows are the whole stream's from there on, rounding of the whole length included.
+    for mel_frames in range(16, framing.MAX_MEL_FRAMES + 1, 7):
+        whole = framing.window_starts(mel_frames)
+        assert len(whole) == int((mel_frames - 16) / 80.0 * 25.0) + 2  # the reference's float rule
+        for offset in (16, 48) if mel_frames > 64 else ():
+            segment = framing.window_starts(mel_frames - offset, offset)
+            skipped = offset * framing.FPS // framing.MEL_PER_SECOND
+            assert [start + offset for start in segment] == whole[skipped:], (mel_frames, offset)
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +58,13 @@ def encoder_graph(tmp_path_factory):
     return encoder, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-# 384 and 3280 are lengths where the reference's float arithmetic rounds down (ROUNDING_EXCEPTIONS).
+# 384 and 3280 are lengths where the reference's float arithmetic rounds down: one window less than
+# integer arithmetic gives.
 @pytest.mark.parametrize("mel_frames", [16, 17, 81, 384, 641, 3280])
 def test_encoder_graph_matches_reference_windows_and_context(encoder_graph, mel_frames):
     encoder, session = encoder_graph
     mel = np.random.default_rng(mel_frames).uniform(-4, 4, (mel_frames, 80)).astype(np.float32)
-    (ours,) = session.run(None, {"MEL": mel[None], "MEL_OFFSET": np.zeros((1, 1), np.int64)})
+    (ours,) = session.run(None, encoder_inputs(mel))
     ref = reference.frame_features(reference.encode(encoder, reference.windows(mel)))
     assert ours.shape == (1, *ref.shape)
     assert np.abs(ours[0] - ref).max() < 1e-4
@@ -69,8 +76,8 @@ def test_encoder_graph_segment_equals_the_whole_clip_bit_for_bit(encoder_graph):
     # length (384) is a rounding exception and the segment's (384 - 48) is not.
     _, session = encoder_graph
     mel = np.random.default_rng(9).uniform(-4, 4, (384, 80)).astype(np.float32)
-    (whole,) = session.run(None, {"MEL": mel[None], "MEL_OFFSET": np.zeros((1, 1), np.int64)})
-    (segment,) = session.run(None, {"MEL": mel[None, 48:], "MEL_OFFSET": np.full((1, 1), 48, np.int64)})
+    (whole,) = session.run(None, encoder_inputs(mel))
+    (segment,) = session.run(None, encoder_inputs(mel[48:], 48))
     assert whole.shape[1] == segment.shape[1] + 15  # 48 mel frames = 15 video frames
     assert np.array_equal(segment[0, 10:], whole[0, 25:])
 

@@ -20,6 +20,7 @@ from nvidia.dali._utils import autoserialize
 from tritonclient.grpc import model_config_pb2
 
 from lipsync import framing
+from lipsync_server.audio.encoder_inputs import encoder_inputs
 from lipsync_server.avatars import tensorrt_plans
 from lipsync_server.backend import request_rules
 
@@ -87,7 +88,10 @@ def test_encoder_output_has_the_configs_shape_at_the_plans_shortest_and_longest_
     session = ort.InferenceSession(str(plan.onnx), providers=["CPUExecutionProvider"])
     for kind in ("min", "max"):
         mel = np.zeros(shape(plan.flags, kind, "MEL"), np.float32)
-        (features,) = session.run(None, {"MEL": mel, "MEL_OFFSET": np.zeros((1, 1), np.int64)})
+        inputs = encoder_inputs(mel[0])
+        windows = inputs["WINDOW_STARTS"].shape[1]
+        assert shape(plan.flags, "min", "WINDOW_STARTS")[1] <= windows <= shape(plan.flags, "max", "WINDOW_STARTS")[1]
+        (features,) = session.run(None, inputs)
         assert same_shape(expected, list(features.shape)) and -1 not in features.shape
         assert features.shape[1] == framing.frame_count(framing.HOP * (mel.shape[1] - 1)), kind
 

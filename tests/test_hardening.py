@@ -193,19 +193,22 @@ def test_a_genuine_ticket_makes_only_its_own_frames(server):
         ),
         (
             "audio_encoder",
-            [("MEL", np.zeros((1, 6100, 80), np.float32), "FP32"), ("MEL_OFFSET", np.zeros((1, 1), np.int64), "INT64")],
+            [
+                ("MEL", np.zeros((1, 6100, 80), np.float32), "FP32"),
+                ("WINDOW_STARTS", np.zeros((1, 5), np.int64), "INT64"),
+            ],
             "MEL: 6100 frames is more than",
         ),
         (
             "audio_encoder",
             [
                 ("MEL", np.zeros((1, 40, 80), np.float32), "FP32"),
-                ("MEL_OFFSET", np.full((1, 1), -5, np.int64), "INT64"),
+                ("WINDOW_STARTS", np.zeros((1, 900), np.int64), "INT64"),
             ],
-            "MEL_OFFSET: must be >= 0, got -5",
+            "WINDOW_STARTS: 900 windows for 40 mel frames (1 to 10)",
         ),
     ],
-    ids=["mel too long", "mel bad rate", "encoder too long", "encoder negative offset"],
+    ids=["mel too long", "mel bad rate", "encoder too long", "encoder too many windows"],
 )
 def test_the_audio_steps_check_their_own_inputs(server, model, tensors, expected):
     output = "MEL" if model == "mel" else "AUDIO_FEATURES"

@@ -100,3 +100,31 @@ def test_export_refuses_a_graph_tensorrt_would_refuse(tmp_path, monkeypatch):
     with pytest.raises(tensorrt_rules.TensorRTRuleError, match="uint8 intermediate tensor"):
         export_unet(LipSyncUNet(base_channels=4).eval(), tmp_path / "model.onnx")
     assert list(tmp_path.iterdir()) == []  # nothing half-made left where the server looks
+
+
+def test_an_output_sized_by_an_input_value_is_refused():
+    # NonZero's length depends on the values of X: TensorRT cannot size Y from shapes.
+    nodes = [helper.make_node("NonZero", ["X"], ["Y"])]
+    found = tensorrt_rules.problems(
+        graph(nodes, [tensor("X", TensorProto.FLOAT, ("rows", 3))], [tensor("Y", TensorProto.INT64, (2, "n"))])
+    )
+    (problem,) = found
+    assert problem.startswith("output Y: dimension 1 (NonZero")
+    assert problem.endswith("depends on input values, not only on the input shapes (rows)")
+
+
+def test_export_refuses_an_encoder_whose_window_count_is_read_from_a_value(tmp_path, monkeypatch):
+    from lipsync import framing
+    from lipsync_server.networks import exported
+
+    def count_from_a_value(self, mel, window_starts):  # the first export's form: a slice up to a value
+        rows = torch.arange(framing.MAX_MEL_FRAMES)[: window_starts[0, -1] + framing.WINDOW]
+        return mel[0][rows].reshape(1, -1, 80)
+
+    monkeypatch.setattr(exported.ServingAudioEncoder, "forward", count_from_a_value)
+    encoder = checkpoints.load_audio_encoder(ROOT / "checkpoints" / "audio_visual_encoder.pth")
+    with pytest.raises(
+        tensorrt_rules.TensorRTRuleError, match="AUDIO_FEATURES: dimension 1 .* depends on input values"
+    ):
+        export_audio_encoder(encoder, tmp_path / "model.onnx")
+    assert list(tmp_path.iterdir()) == []

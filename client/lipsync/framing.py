@@ -1,7 +1,8 @@
 """How audio length maps to mel frames, encoder windows and video frames (SyncTalk_2D rules).
 
 Everything here is the reference inference's arithmetic, kept in one place: the client uses it
-to predict frame counts, the exported audio-encoder graph embeds it, the tests check it.
+to predict frame counts, request_validator to give the audio encoder its windows, the tests
+check it.
 """
 
 SAMPLE_RATE = 16_000
@@ -50,17 +51,12 @@ def window_start(index: int, mel_frames: int) -> int:
     return min(int(MEL_PER_SECOND * (index / float(FPS))), mel_frames - WINDOW)
 
 
-def window_starts(mel_frames: int) -> list[int]:
-    """First mel frame of every encoder window of a mel this long."""
-    return [window_start(i, mel_frames) for i in range(window_count(mel_frames))]
-
-
-# Mel lengths at which the reference's float formula in window_count() gives one less than
-# exact integer arithmetic. Graphs that only have integer arithmetic (TensorRT) subtract one
-# at these lengths, so that every profile renders the reference's frame count.
-ROUNDING_EXCEPTIONS = tuple(
-    t for t in range(MIN_MEL_FRAMES, MAX_MEL_FRAMES + 1) if window_count(t) != (t - WINDOW) * FPS // MEL_PER_SECOND + 2
-)
+def window_starts(mel_frames: int, mel_offset: int = 0) -> list[int]:
+    """First mel frame of every encoder window of a mel this long. For a segment of a stream
+    that starts `mel_offset` mel frames in (a multiple of 16, where windows realign), how many
+    windows follows the whole stream's length; the starts are the segment's own."""
+    count = window_count(mel_frames + mel_offset) - mel_offset * FPS // MEL_PER_SECOND
+    return [window_start(i, mel_frames) for i in range(count)]
 
 
 def pingpong(position: int, n_frames: int) -> int:

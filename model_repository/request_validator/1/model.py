@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from lipsync import framing
-from lipsync_server.audio import anti_aliasing
+from lipsync_server.audio import anti_aliasing, encoder_inputs
 from lipsync_server.avatars.media import AvatarStore
 from lipsync_server.backend import admission, request_rules, stub, ticket
 from lipsync_server.backend.request_rules import InvalidInput
@@ -42,7 +42,9 @@ class TritonPythonModel:
             if version is not None:
                 request_rules.check_version(version)
             request_rules.check_audio_offset(offset, rate)
-            frames = framing.frame_count(framing.resampled_length(audio.size, rate), offset // framing.HOP)
+            mel_frames = framing.mel_frame_count(framing.resampled_length(audio.size, rate))
+            starts = encoder_inputs.window_starts(mel_frames, offset // framing.HOP)
+            frames = starts.shape[1] + 2  # one per encoder window, and the first and last again
             given_first, given_count = _optional(request, "FIRST_FRAME"), _optional(request, "FRAME_COUNT")
             first, count = request_rules.frame_range(given_first, given_count, frames)
             max_wait_ms = request_rules.max_wait_ms(
@@ -60,7 +62,7 @@ class TritonPythonModel:
         return stub.respond(
             CHECKED_AUDIO=anti_aliasing.band_limit(audio, rate),
             CHECKED_SAMPLE_RATE=stub.get(request, "SAMPLE_RATE"),
-            MEL_OFFSET=np.array([offset // framing.HOP], np.int64),
+            WINDOW_STARTS=starts[0],
             TICKET=np.array([checked.seal(self.secret)], dtype=np.object_),
         )
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from lipsync import framing
 from lipsync_server.audio import mel_pipeline
+from lipsync_server.audio.encoder_inputs import encoder_inputs
 from lipsync_server.backend import runtimes
 from lipsync_server.demo import synthetic
 
@@ -42,7 +43,7 @@ def audio_features(encoder_onnx: Path, audio: np.ndarray) -> np.ndarray:
 
     mel = mel_pipeline.mel_of(audio)
     session = ort.InferenceSession(str(encoder_onnx), providers=["CPUExecutionProvider"])
-    return session.run(["AUDIO_FEATURES"], {"MEL": mel[None], "MEL_OFFSET": np.zeros((1, 1), np.int64)})[0][0]
+    return session.run(["AUDIO_FEATURES"], encoder_inputs(mel))[0][0]
 
 
 def network_inputs(faces: np.ndarray, features: np.ndarray, count: int, offset: int) -> list[dict]:

@@ -11,8 +11,8 @@ refuses to load it until then.
 
 Shapes and precisions, each from one source:
 - audio_encoder: MEL from 16 mel frames up to the longest audio the validator accepts
-  (request_validator's max_audio_seconds); float32, TF32 off (trtexec enables it by default):
-  its output feeds every frame of the clip.
+  (request_validator's max_audio_seconds), WINDOW_STARTS up to that audio's windows; float32,
+  TF32 off (trtexec enables it by default): its output feeds every frame of the clip.
 - avatar versions: batch 1 to the avatar config's max_batch_size (opt: its largest preferred
   batch); fp16 where TensorRT finds it faster. INT8 versions (QuantizeLinear nodes, from `lipsync-server
   quantize`) add --int8 so that their explicit scales are used.
@@ -58,11 +58,11 @@ def model_config(folder: Path) -> model_config_pb2.ModelConfig:
 def encoder_plans(repository: Path) -> list[Plan]:
     max_mel = framing.mel_frame_count(round(max_audio_seconds(repository) * framing.SAMPLE_RATE))
     opt_mel = framing.mel_frame_count(8 * framing.SAMPLE_RATE)
-    shapes = (
-        f"--minShapes=MEL:1x{framing.MIN_MEL_FRAMES}x80,MEL_OFFSET:1x1",
-        f"--optShapes=MEL:1x{opt_mel}x80,MEL_OFFSET:1x1",
-        f"--maxShapes=MEL:1x{max_mel}x80,MEL_OFFSET:1x1",
-    )
+    # A stream's segment may have one window more than a clip of its length (the rounding follows
+    # the whole stream): the encoder's CPU model allows the same.
+    windows = {"min": 1, "opt": framing.window_count(opt_mel), "max": framing.window_count(max_mel) + 1}
+    mels = {"min": framing.MIN_MEL_FRAMES, "opt": opt_mel, "max": max_mel}
+    shapes = tuple(f"--{kind}Shapes=MEL:1x{mels[kind]}x80,WINDOW_STARTS:1x{windows[kind]}" for kind in mels)
     return [Plan(onnx, (*shapes, "--noTF32")) for onnx in sorted((repository / ENCODER).glob("[0-9]*/model.onnx"))]
 
 

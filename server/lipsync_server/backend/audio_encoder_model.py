@@ -18,12 +18,13 @@ class TritonPythonModel(onnx_model.TritonPythonModel):
         super().initialize(args)
 
     def refusal(self, arrays):
-        mel, offset = arrays
-        frames, start = mel.shape[1], int(offset.reshape(-1)[0])
+        mel, starts = arrays
+        frames, windows = mel.shape[1], starts.shape[1]
         if frames < framing.MIN_MEL_FRAMES:
             return f"MEL: {frames} frames is fewer than the {framing.MIN_MEL_FRAMES} of one audio window"
         if frames > self.max_mel_frames:
             return f"MEL: {frames} frames is more than the {self.max_mel_frames} of this server's longest audio"
-        if start < 0:
-            return f"MEL_OFFSET: must be >= 0, got {start}"
+        most = framing.window_count(frames) + 1  # a segment's count follows its stream's rounding
+        if not 1 <= windows <= most:
+            return f"WINDOW_STARTS: {windows} windows for {frames} mel frames (1 to {most})"
         return None

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import encoder_inputs
 from . import runtimes
 
 ENV_CACHE = "LIPSYNC_CACHE_DIR"
@@ -101,8 +102,8 @@ def _inputs(tensor: runtimes.Tensor, batch: int, rng: np.random.Generator) -> np
     shape = [batch, *(OPEN_LENGTH if d < 0 else d for d in tensor.dims)]
     if tensor.name == "FACE":
         return rng.integers(0, 256, shape, dtype=np.uint8)
-    if tensor.name == "MEL_OFFSET":
-        return np.zeros(shape, np.int64)
+    if tensor.name == "WINDOW_STARTS":
+        return encoder_inputs.window_starts(OPEN_LENGTH).repeat(batch, axis=0)
     return rng.uniform(0, 3, shape).astype(np.float32)
 
 

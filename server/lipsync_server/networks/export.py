@@ -4,6 +4,8 @@ from pathlib import Path
 
 import torch
 
+from lipsync import framing
+
 from . import tensorrt_rules
 from .audio_encoder import AudioEncoder
 from .exported import FACE, ServingAudioEncoder, ServingUNet
@@ -15,9 +17,9 @@ OPSET = 17
 def export_audio_encoder(encoder: AudioEncoder, path: Path) -> None:
     graph = ServingAudioEncoder(encoder).eval()
     mel = torch.zeros(1, 641, 80)
-    offset = torch.zeros(1, 1, dtype=torch.int64)
-    axes = {"MEL": {1: "mel_frames"}, "AUDIO_FEATURES": {1: "frames"}}
-    _export(graph, (mel, offset), path, ["MEL", "MEL_OFFSET"], ["AUDIO_FEATURES"], axes)
+    starts = torch.tensor([framing.window_starts(mel.shape[1])], dtype=torch.int64)
+    axes = {"MEL": {1: "mel_frames"}, "WINDOW_STARTS": {1: "windows"}, "AUDIO_FEATURES": {1: "frames"}}
+    _export(graph, (mel, starts), path, ["MEL", "WINDOW_STARTS"], ["AUDIO_FEATURES"], axes)
 
 
 def export_unet(unet: LipSyncUNet, path: Path) -> None:

@@ -2,7 +2,8 @@
 
 They wrap the checkpoint networks unchanged and add the per-request arithmetic that the
 reference inference does in Python, so that it runs inside the model servers:
-- ServingAudioEncoder: mel [1, T, 80] -> per-frame encoder windows [1, F, 32, 16, 16];
+- ServingAudioEncoder: mel [1, T, 80] and window starts [1, N] -> per-frame encoder windows
+  [1, N + 2, 32, 16, 16];
 - ServingUNet: uint8 BGR face crops -> the network's float output, and the same as uint8 RGB
   pixels (what the compositor pastes: a quarter of the bytes to move between processes).
 """
@@ -32,35 +33,31 @@ class ServingAudioEncoder(nn.Module):
     """Slices the mel into windows, encodes them and gathers each frame's 16-vector context.
 
     All of it happens per request (one clip), before frames of different requests are batched.
+    Every output dimension follows from the inputs' shapes (TensorRT sizes tensors from shapes
+    only): the window count is WINDOW_STARTS' length, computed by request_validator with the
+    reference's rounding rule (lipsync.framing.window_starts).
     """
 
-    exceptions: Tensor
+    window_rows: Tensor
 
     def __init__(self, encoder: AudioEncoder):
         super().__init__()
         self.encoder = encoder
-        self.register_buffer("exceptions", torch.tensor(framing.ROUNDING_EXCEPTIONS, dtype=torch.int64))
+        self.register_buffer("window_rows", torch.arange(framing.WINDOW, dtype=torch.int64))
 
-    def forward(self, mel: Tensor, mel_offset: Tensor) -> Tensor:
-        """mel [1, T, 80]; mel_offset [1, 1]: mel frames of the stream before this segment (a
-        multiple of 16, so windows stay aligned); 0 for a whole clip. The reference's rounding
-        rule applies to the whole stream's length, T + mel_offset."""
+    def forward(self, mel: Tensor, window_starts: Tensor) -> Tensor:
+        """mel [1, T, 80]; window_starts [1, N]: each window's first mel frame. Starts outside
+        the mel are clamped into it, so that no input reads outside it."""
         mel = mel[0]  # [T, 80]
-        t = mel.shape[0]
-        t_index = torch.full((1,), t, dtype=torch.int64)
-        n = (t_index - framing.WINDOW) * framing.FPS // framing.MEL_PER_SECOND + 2
-        n = n - ((t_index + mel_offset[0]) == self.exceptions).any().to(torch.int64)
-        steps = torch.arange(framing.MAX_MEL_FRAMES, dtype=torch.int64)
-        window_ids = steps[: n[0]]
-        starts = torch.clamp(window_ids * framing.MEL_PER_SECOND // framing.FPS, max=t - framing.WINDOW)
-        rows = starts[:, None] + torch.arange(framing.WINDOW, dtype=torch.int64)[None, :]
+        starts = torch.clamp(window_starts[0], min=0, max=mel.shape[0] - framing.WINDOW)
+        rows = starts[:, None] + self.window_rows[None, :]
         windows = mel[rows].transpose(1, 2).unsqueeze(1)  # [N, 1, 80, 16]
         vectors = self.encoder(windows)  # [N, 512]
         zeros = vectors.new_zeros(framing.CONTEXT, vectors.shape[1])
-        padded = torch.cat([zeros, vectors[:1], vectors, vectors[-1:], zeros], dim=0)
-        frames = window_ids.shape[0] + 2
-        context = steps[:frames, None] + torch.arange(2 * framing.CONTEXT, dtype=torch.int64)[None, :]
-        return padded[context].reshape(1, frames, 32, 16, 16)
+        padded = torch.cat([zeros, vectors[:1], vectors, vectors[-1:], zeros], dim=0)  # [N + 18, 512]
+        frames = torch.arange(vectors.shape[0] + 2, dtype=torch.int64)
+        context = frames[:, None] + torch.arange(2 * framing.CONTEXT, dtype=torch.int64)[None, :]
+        return padded[context].reshape(1, -1, 32, 16, 16)
 
 
 class ServingUNet(nn.Module):

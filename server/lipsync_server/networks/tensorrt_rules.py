@@ -8,14 +8,21 @@ TensorRT 10 as in the NGC image), read from its sources:
 - QuantizeLinear/DequantizeLinear: symmetric only (every zero point 0: "TensorRT only supports
   symmetric quantization"), and DequantizeLinear takes 8-bit integers or FP8/INT4, not int32
   (ONNX Runtime's quantized biases);
-- tensors only of the element types a TensorRT network has (nvinfer1::DataType).
+- tensors only of the element types a TensorRT network has (nvinfer1::DataType);
+- output dimensions that follow from the input shapes: TensorRT sizes every tensor from shapes
+  (and declared shape tensors, which the served graphs do not use), so a dimension computed from
+  an input's values (a slice up to a count read from a tensor, NonZero) is refused or unbounded.
+  ONNX Runtime's symbolic shape inference names each such dimension with a symbol of its own.
 """
 
+import copy
+import re
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
+from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
 NETWORK_TYPES = {
     TensorProto.FLOAT,
@@ -29,6 +36,8 @@ NETWORK_TYPES = {
     TensorProto.FLOAT8E4M3FN,
     TensorProto.INT4,
 }
+# Functions in the dimension expressions that symbolic shape inference writes.
+FUNCTIONS = {"floor", "ceiling", "Max", "Min", "Mod", "FloorMod"}
 DEQUANTIZABLE = {TensorProto.INT8, TensorProto.FLOAT8E4M3FN, TensorProto.INT4}
 
 
@@ -70,6 +79,30 @@ def problems(model: onnx.ModelProto) -> list[str]:
                 found.append(f"{where}: asymmetric quantization (zero point not 0)")
             if node.op_type == "DequantizeLinear" and types.get(node.input[0]) not in DEQUANTIZABLE:
                 found.append(f"{where}: dequantizes {_type(types.get(node.input[0], 0))} (int8, fp8 or int4 only)")
+    return found + data_dependent_dimensions(model)
+
+
+def data_dependent_dimensions(model: onnx.ModelProto) -> list[str]:
+    """Output dimensions not computed from the input dimensions' symbols alone."""
+    inputs = {dim.dim_param for v in model.graph.input for dim in v.type.tensor_type.shape.dim if dim.dim_param}
+    unknown = copy.deepcopy(model)
+    for output in unknown.graph.output:  # inferred afresh, not taken from what the export declared
+        output.type.tensor_type.ClearField("shape")
+    try:
+        inferred = SymbolicShapeInference.infer_shapes(unknown, auto_merge=True)
+    except Exception as error:  # the tool raises bare Exceptions on graphs it cannot follow
+        return [f"output shapes cannot be inferred from input shapes: {str(error)[:120]}"]
+    found = []
+    for output in inferred.graph.output:
+        for axis, dim in enumerate(output.type.tensor_type.shape.dim):
+            if dim.HasField("dim_value"):
+                continue
+            symbols = set(re.findall(r"[A-Za-z_]\w*", dim.dim_param)) - FUNCTIONS
+            if not dim.dim_param or not symbols <= inputs:
+                found.append(
+                    f"output {output.name}: dimension {axis} ({dim.dim_param or '?'}) depends on input values, "
+                    f"not only on the input shapes ({', '.join(sorted(inputs)) or 'none'})"
+                )
     return found
 
 
