@@ -68,10 +68,13 @@ def test_the_deployment_serves_triton_with_its_probes_key_and_graceful_stop():
     (deployment,) = [d for d in render(KEYED) if d["kind"] == "Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    # Ready when the pipeline is (the ensemble), not merely the server process.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/models/lipsync/ready"
+    assert container["startupProbe"]["httpGet"]["path"] == "/v2/models/lipsync/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     startup = container["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 1800  # TensorRT plans at first start
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600  # the pinned set's plans on a new GPU
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 1000
     env = {e["name"]: e for e in container["env"]}
     assert env["LIPSYNC_ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "lipsync-keys", "key": "admin"}
     assert env["LIPSYNC_INFERENCE_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "lipsync-keys", "key": "inference"}
@@ -168,7 +171,7 @@ def test_the_kserve_manifest_uses_the_image_entrypoint_and_the_key_secret():
     (service,) = yaml.safe_load_all((ROOT / "deploy" / "kserve" / "inferenceservice.yaml").read_text())
     model = service["spec"]["predictor"]["model"]
     assert service["kind"] == "InferenceService" and model["modelFormat"]["name"] == "triton"
-    assert model["command"] == ["/opt/lipsync/scripts/triton_entrypoint.sh"]
+    assert model["command"] == ["lipsync-server", "container"]
     env = {e["name"]: e for e in model["env"]}
     assert env["LIPSYNC_ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "lipsync-keys", "key": "admin"}
     assert env["LIPSYNC_INFERENCE_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "lipsync-keys", "key": "inference"}

@@ -83,7 +83,7 @@ def test_encoder_output_has_the_configs_shape_at_the_plans_shortest_and_longest_
     import numpy as np
     import onnxruntime as ort
 
-    (plan,) = tensorrt_plans.plans(REPOSITORY, "audio_encoder")
+    (plan,) = tensorrt_plans.plans(REPOSITORY, 10, ["audio_encoder"])
     expected = config_tensors(tensorrt_plans.model_config(REPOSITORY / "audio_encoder"))["AUDIO_FEATURES"][1]
     session = ort.InferenceSession(str(plan.onnx), providers=["CPUExecutionProvider"])
     for kind in ("min", "max"):
@@ -102,7 +102,7 @@ def shape(flags: tuple[str, ...], kind: str, tensor: str) -> list[int]:
 
 
 def test_encoder_plan_takes_the_longest_audio_the_validator_accepts():
-    (plan,) = tensorrt_plans.plans(REPOSITORY, "audio_encoder")
+    (plan,) = tensorrt_plans.plans(REPOSITORY, 10, ["audio_encoder"])
     seconds = request_rules.max_audio_seconds(REPOSITORY)
     assert seconds <= framing.MAX_SECONDS  # the exported graph's own limit
     assert shape(plan.flags, "max", "MEL") == [1, framing.mel_frame_count(round(seconds * 16000)), 80]
@@ -112,7 +112,7 @@ def test_encoder_plan_takes_the_longest_audio_the_validator_accepts():
 
 def test_avatar_plans_batch_as_their_config_and_int8_versions_use_their_scales(tmp_path):
     config = tensorrt_plans.model_config(REPOSITORY / "avatar_demo")
-    plans = tensorrt_plans.plans(REPOSITORY, "avatar_demo")
+    plans = tensorrt_plans.plans(REPOSITORY, 10, ["avatar_demo"])  # TensorRT 10: weakly typed
     assert plans
     for plan in plans:
         assert shape(plan.flags, "max", "FACE") == [config.max_batch_size, 320, 320, 3]
@@ -131,7 +131,7 @@ def test_a_plan_is_kept_while_what_it_was_built_from_is_unchanged(tmp_path):
     onnx_file = tmp_path / "1" / "model.onnx"
     onnx_file.write_bytes(b"graph one")
     plan = tensorrt_plans.Plan(onnx_file, ("--fp16",))
-    target = tensorrt_plans.build_target()
+    target = {"triton": "26.06", "tensorrt": 110000, "gpu": "NVIDIA H200"}
     built_for = tensorrt_plans.record(plan, target)
     plan.path.write_bytes(b"engine")
     plan.record_path.write_text(json.dumps(built_for))
@@ -140,6 +140,7 @@ def test_a_plan_is_kept_while_what_it_was_built_from_is_unchanged(tmp_path):
     assert not tensorrt_plans.is_current(plan, tensorrt_plans.record(plan, target))
     onnx_file.write_bytes(b"graph one")
     assert not tensorrt_plans.is_current(plan, {**built_for, "gpu": "another GPU"})  # a plan for another GPU
+    assert not tensorrt_plans.is_current(plan, {**built_for, "tensorrt": 100300})  # or another TensorRT
     other_flags = tensorrt_plans.Plan(onnx_file, ("--fp16", "--int8"))
     assert not tensorrt_plans.is_current(other_flags, tensorrt_plans.record(other_flags, target))
 
@@ -171,7 +172,16 @@ def image_requirements() -> list[str]:
     assert installs == ["image"], "the image installs the client, and the server with its `image` extra"
     # The server's dependency on the client is met by ./client in the same pip command.
     server_own = [r for r in server["dependencies"] if not r.startswith(client["name"])]
-    return [*client["dependencies"], *server_own, *server["optional-dependencies"]["image"]]
+    return [*client["dependencies"], *server_own, *extra(server, "image")]
+
+
+def extra(project: dict, name: str) -> list[str]:
+    """An extra's requirements, with the project's own extras it names spelled out."""
+    found = []
+    for requirement in project["optional-dependencies"][name]:
+        own = re.fullmatch(re.escape(project["name"]) + r"\[(\w+)\]", requirement)
+        found += extra(project, own.group(1)) if own else [requirement]
+    return found
 
 
 def test_the_image_dependencies_resolve_for_its_python(tmp_path):
@@ -203,5 +213,5 @@ def test_the_image_dependencies_resolve_for_its_python(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     installed = {i["metadata"]["name"].lower() for i in json.loads((tmp_path / "report.json").read_text())["install"]}
-    assert {"tritonclient", "numpy", "onnx", "opencv-python-headless", "scipy"} <= installed
+    assert {"tritonclient", "numpy", "onnx", "opencv-python-headless", "scipy", "onnxruntime", "openvino"} <= installed
     assert not any(name.startswith("nvidia-dali") for name in installed)

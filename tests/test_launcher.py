@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -23,6 +24,8 @@ from tritonclient.utils import InferenceServerException
 
 from lipsync.keys import ADMIN, INFERENCE
 from lipsync_server.launcher import processes
+from lipsync_server.launcher.container import server_from_environment
+from lipsync_server.launcher.profiles import CPU, GPU
 from lipsync_server.launcher.tritonserver import TritonServer
 
 from launcher import Launcher
@@ -231,36 +234,69 @@ def test_a_non_editable_install_serves_the_working_directorys_repository(tmp_pat
     assert all(path.startswith(str(site)) for path in located.stdout.split())
 
 
-@pytest.mark.parametrize("key", [None, "", "   "], ids=["unset", "empty", "blank"])
-def test_the_container_entrypoint_refuses_to_serve_without_a_key(key):
-    env = {k: v for k, v in os.environ.items() if k not in (ADMIN.env, INFERENCE.env)}
-    env[INFERENCE.env] = "an-inference-key-long-enough"
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # lipsync-server, as in the image
-    if key is not None:
-        env[ADMIN.env] = key
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "triton_entrypoint.sh")], env=env, capture_output=True, text=True, timeout=60
+KEYS = {ADMIN.env: "an-administrator-key-long-enough", INFERENCE.env: "an-inference-key-long-enough"}
+
+
+def container(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`lipsync-server container` (the image's entrypoint) with only these settings."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LIPSYNC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "lipsync_server", "container"],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert done.returncode != 0
+
+
+@pytest.mark.parametrize("key", [None, "", "   "], ids=["unset", "empty", "blank"])
+def test_the_container_refuses_to_serve_without_a_key(key):
+    env = {INFERENCE.env: KEYS[INFERENCE.env], **({ADMIN.env: key} if key is not None else {})}
+    done = container(env)
+    assert done.returncode == 2
     assert ADMIN.env in done.stderr and done.stdout == ""
 
 
-def test_the_image_runs_tritonserver_with_the_launchers_flags(tmp_path):
-    """One definition of what every server runs with: the entrypoint's flags
-    (`lipsync-server triton-flags`) are the launcher's, keys included."""
-    keys = {ADMIN.env: "an-administrator-key-long-enough", INFERENCE.env: "an-inference-key-long-enough"}
-    printed = subprocess.run(
-        [sys.executable, "-m", "lipsync_server", "triton-flags"],
-        env={**os.environ, **keys},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    (tmp_path / "model_repository").mkdir()
-    launcher = TritonServer(
-        tmp_path / "model_repository", admin_key=keys[ADMIN.env], inference_key=keys[INFERENCE.env]
-    ).command()
-    assert "--disable-auto-complete-config" in printed and any("shm-default-byte-size" in f for f in printed)
-    assert [flag for flag in printed if flag] == [flag for flag in launcher if flag in printed]
-    entrypoint = (ROOT / "scripts" / "triton_entrypoint.sh").read_text()
-    assert "lipsync-server triton-flags" in entrypoint and "--strict-readiness" not in entrypoint
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"LIPSYNC_PROFILE": "tpu"}, "profile must be one of gpu, cpu, not 'tpu'"),
+        ({"LIPSYNC_MODEL_REPOSITORY": "/srv/lip-sync"}, "loads mel only from a path of letters"),
+        ({"LIPSYNC_MODEL_REPOSITORY": "/srv/../models"}, "without '..'"),
+    ],
+    ids=["unknown profile", "dash in the path", "dot-dot in the path"],
+)
+def test_the_container_refuses_settings_the_gpu_image_cannot_serve(env, expected):
+    # The DALI backend would refuse the mel model's path at load, after every plan was built.
+    done = container({**KEYS, **env})
+    assert done.returncode == 2 and expected in done.stderr
+
+
+def test_the_container_and_the_launcher_run_one_command_line():
+    """One definition of the server's command line: what the image runs (container.py, from its
+    environment) is the launcher's, but for where tritonserver is and the addresses it binds."""
+    with tempfile.TemporaryDirectory(prefix="lipsync_") as folder:  # pytest's own have a '-'
+        compare_command_lines(Path(folder) / "model_repository")
+
+
+def compare_command_lines(repository: Path) -> None:
+    shutil.copytree(ROOT / "model_repository" / "request_validator", repository / "request_validator")
+    env = {**KEYS, "LIPSYNC_MODEL_REPOSITORY": str(repository)}
+    for profile in (GPU, CPU):
+        image = server_from_environment({**env, "LIPSYNC_PROFILE": profile.name}).command()
+        launcher = TritonServer(
+            repository, profile=profile, admin_key=KEYS[ADMIN.env], inference_key=KEYS[INFERENCE.env]
+        ).command()
+        assert image[0] == "tritonserver" and launcher[0] != "tritonserver"
+        differ = ("--backend-directory=", "--cache-directory=", "--http-address=", "--grpc-address=")
+        differ += ("--metrics-address=", "--backend-config=python,shm-region-prefix-name=")
+        assert [f for f in image[1:] if not f.startswith(differ)] == [
+            f for f in launcher[1:] if not f.startswith(differ)
+        ]
+        assert f"--model-config-name={profile.config_name}" in image
+        assert f"--allow-gpu-metrics={'true' if profile is GPU else 'false'}" in image
+        assert "--http-address=0.0.0.0" in image and "--http-address=127.0.0.1" in launcher
+        for flag in ("--disable-auto-complete-config", "--strict-readiness=false", "--model-control-mode=explicit"):
+            assert flag in image
+    stored = server_from_environment({**KEYS, "LIPSYNC_MODEL_REPOSITORY": "s3://bucket/models"}).command()
+    assert "--model-repository=s3://bucket/models" in stored and "--load-model=*" in stored

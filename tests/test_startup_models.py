@@ -1,15 +1,14 @@
-"""What a server loads at start (`lipsync-server startup-models`, the launcher and the GPU image's
-entrypoint): the pipeline's models and the pinned avatars, not the rest of the catalog."""
+"""What a server loads at start (the launcher and the image's entrypoint): the pipeline's models
+and the pinned avatars, not the rest of the catalog."""
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lipsync.avatar_names import AvatarNameError
 from lipsync_server.launcher.startup import startup_models
+from lipsync_server.launcher.tritonserver import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ["audio_encoder", "compositor", "face_generator", "lipsync", "lipsync_faces", "mel", "request_validator"]
@@ -31,13 +30,8 @@ def repository_with(tmp_path: Path, avatars: list[str], pinned: str) -> Path:
 def test_the_pipeline_and_the_pinned_avatars_load_at_start(tmp_path):
     repository = repository_with(tmp_path, ["demo", "may", "obama", "zoe"], pinned="may, zoe")
     assert startup_models(repository, "cpu") == sorted([*PIPELINE, "avatar_may", "avatar_zoe"])
-    printed = subprocess.run(
-        [sys.executable, "-m", "lipsync_server", "startup-models", str(repository)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert printed == [f"--load-model={m}" for m in sorted([*PIPELINE, "avatar_may", "avatar_zoe"])]
+    loads = [f for f in TritonServer(repository).command() if f.startswith("--load-model=")]
+    assert loads == [f"--load-model={m}" for m in sorted([*PIPELINE, "avatar_may", "avatar_zoe"])]
 
 
 def test_a_pinned_name_that_is_not_an_avatar_name_is_refused(tmp_path):

@@ -23,7 +23,8 @@ from .client import LipsyncClient
 # A version added to a GPU server's repository has no TensorRT plan until one is built for it.
 PLAN_HINT = (
     "GPU profile: a new version loads once its TensorRT plan is built on the serving GPU: "
-    "lipsync-server plans REPOSITORY --model avatar_NAME (the image builds missing plans at start)"
+    "lipsync-server plans REPOSITORY --model avatar_NAME (in the image, import and quantize build it, "
+    "and a start builds the missing ones)"
 )
 
 

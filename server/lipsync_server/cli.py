@@ -6,8 +6,7 @@ lipsync-server quantize NAME [--from-version N] [--load]
 lipsync-server quality NAME [--version N]                  # measure bf16 against fp32 (CPU with bf16)
 lipsync-server plans REPOSITORY [--model avatar_NAME]      # GPU image: TensorRT plans
 lipsync-server drain HOST:PORT                              # before stopping a server
-lipsync-server startup-models REPOSITORY                    # tritonserver's --load-model arguments
-lipsync-server triton-flags                                 # the flags every server runs with (the image's entrypoint)
+lipsync-server container [TRITONSERVER FLAGS]               # what the image runs ($LIPSYNC_PROFILE, ...)
 
 The repository is --repository, else $LIPSYNC_MODEL_REPOSITORY, else ./model_repository. Talking
 to a running server (render, avatars, load, unload) is the client's command: lipsync.
@@ -21,7 +20,8 @@ from pathlib import Path
 
 from lipsync.cli import PLAN_HINT
 from lipsync.keys import ADMIN, INFERENCE
-from lipsync_server.launcher.keys import check_key, server_flags
+from lipsync_server.launcher.keys import check_key
+from lipsync_server.launcher.profiles import PROFILES, named
 
 REPOSITORY_HELP = "default: $LIPSYNC_MODEL_REPOSITORY, else ./model_repository"
 
@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--http-port", type=int, default=8000)
     serve.add_argument("--grpc-port", type=int, default=8001)
     serve.add_argument("--metrics-port", type=int, default=8002)
-    serve.add_argument("--profile", default="cpu", help="model config name: configs/<profile>.pbtxt")
+    serve.add_argument(
+        "--profile", default="cpu", choices=list(PROFILES), help="cpu: configs/cpu.pbtxt; gpu: config.pbtxt (the image)"
+    )
     serve.add_argument(
         "--admin-key",
         default=None,
@@ -96,17 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     plans.add_argument("--model", help="only this model (audio_encoder or avatar_<name>)")
     plans.add_argument("--trtexec", default="trtexec")
 
-    starting = commands.add_parser(
-        "startup-models", help="print tritonserver's --load-model arguments: the pipeline and the pinned avatars"
+    container = commands.add_parser(
+        "container",
+        help="serve as the image does: $LIPSYNC_PROFILE, $LIPSYNC_MODEL_REPOSITORY, "
+        f"${ADMIN.env} and ${INFERENCE.env} (launcher/container.py)",
     )
-    starting.add_argument("repository", type=Path)
-    starting.add_argument("--profile", default="config", help="the config name the server uses (config: config.pbtxt)")
-
-    commands.add_parser(
-        "triton-flags",
-        help=f"print the flags every tritonserver of this project runs with, keyed by ${ADMIN.env} and "
-        f"${INFERENCE.env} (the image's entrypoint)",
-    )
+    container.add_argument("tritonserver_flags", nargs=argparse.REMAINDER, help="passed on to tritonserver")
 
     drain = commands.add_parser("drain", help="let a server's requests in flight finish (before stopping it)")
     drain.add_argument("http_address", help="the server's HTTP endpoint, host:port")
@@ -118,13 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         from .launcher.drain import drain as drain_server
 
         return 0 if drain_server(args.http_address, ADMIN.for_client(args.http_address), args.timeout) else 1
-    if args.command == "triton-flags":
-        return _triton_flags()
-    if args.command == "startup-models":
-        from .launcher.startup import startup_models
+    if args.command == "container":
+        from .launcher import container as image
 
-        print("\n".join(f"--load-model={model}" for model in startup_models(args.repository, args.profile)))
-        return 0
+        return image.main(tuple(args.tritonserver_flags))
     if args.command == "plans":
         if not shutil.which(args.trtexec):
             plans.error(f"{args.trtexec} not found: plans are built on the serving GPU, inside the image")
@@ -167,25 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     ports = (args.http_port, args.grpc_port, args.metrics_port)
     keys = (args.admin_key, args.inference_key)
-    return tritonserver.serve(args.repository, args.host, ports, args.profile, keys, args.new_keys)
-
-
-def _triton_flags() -> int:
-    """Prints the flags every server runs with, one a line, with the keys from the environment;
-    refuses without them."""
-    keys = [os.environ.get(ADMIN.env, "").strip(), os.environ.get(INFERENCE.env, "").strip()]
-    try:
-        for key in keys:
-            check_key(key)
-    except ValueError as error:
-        print(
-            f"lipsync-server triton-flags: set ${ADMIN.env} and ${INFERENCE.env} ({error}; for example: "
-            "openssl rand -base64 32)",
-            file=sys.stderr,
-        )
-        return 2
-    print("\n".join(server_flags(*keys)))
-    return 0
+    return tritonserver.serve(args.repository, args.host, ports, named(args.profile), keys, args.new_keys)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -204,7 +180,7 @@ def _import(args: argparse.Namespace) -> int:
         if args.checkpoint:
             version = import_unet(args.repository, args.name, args.checkpoint, args.version)
             print(f"wrote avatar {args.name!r} version {version} from {args.checkpoint}")
-            print(f"note: {PLAN_HINT}")
+            return _plans_here(args.repository, args.name)
     except (AvatarImportError, CheckpointError, ValueError) as error:
         print(f"lipsync-server import: {error}", file=sys.stderr)
         return 2
@@ -220,8 +196,21 @@ def _quantize(args: argparse.Namespace) -> int:
         print(f"lipsync-server quantize: {error}", file=sys.stderr)
         return 2
     print(f"wrote avatar {args.name!r} version {version}: INT8, {quality:.1f} dB PSNR against the float output")
-    print(f"note: {PLAN_HINT}")
-    return 0
+    return _plans_here(args.repository, args.name)
+
+
+def _plans_here(repository: Path | None, name: str) -> int:
+    """Where trtexec is (the image), a new version's TensorRT plan is built now; elsewhere the
+    note says how. A plan that fails is reported; the version stays unloadable on GPUs."""
+    if not shutil.which("trtexec"):
+        print(f"note: {PLAN_HINT}")
+        return 0
+    from lipsync import avatar_names
+
+    from .avatars import tensorrt_plans
+    from .avatars.repository import default_repository
+
+    return tensorrt_plans.build_all(repository or default_repository(), avatar_names.model_name(name))
 
 
 def _quality(args: argparse.Namespace) -> int:

@@ -37,9 +37,9 @@ def source(kind: Key, explicit: str | None = None) -> str:
 
 
 def server_flags(admin_key: str, inference_key: str) -> list[str]:
-    """The flags every server of this project runs with, wherever it runs: the launcher passes
-    them, and the image's entrypoint prints them with `lipsync-server triton-flags`. What differs
-    by place (repository, profile, startup models, addresses, backend folders) is each one's own."""
+    """The flags every server of this project runs with, wherever it runs (TritonServer.command:
+    the launcher, `make cluster`, the image). What differs by profile and installation is named
+    in launcher/profiles.py and tritonserver.Installation."""
     return [
         "--model-control-mode=explicit",
         "--exit-timeout-secs=30",

@@ -1,7 +1,8 @@
 """Starts the real `tritonserver` on this machine: the binary shipped in the nvidia-pytriton wheel.
 
 `lipsync-server serve` (what `make serve` runs) serves a model repository with the CPU profile
-and explicit model control on 127.0.0.1 until Ctrl-C or SIGTERM. The repository is
+and explicit model control on 127.0.0.1 until Ctrl-C or SIGTERM. The image runs the same server
+with the tritonserver installed there (launcher/container.py). The repository is
 --repository, else $LIPSYNC_MODEL_REPOSITORY, else ./model_repository. Every API but health and
 gRPC inference needs a key (lipsync.keys says which and where they come from). Tests and
 benchmarks use TritonServer directly.
@@ -18,9 +19,8 @@ import sysconfig
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-
-import pytriton
 
 from lipsync.keys import ADMIN, INFERENCE
 from lipsync_server.avatars.repository import default_repository
@@ -29,24 +29,37 @@ from lipsync_server.backend.admission import board_path
 
 from . import drain, processes, startup
 from .keys import for_server, server_flags, source, write_key_file
+from .profiles import CPU, Profile
 
-TRITON_HOME = Path(pytriton.__file__).parent / "tritonserver"
 SHARED_MEMORY = Path("/dev/shm")
+OBJECT_STORAGE = ("s3://", "gs://", "as://")
 
 
-def _python_backend() -> Path:
-    """The wheel's python backend, with the stub for this interpreter in place."""
-    backend = TRITON_HOME / "backends" / "python"
-    stub = (
-        TRITON_HOME
-        / "python_backend_stubs"
-        / f"{sys.version_info.major}.{sys.version_info.minor}"
-        / "triton_python_backend_stub"
-    )
-    target = backend / stub.name
-    if not target.exists():
-        shutil.copy2(stub, target)
-    return backend
+@dataclass(frozen=True)
+class Installation:
+    """Where tritonserver and its backends are: the flags and environment that differ between
+    the wheel on this machine (embedded) and the NGC image (image)."""
+
+    binary: str
+    flags: tuple[str, ...] = ()
+    embedded: bool = False  # model processes import this interpreter's packages
+
+    @classmethod
+    def embedded_wheel(cls) -> "Installation":
+        """nvidia-pytriton's tritonserver, with the python backend's stub for this interpreter."""
+        import pytriton
+
+        home = Path(pytriton.__file__).parent / "tritonserver"
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        stub = home / "python_backend_stubs" / version / "triton_python_backend_stub"
+        target = home / "backends" / "python" / stub.name
+        if not target.exists():
+            shutil.copy2(stub, target)
+        flags = (f"--backend-directory={home / 'backends'}", f"--cache-directory={home / 'caches'}")
+        return cls(str(home / "bin" / "tritonserver"), flags, embedded=True)
+
+
+IMAGE = Installation("tritonserver")  # NGC's tritonserver image: on PATH, its own backends
 
 
 def free_port() -> int:
@@ -59,20 +72,27 @@ def free_port() -> int:
 class TritonServer:
     def __init__(
         self,
-        repository: Path | None = None,
+        repository: Path | str | None = None,
         host: str = "127.0.0.1",
         http_port: int = 8000,
         grpc_port: int = 8001,
         metrics_port: int = 8002,
-        config_name: str = "cpu",
+        profile: Profile = CPU,
         log: Path | None = None,
         extra_args: tuple[str, ...] = (),
         admin_key: str | None = None,
         inference_key: str | None = None,
+        installation: Installation | None = None,
     ):
-        self.repository = Path(repository) if repository else default_repository()
+        # A folder, or object storage that tritonserver reads itself (s3://, gs://, as://).
+        self.repository: Path | str = (
+            repository
+            if isinstance(repository, str) and is_object_storage(repository)
+            else Path(repository or default_repository())
+        )
         self.host, self.http_port, self.grpc_port, self.metrics_port = host, http_port, grpc_port, metrics_port
-        self.config_name = config_name
+        self.profile = profile
+        self.installation = installation or Installation.embedded_wheel()
         self.log = log
         self.extra_args = extra_args
         self.admin_key = for_server(ADMIN, admin_key)
@@ -85,30 +105,36 @@ class TritonServer:
 
     def command(self) -> list[str]:
         return [
-            str(TRITON_HOME / "bin" / "tritonserver"),
+            self.installation.binary,
             f"--model-repository={self.repository}",
-            f"--model-config-name={self.config_name}",
-            *(f"--load-model={model}" for model in startup.startup_models(self.repository, self.config_name)),
-            f"--backend-directory={_python_backend().parent}",
-            f"--cache-directory={TRITON_HOME / 'caches'}",
+            f"--model-config-name={self.profile.config_name}",
+            *(f"--load-model={model}" for model in self.startup_models()),
+            *self.installation.flags,
             f"--http-address={self.host}",
             f"--http-port={self.http_port}",
             f"--grpc-address={self.host}",
             f"--grpc-port={self.grpc_port}",
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
-            "--allow-gpu-metrics=false",
+            f"--allow-gpu-metrics={str(self.profile.gpu_metrics).lower()}",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             *server_flags(self.admin_key, self.inference_key),
             *self.extra_args,
         ]
 
+    def startup_models(self) -> list[str]:
+        """The pipeline and the pinned avatars; everything where the repository cannot be listed."""
+        if isinstance(self.repository, str):
+            return ["*"]
+        return startup.startup_models(self.repository, self.profile.config_name)
+
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        # Stubs import the model's Python packages from the `python3` first on PATH.
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        libdir = sysconfig.get_config_var("LIBDIR") or ""
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
+        if self.installation.embedded:
+            # Stubs import the model's Python packages from the `python3` first on PATH.
+            env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+            libdir = sysconfig.get_config_var("LIBDIR") or ""
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
         env.setdefault("OMP_NUM_THREADS", "1")
         env[ticket.SECRET_ENV] = self.pipeline_secret
         return env
@@ -222,6 +248,10 @@ class TritonServer:
         self.stop()
 
 
+def is_object_storage(repository: str) -> bool:
+    return repository.startswith(OBJECT_STORAGE)
+
+
 class StopSignals:
     """SIGTERM and SIGINT ask the launcher to drain and stop. The handler only stores the
     signal's number: a handler that takes a lock (threading.Event.set) deadlocks when a second
@@ -244,7 +274,7 @@ def serve(
     repository: Path,
     host: str,
     ports: tuple[int, int, int],
-    profile: str,
+    profile: Profile,
     keys: tuple[str | None, str | None],
     new_keys: bool,
 ) -> int:
