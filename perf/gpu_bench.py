@@ -1,14 +1,19 @@
-"""GPU figures: the avatar UNet at batch 1, 8 and 25, then pasting and JPEG-encoding 1280x720
-frames on the GPU, in frames/s. Run it on any machine with CUDA (PyTorch is all it needs):
+"""GPU figures, the project's prepared GPU check: the served UNet graph at batch 1, 8 and 32 (the
+avatars' max_batch_size), the served encoder graph on an 8 s clip, pasting and JPEG-encoding
+1280x720 frames on the GPU, and the GPU memory one resident avatar holds. Run it on any machine
+with CUDA (PyTorch is all it needs; a few minutes):
 
     PYTHONPATH=client:server python perf/gpu_bench.py          # writes out/bench/gpu.json and gpu.md
+    scripts/gpu_check.sh                                        # the same, as a lent GPU machine runs it
 
 The network runs as a TensorRT engine built from the exported ONNX graph when the `tensorrt`
 package is installed, otherwise as PyTorch fp16 (autocast) replayed from a CUDA graph per batch
-size. Compositing follows compositing.py on the GPU: crop square -> 328 (bicubic) -> inner 320
-replaced -> back to the square's size -> JPEG with nvJPEG (torchvision.io.encode_jpeg on CUDA
-tensors). Frames/s of "network + compositing" is one stream doing both in turn, no overlap.
-`--device cpu` runs the same code on the CPU (float32, Pillow JPEG) to check the script itself.
+size. The encoder runs as served (fp32, TF32 off) and at fp16, each from a CUDA graph. Memory per
+avatar: its weights at fp16 and the peak the network adds at each batch size. Compositing
+follows compositing.py on the GPU: crop square -> 328 (bicubic) -> inner 320 replaced -> back to
+the square's size -> JPEG with nvJPEG (torchvision.io.encode_jpeg on CUDA tensors). Frames/s of
+"network + compositing" is one stream doing both in turn, no overlap. `--device cpu` runs the
+same code on the CPU (float32, Pillow JPEG) to check the script itself.
 """
 
 import argparse
@@ -26,10 +31,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from lipsync import framing
+from lipsync_server.audio.encoder_inputs import encoder_inputs
 from lipsync_server.avatars.crop import BORDER, CROP
 from lipsync_server.demo import synthetic
-from lipsync_server.networks.export import export_unet
-from lipsync_server.networks.exported import ServingUNet
+from lipsync_server.networks.audio_encoder import AudioEncoder
+from lipsync_server.networks.exported import ServingAudioEncoder, ServingUNet
 from lipsync_server.networks.unet import LipSyncUNet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +57,8 @@ QUALITY = compositor_jpeg_quality()
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 25])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--clip-seconds", type=float, default=8.0, help="the encoder's clip")
     parser.add_argument("--iterations", type=int, default=20, help="timed runs per batch size")
     parser.add_argument("--checkpoint", type=Path, help="UNet checkpoint (default: random weights; speed is the same)")
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench")
@@ -61,13 +69,12 @@ def main() -> int:
         return 2
 
     unet = _unet(args.checkpoint).to(device)
-    network = _tensorrt(unet, max(args.batches)) if device.type == "cuda" and _has_tensorrt() else None
-    engine = (
-        "TensorRT fp16"
-        if network
-        else ("PyTorch fp16 + CUDA graphs" if device.type == "cuda" else "PyTorch fp32 (CPU check)")
-    )
-    network = network or (_cuda_graphs(unet, args.batches, device) if device.type == "cuda" else _eager(unet))
+    if device.type == "cuda" and _has_tensorrt():
+        engine, (network, peaks) = "TensorRT fp16", _tensorrt(unet, max(args.batches))
+    elif device.type == "cuda":
+        engine, (network, peaks) = "PyTorch fp16 + CUDA graphs", _cuda_graphs(unet, args.batches, device)
+    else:
+        engine, (network, peaks) = "PyTorch fp32 (CPU check)", (_eager(unet), {})
     frames = list(synthetic.avatar_frames(count=max(args.batches), seed=0))
     backgrounds = [torch.from_numpy(np.array(frame)).to(device) for frame, _ in frames]
     rects = [rect for _, rect in frames]
@@ -87,12 +94,24 @@ def main() -> int:
                 "network_fps": batch / net_s,
                 "compositing_fps": batch / paste_s,
                 "network_and_compositing_fps": batch / (net_s + paste_s),
+                "network_peak_mb": peaks.get(batch, 0.0),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
+    encoder = _encoder_rows(device, args.clip_seconds, args.iterations)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    result = {"device": name, "engine": engine, "jpeg": _jpeg_engine(device), "frame_size": "1280x720", "rows": rows}
+    result = {
+        "device": name,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "engine": engine,
+        "jpeg": _jpeg_engine(device),
+        "frame_size": "1280x720",
+        "weights_fp16_mb": sum(p.numel() for p in unet.parameters()) * 2 / 2**20,
+        "rows": rows,
+        "encoder": encoder,
+    }
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "gpu.json").write_text(json.dumps(result, indent=2))
     lines = [
@@ -108,8 +127,80 @@ def main() -> int:
         f"| {r['network_and_compositing_fps']:.1f} |"
         for r in rows
     ]
+    lines += [
+        "",
+        f"Memory per resident avatar: {result['weights_fp16_mb']:.1f} MiB of fp16 weights, plus what the network",
+        "adds at each batch size (peak allocated over the weights):",
+        "",
+        "| batch | network peak MiB |",
+        "| --- | --- |",
+        *(f"| {r['batch']} | {r['network_peak_mb']:.0f} |" for r in rows),
+        "",
+        f"Audio encoder, one {args.clip_seconds:g} s clip ({encoder[0]['frames']} frames), CUDA graph:",
+        "",
+        "| precision | ms per clip |",
+        "| --- | --- |",
+        *(f"| {r['precision']} | {r['ms_per_clip']:.2f} |" for r in encoder),
+        "",
+        f"torch {result['torch']}, CUDA {result['cuda']}.",
+    ]
     (args.output / "gpu.md").write_text("\n".join(lines) + "\n")
     return 0
+
+
+def _encoder_rows(device, seconds: float, iterations: int) -> list[dict]:
+    """The served encoder graph on one clip: as served (fp32, TF32 off) and at fp16."""
+    torch.manual_seed(0)
+    graph = ServingAudioEncoder(AudioEncoder().eval()).eval().to(device)
+    mel_frames = framing.mel_frame_count(round(seconds * framing.SAMPLE_RATE))
+    rng = np.random.default_rng(1)
+    inputs = encoder_inputs(rng.uniform(-4, 4, (mel_frames, 80)).astype(np.float32))
+    mel, starts = (torch.from_numpy(inputs[name]).to(device) for name in ("MEL", "WINDOW_STARTS"))
+    rows = []
+    for precision, dtype in (("fp32", None), ("fp16", torch.float16)):
+        run = _captured(graph, (mel, starts), dtype, device)
+        frames = run().shape[1]
+        rows.append({"precision": precision, "frames": frames, "ms_per_clip": 1000 * _timed(run, iterations, device)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _captured(module, inputs: tuple, dtype, device):
+    """`module` on fixed inputs, replayed from a CUDA graph (eager on the CPU)."""
+    autocast = torch.autocast(device.type, dtype, enabled=dtype is not None and device.type == "cuda")
+    if device.type != "cuda":
+
+        def eager():
+            with torch.no_grad():
+                return module(*inputs)
+
+        return eager
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # as the plan: --noTF32
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.no_grad(), autocast, torch.cuda.stream(stream):
+        for _ in range(3):
+            module(*inputs)
+    torch.cuda.current_stream().wait_stream(stream)
+    cuda_graph = torch.cuda.CUDAGraph()
+    with torch.no_grad(), autocast, torch.cuda.graph(cuda_graph):
+        output = module(*inputs)
+
+    def replay():
+        cuda_graph.replay()
+        return output
+
+    return replay
+
+
+def _memory_mb(device, reset: bool = False) -> float:
+    if device.type != "cuda":
+        return 0.0
+    torch.cuda.synchronize(device)
+    if reset:
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
+    return torch.cuda.max_memory_allocated(device) / 2**20
 
 
 def _unet(checkpoint: Path | None) -> LipSyncUNet:
@@ -132,10 +223,12 @@ def _eager(unet):
 
 
 def _cuda_graphs(unet, batches: list[int], device):
-    """One captured graph per batch size: fp16 convolutions with no per-launch CPU overhead."""
+    """One captured graph per batch size: fp16 convolutions with no per-launch CPU overhead.
+    Also returns, per batch size, the memory its warm-up and capture allocated over the weights."""
     graph_module = ServingUNet(unet).eval()
-    captured = {}
+    captured, peaks = {}, {}
     for batch in batches:
+        base = _memory_mb(device, reset=True)
         faces = torch.zeros(batch, 320, 320, 3, dtype=torch.uint8, device=device)
         audio = torch.zeros(batch, 32, 16, 16, device=device)
         stream = torch.cuda.Stream()
@@ -148,6 +241,7 @@ def _cuda_graphs(unet, batches: list[int], device):
         with torch.no_grad(), torch.autocast("cuda", torch.float16, cache_enabled=False), torch.cuda.graph(cuda_graph):
             output = graph_module(faces, audio)[1]
         captured[batch] = (cuda_graph, faces, audio, output)
+        peaks[batch] = _memory_mb(device) - base
 
     def run(faces, audio):
         cuda_graph, static_faces, static_audio, output = captured[faces.shape[0]]
@@ -156,7 +250,7 @@ def _cuda_graphs(unet, batches: list[int], device):
         cuda_graph.replay()
         return output
 
-    return run
+    return run, peaks
 
 
 def _has_tensorrt() -> bool:
@@ -171,6 +265,8 @@ def _tensorrt(unet, max_batch: int):
     """A TensorRT fp16 engine from the same ONNX graph the server's plans are built from."""
     import tensorrt as trt
 
+    from lipsync_server.networks.export import export_unet
+
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)
@@ -182,13 +278,15 @@ def _tensorrt(unet, max_batch: int):
         if not parser.parse(onnx_path.read_bytes()):
             raise RuntimeError(f"TensorRT cannot parse the UNet: {parser.get_error(0)}")
     config = builder.create_builder_config()
-    config.set_flag(trt.BuilderFlag.FP16)
+    if hasattr(trt.BuilderFlag, "FP16"):  # TensorRT 10; from 11 networks are strongly typed
+        config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
     for name, shape in (("FACE", (320, 320, 3)), ("AUDIO_FEATURES", (32, 16, 16))):
         profile.set_shape(name, (1, *shape), (max_batch, *shape), (max_batch, *shape))
     config.add_optimization_profile(profile)
     engine = trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
     context = engine.create_execution_context()
+    workspace_mb = engine.device_memory_size / 2**20  # activations at the profile's largest batch
 
     def run(faces, audio):
         output = torch.empty(faces.shape[0], 320, 320, 3, dtype=torch.uint8, device=faces.device)
@@ -201,7 +299,7 @@ def _tensorrt(unet, max_batch: int):
         context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
         return output
 
-    return run
+    return run, {max_batch: workspace_mb}
 
 
 def _composite(backgrounds, rects, faces) -> list[bytes]:

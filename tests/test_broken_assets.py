@@ -73,7 +73,8 @@ def test_broken_avatar_fails_to_load_naming_the_problem_and_others_keep_serving(
         assert f"avatar '{name}'" in error.value.message() and message in error.value.message()
         log = server.log.read_text(errors="replace")
         assert f"avatar '{name}'" in log and message in log
-        assert not {a.name: a for a in client.avatars()}[name].ready
+        listed = {a.name: a for a in client.avatars()}[name]
+        assert not listed.ready and message in listed.reasons[1]  # what `lipsync avatars` prints
         assert client.is_ready()  # one broken avatar does not take the server out of rotation
         audio = np.full(4000, 0.01, np.float32)
         assert len(client.render(audio, 16000, "demo")) == framing.frame_count(4000)

@@ -3,7 +3,7 @@
 
 from pathlib import Path
 
-from lipsync_server.backend.memory import Memory, auto_max_resident
+from lipsync_server.backend.memory import GpuMemory, Memory, auto_max_resident, gpu_memory
 
 GB = 1024**3
 MEMINFO = "MemTotal:       65536000 kB\nMemFree:        1000000 kB\nMemAvailable:   48000000 kB\n"
@@ -72,3 +72,28 @@ def test_a_container_that_sees_its_own_cgroup_as_the_root(tmp_path):
 def test_the_catalogs_budget_follows_the_containers_limit(tmp_path):
     memory = tree(tmp_path, "0::/\n", {"memory.max": f"{8 * GB}\n", "memory.current": "0\n"})
     assert auto_max_resident(500, memory=memory) == 8  # half of 8 GB over 500 MB, not of the host's 64 GB
+
+
+class NVML:
+    """NVML's three calls that GpuMemory makes, over one GPU's numbers."""
+
+    def __init__(self, total_mb: int, free_mb: int):
+        self.info = type("Info", (), {"total": total_mb * 1024**2, "free": free_mb * 1024**2})()
+
+    def nvmlDeviceGetHandleByIndex(self, index: int):
+        assert index == 0  # the pod's GPU
+        return "gpu0"
+
+    def nvmlDeviceGetMemoryInfo(self, handle):
+        return self.info
+
+
+def test_the_gpu_profile_counts_the_gpus_memory_too():
+    gpu = GpuMemory(NVML(total_mb=81920, free_mb=3000))
+    assert (gpu.total_mb(), gpu.available_mb()) == (81920, 3000)
+    # 80 GB at 1700 MB an avatar: half of it holds 24, whatever the host's memory holds.
+    assert auto_max_resident(1700, memory=gpu) == 24
+
+
+def test_without_a_gpu_there_is_no_gpu_budget():
+    assert gpu_memory() is None  # this machine: no NVIDIA driver (or no nvidia-ml-py)

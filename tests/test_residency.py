@@ -110,3 +110,65 @@ def test_waiting_for_an_unload_ends_at_the_requests_deadline(tmp_path):
         assert await loading_b is None
 
     asyncio.run(run())
+
+
+class GPU:
+    """A GPU whose available memory the test sets."""
+
+    def __init__(self, available_mb: int):
+        self.available = available_mb
+
+    def total_mb(self) -> int:
+        return 81920
+
+    def available_mb(self) -> int:
+        return self.available
+
+
+def test_on_a_gpu_short_of_memory_the_least_recently_used_avatar_goes_first(tmp_path):
+    models = Models(loaded={"avatar_demo"})
+    gpu = GPU(available_mb=10_000)
+    budget = Budget(
+        max_resident=10,
+        min_available_mb=0,
+        pinned=frozenset({"demo"}),
+        load_wait_s=5.0,
+        min_available_gpu_mb=2048,
+        gpu=gpu,
+    )
+
+    async def run():
+        resident = Residency(repository(tmp_path, "demo", "a", "b"), budget, models, lambda line: None)
+        assert await resident.ensure("a", 0) is None  # room on the GPU: nothing goes
+        gpu.available = 1000  # a's engine took the GPU's memory
+        assert await resident.ensure("b", 0) is None  # well within the count, but a goes first
+        return resident
+
+    resident = asyncio.run(run())
+    assert models.loaded == {"avatar_demo", "avatar_b"}
+    assert list(resident.resident) == ["demo", "b"]
+
+
+def test_the_gpus_memory_bounds_the_automatic_count():
+    from lipsync_server.backend.residency import budget
+
+    parameters = {
+        "max_resident_avatars": "auto",
+        "resident_avatar_mb": "1",
+        "resident_avatar_gpu_mb": "1700",
+        "min_available_memory_mb": "0",
+        "min_available_gpu_memory_mb": "2048",
+        "pinned_avatars": "demo",
+        "load_wait_s": "4",
+    }
+    assert budget(parameters.__getitem__, GPU(available_mb=80000)).max_resident == 24  # half of 80 GB / 1.7 GB
+    assert budget(parameters.__getitem__, None).max_resident > 24  # the CPU profile: the host's memory only
+
+
+def test_an_avatar_whose_plan_failed_says_so(tmp_path):
+    models = Models(failure="failed to load 'avatar_a' version 2: unable to find model.plan")
+    resident = residency(tmp_path, models)
+    (tmp_path / "avatar_a" / "2").mkdir()
+    (tmp_path / "avatar_a" / "2" / "model.plan.failed.json").write_text("{}")
+    with pytest.raises(RuntimeError, match=r"the TensorRT plan of version 2 failed to build: model.plan.log"):
+        asyncio.run(resident.ensure("a", 0))

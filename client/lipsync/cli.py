@@ -190,8 +190,11 @@ def _pcm_chunks(stream, samples: int):
 
 def _avatars(client: LipsyncClient, args) -> int:
     for avatar in client.avatars():
-        versions = ", ".join(f"{v}: {state}" for v, state in sorted(avatar.versions.items()))
-        if not avatar.ready:  # in the repository, not loaded: the server loads it when asked for it
+        versions = ", ".join(
+            f"{v}: {state}" + (f" ({avatar.reasons[v][:200]})" if v in avatar.reasons else "")
+            for v, state in sorted(avatar.versions.items())
+        )
+        if not avatar.ready and not avatar.reasons:  # not loaded: the server loads it when asked for it
             versions = "not resident: loads on its first request"
         print(f"{avatar.name}\t{versions}")
     return 0

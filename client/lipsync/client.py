@@ -31,6 +31,7 @@ RAW_ENSEMBLE = "lipsync_faces"
 class Avatar:
     name: str
     versions: dict[int, str] = field(default_factory=dict)  # version -> state ("READY", "UNAVAILABLE", ...)
+    reasons: dict[int, str] = field(default_factory=dict)  # version -> why its last load failed
 
     @property
     def ready(self) -> bool:
@@ -145,6 +146,8 @@ class LipsyncClient:
             item = found.setdefault(name, Avatar(name))
             if entry.get("version"):
                 item.versions[int(entry["version"])] = entry.get("state", "UNKNOWN")
+                if entry.get("reason") and entry.get("state") != "READY":
+                    item.reasons[int(entry["version"])] = entry["reason"]
         return sorted(found.values(), key=lambda a: a.name)
 
     def load_avatar(self, name: str) -> None:

@@ -12,7 +12,7 @@ import triton_python_backend_utils as pb_utils
 
 from lipsync import avatar_names, framing
 from lipsync_server.avatars.media import AvatarStore
-from lipsync_server.backend import admission, residency, stub, ticket
+from lipsync_server.backend import admission, memory, residency, stub, ticket
 
 COMPOSITOR = "compositor"
 
@@ -31,7 +31,7 @@ class TritonPythonModel:
         self.avatars = AvatarStore(repository)
         self.residency = residency.Residency(
             repository,
-            residency.budget(lambda key: stub.parameter(config, key)),
+            residency.budget(lambda key: stub.parameter(config, key), memory.gpu_memory()),
             residency.Triton(pb_utils),
             pb_utils.Logger.log_info,
         )

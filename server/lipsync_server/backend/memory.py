@@ -4,13 +4,24 @@ above it), whichever is smaller. In a container /proc/meminfo shows the host's m
 budget made from it would have the kernel's OOM killer, not the catalog, choose what goes.
 
 Available memory in a cgroup is its limit less its working set (usage less inactive file
-pages, which the kernel reclaims before it kills): what the kubelet evicts by."""
+pages, which the kernel reclaims before it kills): what the kubelet evicts by.
+
+On the GPU profile the avatars' TensorRT engines live in the GPU's memory, which NVML reports
+(nvidia-ml-py, in the image): GPU 0 is the pod's, a container seeing only the GPUs it was given.
+"""
 
 from pathlib import Path
+from typing import Protocol
 
 MB = 1024 * 1024
 # cgroup v1 writes "no limit" as the largest page-aligned 64-bit value.
 V1_UNLIMITED = 2**60
+
+
+class Pool(Protocol):
+    def total_mb(self) -> int: ...
+
+    def available_mb(self) -> int: ...
 
 
 class Memory:
@@ -68,7 +79,32 @@ class Memory:
             folder = folder.parent
 
 
-def auto_max_resident(resident_avatar_mb: int, memory_share: float = 0.5, memory: Memory | None = None) -> int:
+class GpuMemory:
+    """One GPU's memory, through NVML (pynvml, or a stand-in with its three calls in tests)."""
+
+    def __init__(self, nvml, index: int = 0):
+        self.nvml = nvml
+        self.handle = nvml.nvmlDeviceGetHandleByIndex(index)
+
+    def total_mb(self) -> int:
+        return self.nvml.nvmlDeviceGetMemoryInfo(self.handle).total // MB
+
+    def available_mb(self) -> int:
+        return self.nvml.nvmlDeviceGetMemoryInfo(self.handle).free // MB
+
+
+def gpu_memory() -> GpuMemory | None:
+    """GPU 0's memory; None without a GPU, its driver or nvidia-ml-py (the CPU profile)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return GpuMemory(pynvml) if pynvml.nvmlDeviceGetCount() > 0 else None
+    except Exception:  # ImportError, or pynvml.NVMLError for no driver / no device
+        return None
+
+
+def auto_max_resident(resident_avatar_mb: int, memory_share: float = 0.5, memory: Pool | None = None) -> int:
     """The catalog's `auto` count: a share of the memory this server may use (its container's
     limit, where one is set) divided by what a resident avatar costs."""
     return max(1, int(memory_share * (memory or Memory()).total_mb() / resident_avatar_mb))

@@ -6,7 +6,8 @@ face_generator model) and waits for it up to `load_wait_s`; past that it is refu
 UNAVAILABLE and a message saying when to retry (lipsync.messages.loading), which the client
 acts on; no request waits past its own deadline either. Before a load, the least recently used
 avatars are unloaded while the resident count is at `max_resident` or the available memory (the
-container's, where a cgroup limit is set) is below `min_available_mb`; an avatar with a request
+container's, where a cgroup limit is set) is below `min_available_mb`, or, where the avatars run
+on a GPU, the GPU's available memory is below `min_available_gpu_mb`; an avatar with a request
 in flight, one being loaded and a pinned one are never unloaded. Pinned avatars, which the
 server loads at start, count against `max_resident` from the start.
 
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from lipsync import avatar_names, messages
 
-from .memory import Memory, auto_max_resident
+from .memory import GpuMemory, Memory, auto_max_resident
 
 # Time to wait for an unloaded avatar's model processes to exit (and free their memory).
 UNLOAD_WAIT_S = 30.0
@@ -52,10 +53,14 @@ class Budget:
     min_available_mb: int
     pinned: frozenset[str]
     load_wait_s: float
+    min_available_gpu_mb: int = 0
+    gpu: GpuMemory | None = None  # the GPU the avatars' engines are on (GPU profile)
 
-
-def available_mb() -> int:
-    return Memory().available_mb()
+    def memory_short(self) -> bool:
+        """Less memory available than a load needs: the host's, or the GPU's."""
+        if Memory().available_mb() < self.min_available_mb:
+            return True
+        return self.gpu is not None and self.gpu.available_mb() < self.min_available_gpu_mb
 
 
 class Triton:
@@ -143,7 +148,7 @@ class Residency:
         try:
             async with self._one_load_at_a_time:
                 unloads = [asyncio.ensure_future(self._unload(victim)) for victim in self._victims()]
-                if available_mb() < self.budget.min_available_mb:  # free the memory first
+                if self.budget.memory_short():  # free the memory first
                     await asyncio.gather(*unloads)
                 started = time.monotonic()
                 files = files_of(self.repository / model)
@@ -162,6 +167,10 @@ class Residency:
             self.log(f"avatar {avatar!r} could not be loaded now: {error}")
             return PassingLoadFailure(messages.load_failed(avatar, RETRY_FAILED_LOAD_S, error))
         message = f"AVATAR: avatar {messages.quoted(avatar)} cannot be loaded: {messages.quoted(error)}"
+        folder = self.repository / avatar_names.model_name(avatar)
+        failed_plans = sorted(p.parent.name for p in folder.glob("[0-9]*/model.plan.failed.json"))
+        if failed_plans:  # the GPU profile: avatars/tensorrt_plans.py left the reason beside it
+            message += f" (the TensorRT plan of version {', '.join(failed_plans)} failed to build: model.plan.log)"
         self.broken[avatar] = (files, message)
         return RuntimeError(message)
 
@@ -169,7 +178,7 @@ class Residency:
         """The least recently used avatars that must go before one more loads, chosen and
         marked at once: enough to stay within the count, or one when memory is short."""
         needed = len(self.resident) + 1 - self.budget.max_resident
-        if needed <= 0 and available_mb() < self.budget.min_available_mb:
+        if needed <= 0 and self.budget.memory_short():
             needed = 1
         evictable = [
             avatar
@@ -212,13 +221,21 @@ def files_of(folder: Path) -> tuple:
     return tuple(found)
 
 
-def budget(parameter: Callable[[str], str]) -> Budget:
-    """The face_generator config's residency parameters (config.pbtxt says what each means)."""
-    per_avatar_mb = int(parameter("resident_avatar_mb"))
+def budget(parameter: Callable[[str], str], gpu: GpuMemory | None = None) -> Budget:
+    """The face_generator config's residency parameters (config.pbtxt says what each means);
+    `gpu`: the GPU the avatars run on, whose memory bounds them too."""
     count = parameter("max_resident_avatars")
+    if count == "auto":
+        resident = auto_max_resident(int(parameter("resident_avatar_mb")))
+        if gpu is not None:
+            resident = min(resident, auto_max_resident(int(parameter("resident_avatar_gpu_mb")), memory=gpu))
+    else:
+        resident = max(1, int(count))
     return Budget(
-        max_resident=auto_max_resident(per_avatar_mb) if count == "auto" else max(1, int(count)),
+        max_resident=resident,
         min_available_mb=int(parameter("min_available_memory_mb")),
         pinned=avatar_names.name_list(parameter("pinned_avatars")),
         load_wait_s=float(parameter("load_wait_s")),
+        min_available_gpu_mb=int(parameter("min_available_gpu_memory_mb")),
+        gpu=gpu,
     )

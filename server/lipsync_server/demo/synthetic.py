@@ -13,7 +13,6 @@ import operator
 from pathlib import Path
 
 import numpy as np
-import soundfile
 from PIL import Image, ImageDraw
 from scipy import signal
 
@@ -74,6 +73,8 @@ def write_dataset(folder: Path, frames, audio: np.ndarray | None = None, rate: i
         (folder / "landmarks" / f"{n}.lms").write_text("\n".join(f"{x:.1f} {y:.1f}" for x, y in _landmarks(rect)))
         count = n + 1
     if audio is not None:
+        import soundfile  # here, not at the top: perf/gpu_bench.py draws frames where it is absent
+
         soundfile.write(folder / "aud.wav", audio, rate, subtype="PCM_16")
     return count
 
