@@ -224,3 +224,15 @@ def test_a_version_whose_plan_fails_is_reported_and_skipped_until_it_changes(tmp
     assert tensorrt_plans.build_each(repository, None, report=lambda _: None) == []
     assert "avatar_may/2" in built(repository)
     assert not (repository / "avatar_may" / "2" / "model.plan.failed.json").exists()
+
+
+def test_a_load_on_demand_builds_the_versions_missing_plan_first(tmp_path, trtexec, monkeypatch):
+    repository = catalog(tmp_path, {"may": ["ok"], "zoe": ["broken"]}, pinned="may")
+    monkeypatch.setenv("LIPSYNC_PROFILE", "cpu")
+    assert tensorrt_plans.on_demand(repository) is None  # the CPU profile builds nothing
+    monkeypatch.setenv("LIPSYNC_PROFILE", "gpu")  # as the server's model processes see it
+    prepare = tensorrt_plans.on_demand(repository)
+    prepare("avatar_may")
+    assert built(repository) == {"avatar_may/1"}
+    with pytest.raises(RuntimeError, match="the TensorRT plan of version 1 failed to build"):
+        prepare("avatar_zoe")

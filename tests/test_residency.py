@@ -172,3 +172,24 @@ def test_an_avatar_whose_plan_failed_says_so(tmp_path):
     (tmp_path / "avatar_a" / "2" / "model.plan.failed.json").write_text("{}")
     with pytest.raises(RuntimeError, match=r"the TensorRT plan of version 2 failed to build: model.plan.log"):
         asyncio.run(resident.ensure("a", 0))
+
+
+def test_a_load_on_demand_prepares_the_avatar_first_and_a_failed_preparation_is_the_avatars(tmp_path):
+    # The GPU profile's preparation builds the version's missing TensorRT plans (tensorrt_plans.on_demand).
+    models, prepared = Models(), []
+
+    def prepare(model: str) -> None:
+        prepared.append(model)
+        if model == "avatar_b":
+            raise RuntimeError("the TensorRT plan of version 1 failed to build: model.plan.log")
+
+    budget = Budget(max_resident=5, min_available_mb=0, pinned=frozenset(), load_wait_s=5.0)
+    resident = Residency(repository(tmp_path, "demo", "a", "b"), budget, models, lambda line: None, prepare)
+
+    async def run():
+        assert await resident.ensure("a", 0) is None
+        with pytest.raises(RuntimeError, match="AVATAR: avatar 'b' cannot be loaded: .*plan of version 1 failed"):
+            await resident.ensure("b", 0)
+
+    asyncio.run(run())
+    assert prepared == ["avatar_a", "avatar_b"] and models.loads == ["avatar_a"]  # b's load never tried

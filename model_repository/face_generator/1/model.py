@@ -11,6 +11,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from lipsync import avatar_names, framing
+from lipsync_server.avatars import tensorrt_plans
 from lipsync_server.avatars.media import AvatarStore
 from lipsync_server.backend import admission, memory, residency, stub, ticket
 
@@ -34,6 +35,7 @@ class TritonPythonModel:
             residency.budget(lambda key: stub.parameter(config, key), memory.gpu_memory()),
             residency.Triton(pb_utils),
             pb_utils.Logger.log_info,
+            tensorrt_plans.on_demand(repository),  # GPU profile: a version's missing plan first
         )
 
     def finalize(self):

@@ -10,9 +10,10 @@ that share the repository share its plans (a lock beside each plan: one pod buil
 that fails leaves model.plan.failed.json (with model.plan.log): the version is skipped, and not
 tried again until what it is built from changes.
 
-When plans are built (launcher/container.py): the image builds the pinned avatars' plans and the
-encoder's before it serves, and the others while it serves; `lipsync-server import` and
-`quantize` build a new version's plan where trtexec is (the image), else this command does.
+When plans are built: the image builds the pinned avatars' plans and the encoder's before it
+serves, and the others while it serves (launcher/container.py); `lipsync-server import` and
+`quantize` build a new version's plan where trtexec is (the image), else this command does; and
+an avatar loaded on demand whose plan is still missing has it built first (backend/residency.py).
 
 Shapes and precisions, each from one source:
 - audio_encoder: MEL from 16 mel frames up to the longest audio the validator accepts
@@ -26,6 +27,7 @@ Shapes and precisions, each from one source:
 """
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -36,12 +38,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from lipsync import avatar_names, framing
 from lipsync_server.backend.request_rules import max_audio_seconds
+from lipsync_server.launcher.profiles import current
 
 ENCODER = "audio_encoder"
 # Where the image keeps the libraries trtexec needs that the tritonserver image lacks
@@ -126,6 +128,8 @@ def plans(repository: Path, tensorrt: int, models: Iterable[str] | None = None) 
 
 
 def is_quantized(onnx_file: Path) -> bool:
+    import onnx  # here: the model processes that import this module may have no onnx
+
     return any(
         node.op_type == "QuantizeLinear" for node in onnx.load(str(onnx_file), load_external_data=False).graph.node
     )
@@ -144,6 +148,7 @@ def major(version: int) -> int:
     return version // 10000
 
 
+@functools.cache
 def build_target(trtexec: str = "trtexec") -> dict:
     """The image's Triton release, its TensorRT and the GPU that plans are built for."""
     gpu = (
@@ -226,6 +231,22 @@ def build_each(
         if outcome == FAILED:
             failed.append(plan)
     return failed
+
+
+def on_demand(repository: Path, trtexec: str = "trtexec") -> Callable[[str], None] | None:
+    """What an on-demand load runs first on the GPU profile where trtexec is (the image): builds
+    the model's missing plans, raising RuntimeError naming a version whose plan failed. None
+    elsewhere: there is nothing to build."""
+    if not current().tensorrt_plans or not shutil.which(trtexec):
+        return None
+
+    def prepare(model: str) -> None:
+        failed = build_each(repository, [model], trtexec, report=lambda line: None)
+        if failed:
+            versions = ", ".join(plan.onnx.parent.name for plan in failed)
+            raise RuntimeError(f"the TensorRT plan of version {versions} failed to build: model.plan.log")
+
+    return prepare
 
 
 def build_all(repository: Path, model: str | None = None, trtexec: str = "trtexec") -> int:

@@ -80,9 +80,17 @@ class Triton:
 
 
 class Residency:
-    def __init__(self, repository: Path, budget: Budget, triton: Triton, log: Callable[[str], None]):
+    def __init__(
+        self,
+        repository: Path,
+        budget: Budget,
+        triton: Triton,
+        log: Callable[[str], None],
+        prepare: Callable[[str], None] | None = None,
+    ):
         self.repository = Path(repository)
         self.budget, self.triton, self.log = budget, triton, log
+        self.prepare = prepare  # run before a load (the GPU profile: build missing plans)
         self.resident: OrderedDict[str, None] = OrderedDict()  # least recently used first
         self.in_flight: Counter[str] = Counter()
         self.loading: dict[str, asyncio.Future] = {}
@@ -153,6 +161,8 @@ class Residency:
                 started = time.monotonic()
                 files = files_of(self.repository / model)
                 try:
+                    if self.prepare:
+                        await loop.run_in_executor(None, self.prepare, model)
                     await loop.run_in_executor(None, self.triton.load, model)
                 except Exception as error:
                     raise self._failed(avatar, files, str(error)) from None
@@ -169,7 +179,7 @@ class Residency:
         message = f"AVATAR: avatar {messages.quoted(avatar)} cannot be loaded: {messages.quoted(error)}"
         folder = self.repository / avatar_names.model_name(avatar)
         failed_plans = sorted(p.parent.name for p in folder.glob("[0-9]*/model.plan.failed.json"))
-        if failed_plans:  # the GPU profile: avatars/tensorrt_plans.py left the reason beside it
+        if failed_plans and "failed to build" not in error:  # the GPU profile: tensorrt_plans.py left it
             message += f" (the TensorRT plan of version {', '.join(failed_plans)} failed to build: model.plan.log)"
         self.broken[avatar] = (files, message)
         return RuntimeError(message)

@@ -24,10 +24,10 @@ from pathlib import Path
 from lipsync.keys import ADMIN, INFERENCE
 
 from .keys import check_key
-from .profiles import Profile, named
+from .profiles import PROFILE_ENV, Profile, named
 from .tritonserver import IMAGE, StopSignals, TritonServer, is_object_storage
 
-PROFILE_ENV, REPOSITORY_ENV = "LIPSYNC_PROFILE", "LIPSYNC_MODEL_REPOSITORY"
+REPOSITORY_ENV = "LIPSYNC_MODEL_REPOSITORY"
 DEFAULT_REPOSITORY = "/models"
 # The DALI backend serializes mel/1/dali.py only from such paths (deploy/image-facts.toml).
 DALI_PATH = re.compile(r"[A-Za-z0-9/._]+")

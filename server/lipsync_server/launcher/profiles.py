@@ -6,7 +6,12 @@ installation names where tritonserver and its backends are. The command line is 
 the chart.
 """
 
+import os
 from dataclasses import dataclass
+
+# The profile a server runs: the chart sets it for the container, the launcher for its model
+# processes (TritonServer.environment).
+PROFILE_ENV = "LIPSYNC_PROFILE"
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,11 @@ class Profile:
 GPU = Profile("gpu", "config", gpu_metrics=True, tensorrt_plans=True)
 CPU = Profile("cpu", "cpu", gpu_metrics=False, tensorrt_plans=False)
 PROFILES = {profile.name: profile for profile in (GPU, CPU)}
+
+
+def current() -> Profile:
+    """This process's profile, as its launcher or container set it (the CPU profile if unset)."""
+    return named(os.environ.get(PROFILE_ENV, CPU.name))
 
 
 def named(name: str) -> Profile:

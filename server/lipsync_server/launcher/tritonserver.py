@@ -29,7 +29,7 @@ from lipsync_server.backend.admission import board_path
 
 from . import drain, processes, startup
 from .keys import for_server, server_flags, source, write_key_file
-from .profiles import CPU, Profile
+from .profiles import CPU, PROFILE_ENV, Profile
 
 SHARED_MEMORY = Path("/dev/shm")
 OBJECT_STORAGE = ("s3://", "gs://", "as://")
@@ -136,6 +136,7 @@ class TritonServer:
             libdir = sysconfig.get_config_var("LIBDIR") or ""
             env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
         env.setdefault("OMP_NUM_THREADS", "1")
+        env[PROFILE_ENV] = self.profile.name
         env[ticket.SECRET_ENV] = self.pipeline_secret
         return env
 
