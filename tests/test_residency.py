@@ -49,6 +49,11 @@ def residency(tmp_path, models, max_resident=2, pinned=("demo",)) -> Residency:
     return Residency(repository(tmp_path, "demo", "a", "b"), budget, models, lambda line: None)
 
 
+async def unloads_done(resident: Residency) -> None:
+    """Waits for the unloads a load started beside it (they run on while the load goes on)."""
+    await asyncio.gather(*resident.unloading.values())
+
+
 def test_pinned_avatars_count_against_the_budget_from_the_start(tmp_path):
     models = Models(loaded={"avatar_demo"})
 
@@ -56,6 +61,7 @@ def test_pinned_avatars_count_against_the_budget_from_the_start(tmp_path):
         resident = residency(tmp_path, models)
         assert await resident.ensure("a", 0) is None
         assert await resident.ensure("b", 0) is None  # demo + a is the budget of 2: a goes
+        await unloads_done(resident)
         return resident
 
     resident = asyncio.run(run())
@@ -142,6 +148,7 @@ def test_on_a_gpu_short_of_memory_the_least_recently_used_avatar_goes_first(tmp_
         assert await resident.ensure("a", 0) is None  # room on the GPU: nothing goes
         gpu.available = 1000  # a's engine took the GPU's memory
         assert await resident.ensure("b", 0) is None  # well within the count, but a goes first
+        await unloads_done(resident)
         return resident
 
     resident = asyncio.run(run())

@@ -127,12 +127,18 @@ def test_the_demo_versions_reach_the_bf16_bar_and_record_it(version, tmp_path):
 
 def test_a_session_compiled_for_one_frame_a_run_gives_the_same_pixels():
     """The avatars run one frame at a time, compiled for that shape (fixed_batch): the same
-    output as the graph with an open batch."""
+    output as the graph with an open batch. OpenVINO may pick other kernels for a fixed shape
+    (on AVX2-only CPUs it does), whose float rounding moves a pixel that sits on a truncation
+    boundary by one level: equal to float rounding, and in pixels within one level."""
     faces = AvatarMedia(media_dir(REPOSITORY, "demo")).faces[:1]
     features = np.random.default_rng(3).uniform(0, 3, (1, 32, 16, 16)).astype(np.float32)
     feeds = {"FACE": np.ascontiguousarray(faces), "AUDIO_FEATURES": features}
-    outputs = [
-        runtimes.open_session(TRAINED, runtimes.OPENVINO, runtimes.FP32, 2, fixed_batch).run(["FACE_RGB"], feeds)[0]
+    (raw_open, rgb_open), (raw_fixed, rgb_fixed) = [
+        runtimes.open_session(TRAINED, runtimes.OPENVINO, runtimes.FP32, 2, fixed_batch).run(
+            ["FACE_RAW", "FACE_RGB"], feeds
+        )
         for fixed_batch in (0, 1)
     ]
-    assert np.array_equal(outputs[0], outputs[1])
+    assert np.abs(raw_open - raw_fixed).max() < 1e-4
+    levels = np.abs(rgb_open.astype(np.int16) - rgb_fixed.astype(np.int16))
+    assert levels.max() <= 1 and (levels > 0).mean() < 1e-3

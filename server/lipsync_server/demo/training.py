@@ -22,6 +22,7 @@ from torch import nn
 
 from lipsync import framing
 from lipsync_server.audio import mel_pipeline
+from lipsync_server.audio.encoder_inputs import encoder_inputs
 from lipsync_server.avatars import compositing, importer
 from lipsync_server.networks.audio_encoder import AudioEncoder
 from lipsync_server.networks.exported import ServingAudioEncoder, ServingUNet, face_mask
@@ -89,7 +90,8 @@ def train_audio_encoder(data: Dataset, steps: int, batch: int = 64, log=print) -
 def audio_features(encoder: AudioEncoder, mel: np.ndarray) -> torch.Tensor:
     """[F, 32, 16, 16]: what the server's audio_encoder model computes for this mel."""
     with torch.no_grad():
-        return ServingAudioEncoder(encoder).eval()(torch.from_numpy(mel)[None], torch.zeros(1, 1, dtype=torch.int64))[0]
+        inputs = encoder_inputs(mel)
+        return ServingAudioEncoder(encoder).eval()(*(torch.from_numpy(inputs[name]) for name in inputs))[0]
 
 
 def train_unet(
