@@ -172,8 +172,25 @@ class LipsyncClient:
         renders part of a stream (see stream()). `max_wait_s`: the longest the request may queue
         on the server; one that would wait longer is refused at once with UNAVAILABLE ("server
         busy: expected wait ..."). Default: the server's (20 s for a clip, 1 s for a segment)."""
-        frames = self._infer(ENSEMBLE, "FRAMES", audio, sample_rate, avatar, version, start_frame, segment, max_wait_s)
-        return [bytes(jpeg) for jpeg in frames.reshape(-1)]
+        frames, _ = self.render_in_loop(audio, sample_rate, avatar, version, start_frame, segment, max_wait_s)
+        return frames
+
+    def render_in_loop(
+        self,
+        audio: np.ndarray,
+        sample_rate: int,
+        avatar: str,
+        version: int | None = None,
+        start_frame: int = 0,
+        segment: Segment | None = None,
+        max_wait_s: float | None = None,
+    ) -> tuple[list[bytes], int]:
+        """render(), and the avatar's frame count: its loop walks frames 0 .. count - 1 and back
+        (framing.pingpong), which a client following the loop between requests needs."""
+        answer = self._infer(
+            ENSEMBLE, ("FRAMES", "LOOP_FRAMES"), audio, sample_rate, avatar, version, start_frame, segment, max_wait_s
+        )
+        return [bytes(jpeg) for jpeg in answer["FRAMES"].reshape(-1)], int(answer["LOOP_FRAMES"].reshape(-1)[0])
 
     def render_faces(
         self,
@@ -188,8 +205,8 @@ class LipsyncClient:
         """The network's own output per frame (float [3, 320, 320], BGR) instead of JPEGs, from
         the lipsync_faces model: for parity checks and debugging."""
         faces = self._infer(
-            RAW_ENSEMBLE, "FACES_RAW", audio, sample_rate, avatar, version, start_frame, segment, max_wait_s
-        )
+            RAW_ENSEMBLE, ("FACES_RAW",), audio, sample_rate, avatar, version, start_frame, segment, max_wait_s
+        )["FACES_RAW"]
         return list(faces[0])
 
     def stream(
@@ -227,8 +244,8 @@ class LipsyncClient:
         )
 
     def _infer(
-        self, model, output, audio, sample_rate, avatar, version, start_frame, segment, max_wait_s
-    ) -> np.ndarray:
+        self, model, outputs, audio, sample_rate, avatar, version, start_frame, segment, max_wait_s
+    ) -> dict[str, np.ndarray]:
         module = grpcclient if self.protocol == "grpc" else httpclient
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1)
         tensors = [
@@ -253,8 +270,9 @@ class LipsyncClient:
             if self._cancelled.is_set():
                 raise Cancelled("the client was cancelled")
             try:
-                inputs, outputs = infer_inputs(module, tensors), [module.InferRequestedOutput(output)]
-                return self._send(model, inputs, outputs).as_numpy(output)
+                inputs, wanted = infer_inputs(module, tensors), [module.InferRequestedOutput(o) for o in outputs]
+                answer = self._send(model, inputs, wanted)
+                return {name: answer.as_numpy(name) for name in outputs}
             except InferenceServerException as error:
                 wait = messages.retry_after(error.message() or "")
                 if wait is None or time.monotonic() + wait > deadline:
@@ -297,7 +315,7 @@ class LipsyncClient:
             call.cancel()
 
     def _stream(self, render, chunks, sample_rate, avatar, version, start_frame, max_in_flight, max_wait_s) -> Iterator:
-        resampler = None if sample_rate == framing.SAMPLE_RATE else _StreamResampler(sample_rate)
+        resampler = None if sample_rate == framing.SAMPLE_RATE else StreamResampler(sample_rate)
         kept, base, received, emitted = np.zeros(0, np.float32), 0, 0, 0
         pending: deque = deque()
         with ThreadPoolExecutor(max_in_flight) as pool:
@@ -352,7 +370,7 @@ class LipsyncClient:
         resampled here first, to the length the server's resampling gives). Each request may
         queue up to `max_wait_s` on the server: a clip is not live, its chunks can wait."""
         if sample_rate != framing.SAMPLE_RATE:
-            resampler = _StreamResampler(sample_rate)
+            resampler = StreamResampler(sample_rate)
             audio = np.concatenate([resampler.push(np.asarray(audio, np.float32)), resampler.push(None)])
         chunk_frames = max(1, round(chunk_seconds * framing.FPS))
         pending: deque = deque()
@@ -427,7 +445,7 @@ def _mean_ms(duration: dict, count: int) -> float:
     return round(int(duration.get("ns", 0)) / 1e6 / count, 3) if count else 0.0
 
 
-class _StreamResampler:
+class StreamResampler:
     """Resamples a stream to 16 kHz chunk by chunk (FFmpeg's resampler keeps its state); at the
     end (push(None)) the output has the length the server's resampling would give the input."""
 

@@ -63,6 +63,7 @@ class TritonPythonModel:
             CHECKED_AUDIO=anti_aliasing.band_limit(audio, rate),
             CHECKED_SAMPLE_RATE=stub.get(request, "SAMPLE_RATE"),
             WINDOW_STARTS=starts[0],
+            LOOP_FRAMES=np.array([len(self.avatars.get(name))], np.int64),
             TICKET=np.array([checked.seal(self.secret)], dtype=np.object_),
         )
 
