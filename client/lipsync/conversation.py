@@ -41,7 +41,10 @@ LEAD_FRAMES = streaming.CONTEXT_FRAMES
 CLOSING_FRAMES = framing.CONTEXT + 1
 # Frames from a reply's first audio to its first frame on screen: the first segment's time.
 PREROLL_FRAMES = 5
-IDLE_BLOCK_FRAMES = 25  # idle frames rendered per request, as the loop first reaches them
+IDLE_BLOCK_FRAMES = 25  # idle frames rendered per request
+# Idle frames made when the session starts; an avatar of more frames has the rest rendered as the
+# loop first reaches them, while no reply is being rendered.
+IDLE_PREFILL_FRAMES = 250
 
 
 @dataclass
@@ -149,11 +152,13 @@ class Conversation:
         self._changed = asyncio.Event()
         self._idle_filling = False
         self._tasks: set[asyncio.Task] = set()
+        self.closed = False
 
     async def start(self) -> None:
-        """Learns the avatar's loop and renders the idle frames the first second needs."""
+        """Learns the avatar's loop and renders its idle frames (the first IDLE_PREFILL_FRAMES)."""
         await asyncio.to_thread(self.idle.learn_loop)
-        await asyncio.to_thread(self.idle.ensure, self.idle.index(self.position), IDLE_BLOCK_FRAMES)
+        for first in range(0, min(self.idle.loop_frames, IDLE_PREFILL_FRAMES), IDLE_BLOCK_FRAMES):
+            await asyncio.to_thread(self.idle.ensure, first, IDLE_BLOCK_FRAMES)
 
     # Input ------------------------------------------------------------------------------------
 
@@ -219,7 +224,9 @@ class Conversation:
             if reply.last is not None:
                 limit = min(limit, reply.last + 1)
             if reply.emitted < limit and reply.in_flight < self.max_in_flight:
-                upto = min(limit, reply.emitted + self.segment_frames)
+                # The first segment is one block: the reply's first frame is what keeps it waiting.
+                size = streaming.BLOCK_FRAMES if reply.emitted == LEAD_FRAMES else self.segment_frames
+                upto = min(limit, reply.emitted + size)
                 part = streaming.segment(reply.emitted, upto, received)
                 audio = reply.audio[part.begin : part.end]
                 reply.emitted, reply.in_flight = upto, reply.in_flight + 1
@@ -254,14 +261,14 @@ class Conversation:
         loop = asyncio.get_running_loop()
         started, shown = loop.time(), 0
         while True:
+            if realtime:  # the slot first, then its frame: what interrupt() dropped is not shown
+                await asyncio.sleep(max(0.0, started + shown / framing.FPS - loop.time()))
             frame = await self._next_frame(wait=not realtime)
             if frame is None:  # late: hold the last frame, with silence
                 frame = Frame(self.position, self.last_shown, np.zeros(FRAME_SAMPLES, np.float32), self.speaking)
             else:
                 self.last_shown = frame.jpeg
                 self.position += 1
-            if realtime:
-                await asyncio.sleep(max(0.0, started + shown / framing.FPS - loop.time()))
             shown += 1
             yield frame
 
@@ -289,7 +296,7 @@ class Conversation:
     def _prefetch_idle(self) -> None:
         """Renders the idle frames the loop reaches next, once, a block ahead."""
         upcoming = {self.idle.index(self.position + k) for k in range(IDLE_BLOCK_FRAMES)} - self.idle.frames.keys()
-        if not upcoming or self._idle_filling:
+        if not upcoming or self._idle_filling or self.replies:  # a reply's frames come first
             return
         self._idle_filling = True
 
@@ -309,6 +316,10 @@ class Conversation:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        """Stops rendering and closes the connections; the session is over."""
+        if self.closed:
+            return
+        self.closed = True
         self.interrupt()
         for task in list(self._tasks):
             task.cancel()

@@ -1,0 +1,140 @@
+"""The avatar as a Pipecat service (lipsync.pipecat_service) in a real Pipecat pipeline (no
+transport) against the real server: text-to-speech audio in, frames and the same audio out in
+sync, and an interruption that leaves nothing of the reply after it. Each test waits for the
+frames it needs, not for a time."""
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+import pytest
+from pipecat.frames.frames import (
+    EndFrame,
+    Frame,
+    InterruptionFrame,
+    OutputAudioRawFrame,
+    OutputImageRawFrame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineWorker
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.workers.runner import WorkerRunner
+
+from lipsync import framing
+from lipsync.conversation import FRAME_SAMPLES
+from lipsync.pipecat_service import LipsyncAvatarService
+
+pytestmark = pytest.mark.integration
+TTS_RATE = 24_000  # what many text-to-speech services send
+LIMIT_S = 300  # a guard against a hang: each test ends on the frames it waits for
+
+
+def tts_frames(audio_16k: np.ndarray) -> list[TTSAudioRawFrame]:
+    """The audio as a 24 kHz TTS sends it: 16-bit PCM in 20 ms frames."""
+    import av
+
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=TTS_RATE)
+    frame = av.AudioFrame.from_ndarray(audio_16k.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
+    frame.sample_rate = framing.SAMPLE_RATE
+    pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]])
+    step = TTS_RATE // 50
+    return [TTSAudioRawFrame(pcm[i : i + step].tobytes(), TTS_RATE, 1) for i in range(0, pcm.size, step)]
+
+
+def played(frames) -> tuple[list[OutputImageRawFrame], list[np.ndarray]]:
+    """The service's pictures and sounds, in the order pushed."""
+    images = [f for f in frames if isinstance(f, OutputImageRawFrame)]
+    sounds = [np.frombuffer(f.audio, "<i2") for f in frames if type(f) is OutputAudioRawFrame]  # not the TTS's
+    return images, sounds
+
+
+class Recorder(FrameProcessor):
+    """The pipeline's end: keeps what reaches it, and says when the frames so far satisfy a test."""
+
+    def __init__(self):
+        super().__init__()
+        self.frames: list[Frame] = []
+        self.waiting: tuple[Callable[[list[Frame]], bool], asyncio.Event] | None = None
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        self.frames.append(frame)
+        if self.waiting and self.waiting[0](self.frames):
+            self.waiting[1].set()
+        await self.push_frame(frame, direction)
+
+    async def until(self, condition: Callable[[list[Frame]], bool]) -> None:
+        self.waiting = (condition, asyncio.Event())
+        if not condition(self.frames):
+            await self.waiting[1].wait()
+
+
+async def converse(grpc_url: str, script: Callable[[PipelineWorker, Recorder], Awaitable[None]]) -> list[Frame]:
+    """Runs the service in a Pipecat pipeline, the script queueing frames and waiting for what
+    comes out; then ends the pipeline and returns every frame that reached its end."""
+    recorder = Recorder()
+    worker = PipelineWorker(Pipeline([LipsyncAvatarService(grpc_url, "demo"), recorder]), cancel_on_idle_timeout=False)
+    started = asyncio.Event()
+
+    @worker.event_handler("on_pipeline_started")
+    async def on_started(worker, frame):
+        started.set()
+
+    async def drive():
+        await started.wait()
+        await script(worker, recorder)
+        await worker.queue_frame(EndFrame())
+
+    runner = WorkerRunner()
+    await runner.add_workers(worker)
+    await asyncio.wait_for(asyncio.gather(runner.run(), drive()), LIMIT_S)
+    return recorder.frames
+
+
+def speaking(frames) -> int:
+    return sum(bool(s.any()) for s in played(frames)[1])
+
+
+def test_a_reply_is_shown_in_sync_then_the_avatar_idles(grpc_url, speech):
+    audio = speech[0][: 3 * framing.SAMPLE_RATE // 2]
+    frames_of_speech = math.ceil(audio.size / FRAME_SAMPLES)
+
+    async def reply(worker, recorder):
+        await worker.queue_frames([TTSStartedFrame(), *tts_frames(audio), TTSStoppedFrame()])
+        # Until the reply has played out and the avatar has been idle for a second.
+        await recorder.until(lambda frames: speaking(frames) >= frames_of_speech - 1)
+        shown = len(played(recorder.frames)[0])
+        await recorder.until(lambda frames: len(played(frames)[0]) >= shown + framing.FPS)
+
+    images, sounds = played(asyncio.run(converse(grpc_url, reply)))
+    assert len(images) == len(sounds)  # a picture and its 40 ms, every frame
+    assert all(i.size == (1280, 720) and len(i.image) == 1280 * 720 * 3 for i in images)
+    assert all(s.size == FRAME_SAMPLES for s in sounds)
+    assert not sounds[0].any() and not sounds[-1].any()  # silence, the reply, silence
+    # The reply's audio, resampled to 24 kHz and back, plays out whole and in order (up to the
+    # resamplers' few samples of delay); a frame rendered late is preceded by held silent frames.
+    heard = np.concatenate([s for s in sounds if s.any()]).astype(np.float32) / 32768.0
+    match = max(np.corrcoef(heard[lag : lag + audio.size - 64], audio[: audio.size - 64])[0, 1] for lag in range(64))
+    assert heard.size >= audio.size - 64 and match > 0.95
+
+
+def test_an_interruption_stops_the_reply_within_a_frame(grpc_url, speech):
+    audio = speech[0][: 4 * framing.SAMPLE_RATE]
+
+    async def interrupted(worker, recorder):
+        await worker.queue_frames([TTSStartedFrame(), *tts_frames(audio)])
+        await recorder.until(lambda frames: speaking(frames) >= 10)  # it is speaking
+        await worker.queue_frame(InterruptionFrame())  # the user speaks
+        await recorder.until(lambda frames: any(isinstance(f, InterruptionFrame) for f in frames))
+        cut = len(played(recorder.frames)[0])
+        await recorder.until(lambda frames: len(played(frames)[0]) >= cut + framing.FPS)
+
+    frames = asyncio.run(converse(grpc_url, interrupted))
+    cut = next(k for k, f in enumerate(frames) if isinstance(f, InterruptionFrame))
+    _, after = played(frames[cut:])
+    assert len(after) >= framing.FPS
+    assert sum(bool(s.any()) for s in after) <= 1  # at most the frame already on its way
