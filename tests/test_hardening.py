@@ -107,7 +107,8 @@ def test_nothing_was_changed_or_rendered_by_the_refused_requests(server):
 def test_http_inference_with_the_inference_key_renders(server):
     status, answer = post(server, "/v2/models/lipsync/infer", infer_body(), inference_headers("http"))
     assert status == 200, answer[:200]
-    assert json.loads(answer)["outputs"][0]["shape"] == [1, 24]
+    outputs = {output["name"]: output for output in json.loads(answer)["outputs"]}
+    assert outputs["FRAMES"]["shape"] == [1, 24]
 
 
 def test_health_stays_open_for_probes_and_balancers(server):

@@ -57,8 +57,8 @@ class Frame:
 
 class IdleFrames:
     """The avatar's face while it listens: for each of its frames, the network's output for
-    silence there. A frame is rendered the first time the loop reaches it and kept: the frames
-    after that cost nothing. Silence makes the same encoder features everywhere, so these are
+    silence there, each rendered once (when the session starts, or as the loop first reaches it)
+    and kept: showing it again costs nothing. Silence makes the same encoder features everywhere, so these are
     the frames a long silence renders at any position (no seam when speech starts or stops)."""
 
     def __init__(self, client: LipsyncClient, avatar: str, version: int | None):
