@@ -37,7 +37,7 @@ artifacts: $(STAMPS)/artifacts
 $(STAMPS)/venv: pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e "./client[web,pipecat]" -e ".[cpu,build,test,bench,lint]"
+	$(PY) -m pip install --quiet -e "./client[web,pipecat,agent]" -e ".[cpu,build,test,bench,lint]"
 	@mkdir -p $(STAMPS) && touch $@
 
 # --rebuild replaces only what the build itself writes: avatars and versions that users add to

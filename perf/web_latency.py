@@ -76,11 +76,12 @@ class Gateway:
 
 
 @contextmanager
-def browser(microphone: Path | None = None, fake_microphone: bool = True) -> Iterator[Page]:
-    """A page in headless Chromium; `microphone`: a WAV file the fake microphone plays once."""
+def browser(microphone: Path | None = None, fake_microphone: bool = True, loop: bool = False) -> Iterator[Page]:
+    """A page in headless Chromium; `microphone`: a WAV file the fake microphone plays once (or
+    over and over: `loop`)."""
     flags = BROWSER_FLAGS + (FAKE_MICROPHONE if fake_microphone else [])
     if microphone:
-        flags.append(f"--use-file-for-fake-audio-capture={microphone}%noloop")
+        flags.append(f"--use-file-for-fake-audio-capture={microphone}{'' if loop else '%noloop'}")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
         try:

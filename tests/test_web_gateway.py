@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from lipsync.web.gateway import BadMessage, is_stop, origins_for, pcm16, start_message
+from lipsync.web.gateway import BadMessage, is_stop, pcm16, start_message
+from lipsync.web.guard import origins_for
 
 
 def test_a_session_starts_with_a_mode_a_valid_avatar_and_a_version():

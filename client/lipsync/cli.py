@@ -3,6 +3,7 @@
 lipsync render speech.wav --avatar demo -o out.mp4
 lipsync stream - --rate 16000 --avatar demo -o out.mp4     # PCM from a pipe, as it arrives
 lipsync avatars | load NAME | unload NAME | stats | health
+lipsync web | agent                                         # the web page; the example voice agent
 
 Adding avatars and versions to a server's repository is the server's command: lipsync-server.
 """
@@ -98,6 +99,16 @@ def main(argv: list[str] | None = None) -> int:
         "--max-file-seconds", type=float, default=300.0, help="the longest audio file mode decodes and renders"
     )
 
+    talk = commands.add_parser("agent", help="serve an example voice agent with the avatar as its face (WebRTC page)")
+    talk.add_argument("--avatar", default="demo")
+    talk.add_argument("--version", type=int, default=None, help="the avatar's version (default: the newest)")
+    talk.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    talk.add_argument("--port", type=int, default=8090)
+    talk.add_argument("--allow-origin", action="append", default=[], help="another origin the page is opened from")
+    talk.add_argument("--max-sessions", type=int, default=4, help="conversations at once")
+    talk.add_argument("--video-size", type=video_size, default=None, help="WIDTHxHEIGHT sent (default: 640x360)")
+    talk.add_argument("--echo", action="store_true", help="also repeat each of the user's utterances")
+
     args = parser.parse_args(argv)
     url = args.url or ("127.0.0.1:8001" if args.protocol == "grpc" else "127.0.0.1:8000")
     if args.command == "web":
@@ -109,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         keys = (args.admin_key, args.inference_key)
         limits = (args.max_sessions, args.max_file_seconds)
         return serve(url, args.protocol, keys, args.host, args.port, args.allow_origin, *limits)
+    if args.command == "agent":
+        return agent(url, args)
     try:
         with LipsyncClient(url, args.protocol, admin_key=args.admin_key, inference_key=args.inference_key) as client:
             return COMMANDS[args.command](client, args)
@@ -120,6 +133,36 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"lipsync: {error}", file=sys.stderr)
         return 1
+
+
+def video_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text[:32]!r}") from None
+    if not (16 <= width <= 3840 and 16 <= height <= 2160 and width % 2 == 0 and height % 2 == 0):
+        raise argparse.ArgumentTypeError(f"{width}x{height}: even sizes from 16x16 to 3840x2160")
+    return width, height
+
+
+def agent(url: str, args) -> int:
+    try:
+        from .agent.app import VIDEO_SIZE, Agent, serve
+        from .web.guard import origins_for
+    except ImportError as error:
+        print(f"lipsync agent: {error}: pip install 'triton-lipsync-client[agent]'", file=sys.stderr)
+        return 1
+    talk = Agent(
+        url,
+        args.avatar,
+        args.version,
+        keys=(args.admin_key, args.inference_key),
+        origins=origins_for(args.host, args.port, args.allow_origin),
+        max_sessions=args.max_sessions,
+        video_size=args.video_size or VIDEO_SIZE,
+        echo=args.echo,
+    )
+    return serve(talk, args.host, args.port)
 
 
 def _render(client: LipsyncClient, args) -> int:

@@ -7,8 +7,8 @@ out, in sync at 25 frames a second (`pip install "./client[pipecat]"`).
     pipeline = Pipeline([transport.input(), stt, llm, tts, avatar, transport.output()])
 
 It consumes the TTS service's audio frames (any sample rate, faster than real time) and pushes
-OutputImageRawFrame (RGB) and OutputAudioRawFrame (16 kHz mono) for each frame of a
-lipsync.conversation.Conversation. An InterruptionFrame (the user started speaking) drops the
+OutputImageRawFrame (RGB, scaled to `video_size` if given) and OutputAudioRawFrame (16 kHz mono)
+for each frame of a lipsync.conversation.Conversation. An InterruptionFrame (the user started speaking) drops the
 reply at once: the avatar idles from the next frame, and no frame or sample of the reply follows.
 EndFrame and CancelFrame stop it. Every other frame passes through.
 """
@@ -34,12 +34,26 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from . import framing
 from .conversation import Conversation
 
+# Each picture's metadata[METADATA_KEY]: its loop position and whether it shows the reply (for
+# observers measuring the service).
+METADATA_KEY = "lipsync"
+
 
 class LipsyncAvatarService(FrameProcessor):
-    def __init__(self, url: str, avatar: str, version: int | None = None, **conversation_options):
-        """`conversation_options`: Conversation's (render_ahead_s, keys, ...)."""
+    def __init__(
+        self,
+        url: str,
+        avatar: str,
+        version: int | None = None,
+        video_size: tuple[int, int] | None = None,
+        **conversation_options,
+    ):
+        """`video_size`: (width, height) the pictures are scaled to (the transport's video_out
+        size; None: the avatar's own). `conversation_options`: Conversation's (render_ahead_s,
+        keys, ...)."""
         super().__init__()
         self.talk = Conversation(url, avatar, version, **conversation_options)
+        self.video_size = video_size
         self._playing: asyncio.Task | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
@@ -61,11 +75,21 @@ class LipsyncAvatarService(FrameProcessor):
 
     async def _play(self) -> None:
         async for shown in self.talk.frames():
-            with Image.open(io.BytesIO(shown.jpeg)) as picture:
-                rgb = picture.convert("RGB")
-            await self.push_frame(OutputImageRawFrame(rgb.tobytes(), rgb.size, "RGB"))
+            # Decoded on a thread: the event loop also feeds the transport's audio every 10 ms.
+            image = OutputImageRawFrame(*await asyncio.to_thread(self._rgb, shown.jpeg), "RGB")
+            image.metadata[METADATA_KEY] = {"position": shown.position, "speaking": shown.speaking}
+            await self.push_frame(image)
             pcm = (np.clip(shown.audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
             await self.push_frame(OutputAudioRawFrame(pcm, framing.SAMPLE_RATE, 1))
+
+    def _rgb(self, jpeg: bytes) -> tuple[bytes, tuple[int, int]]:
+        with Image.open(io.BytesIO(jpeg)) as picture:
+            if self.video_size is not None:
+                picture.draft("RGB", self.video_size)  # decodes at 1/2, 1/4 ... where that is still as large
+            rgb = picture.convert("RGB")
+        if self.video_size is not None and rgb.size != self.video_size:
+            rgb = rgb.resize(self.video_size, Image.Resampling.BILINEAR)
+        return rgb.tobytes(), rgb.size
 
     async def _stop(self) -> None:
         if self._playing is not None:

@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -35,6 +34,7 @@ from .. import avatar_names, framing
 from ..client import Cancelled, LipsyncClient
 from ..media_io import CONTAINER_NAMES, AudioTooLong, read_audio
 from . import errors
+from .guard import origins_for, same_site_only
 
 STATIC = Path(__file__).parent / "static"
 MAX_FILE_BYTES = 32 * 1024 * 1024
@@ -42,10 +42,6 @@ MAX_VERSION = 2**31 - 1
 MAX_CHUNK_SECONDS = 1.0
 # Live audio may run ahead of the wall clock by network jitter, not by more.
 AHEAD_ALLOWED_S = 1.0
-CSP = (
-    "default-src 'self'; img-src 'self' blob:; media-src 'self' blob:; connect-src 'self'; "
-    "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-)
 
 
 class BadMessage(ValueError):
@@ -203,40 +199,20 @@ class Gateway:
         self.server_url, self.protocol, self.keys = server_url, protocol, keys
         self.client = self.new_client()
         self.origins = origins
-        self.hosts = {urlsplit(origin).netloc for origin in origins}
         self.max_sessions = max_sessions
         self.max_file_seconds = max_file_seconds
         self.sessions: set[Session] = set()
         self.sockets: set[web.WebSocketResponse] = set()
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._guard], client_max_size=MAX_FILE_BYTES)
+        guard = same_site_only(self.origins, permissions="microphone=(self)")
+        app = web.Application(middlewares=[guard], client_max_size=MAX_FILE_BYTES)
         app.router.add_get("/", self._index)
         app.router.add_get("/api/avatars", self._avatars)
         app.router.add_get("/ws", self._websocket)
         app.router.add_static("/static/", STATIC)
         app.on_shutdown.append(self._shutdown)
         return app
-
-    @web.middleware
-    async def _guard(self, request: web.Request, handler):
-        # A page from another site (or a DNS name rebound to 127.0.0.1) must not drive the
-        # gateway: the Host must be one this gateway serves, and a WebSocket's Origin too.
-        if request.host not in self.hosts:
-            return web.Response(status=421, text=f"unknown host {request.host[:64]!r}")
-        origin = request.headers.get("Origin")
-        if origin is not None and origin not in self.origins:
-            return web.Response(status=403, text=f"origin {origin[:64]!r} is not allowed")
-        response = await handler(request)
-        response.headers.update(
-            {
-                "Content-Security-Policy": CSP,
-                "X-Content-Type-Options": "nosniff",
-                "Referrer-Policy": "no-referrer",
-                "Permissions-Policy": "microphone=(self)",
-            }
-        )
-        return response
 
     def new_client(self) -> LipsyncClient:
         return LipsyncClient(self.server_url, self.protocol, admin_key=self.keys[0], inference_key=self.keys[1])
@@ -306,12 +282,6 @@ class Gateway:
             session.cancel()
         for ws in list(self.sockets):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"gateway stopping")
-
-
-def origins_for(host: str, port: int, extra: list[str]) -> set[str]:
-    """The origins this gateway answers (their host:port are the Host headers it accepts)."""
-    names = {host, "localhost", "127.0.0.1"} if host in ("127.0.0.1", "localhost") else {host}
-    return {f"http://{name}:{port}" for name in names} | set(extra)
 
 
 def serve(
