@@ -7,9 +7,11 @@
 # make cluster - two replicas behind nginx (gRPC 8001, HTTP 8000) with Prometheus (9090), loopback, until Ctrl-C
 # make failover - a live stream through the cluster while a replica is killed: report in out/failover/
 # make web    - serve the model repository and the web page (http://127.0.0.1:8080/: microphone, files) until Ctrl-C
+# make agent  - serve the model repository and the example voice agent (http://127.0.0.1:8090/, WebRTC) until Ctrl-C
 # make bench  - benchmark report in out/bench/ (perf/bench.py): CPU runtimes and precisions, ensemble, baseline
 # make bench-catalog - many avatars: start time, memory per avatar, cold start, round robin, eviction (perf/catalog.py)
 # make bench-web - the web page's live mode in headless Chromium: speech-to-picture latency (perf/web_latency.py)
+# make bench-agent - the example agent over WebRTC in headless Chromium: first frame, barge-in, sync, bitrate (perf/agent.py)
 # make bench-ort - ONNX Runtime settings for the UNet side by side (perf/ort_sweep.py)
 # make bench-gpu - UNet + compositing + nvJPEG frames/s on a CUDA machine (perf/gpu_bench.py)
 # make perf-analyzer - perf_analyzer concurrency sweep, CSV in out/perf/
@@ -27,7 +29,7 @@ ifeq ($(ARTIFACT_SOURCES),)
 $(error scripts/artifact_sources.py listed no sources: run it to see why)
 endif
 
-.PHONY: demo test test-unit tools lint train serve cluster failover web bench-web bench bench-catalog bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
+.PHONY: demo test test-unit tools lint train serve cluster failover web agent bench-web bench-agent bench bench-catalog bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
 
 setup: $(STAMPS)/venv
 artifacts: $(STAMPS)/artifacts
@@ -53,10 +55,12 @@ test: artifacts tools
 	$(PY) -m pytest
 
 # System tools the tests and `make cluster` run, from Debian's packages: prometheus (with
-# promtool: the autoscaling rules), nginx (the load balancer) and chromium (the page's tests).
+# promtool: the autoscaling rules), nginx (the load balancer), chromium (the pages' tests) and
+# espeak-ng (the example agent's voice).
 tools:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v promtool >/dev/null && command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
@@ -87,8 +91,14 @@ failover: artifacts tools
 web: artifacts
 	$(PY) scripts/run_web.py
 
+agent: artifacts tools
+	$(PY) scripts/run_agent.py
+
 bench-web: artifacts tools
 	$(PY) perf/web_latency.py
+
+bench-agent: artifacts tools
+	$(PY) perf/agent.py
 
 bench: artifacts
 	$(PY) perf/bench.py

@@ -28,6 +28,7 @@ from pipecat.workers.runner import WorkerRunner
 
 from lipsync import framing
 from lipsync.agent.app import Agent
+from lipsync.agent.espeak import EspeakTTSService
 from lipsync.agent.responder import Responder, say_message
 from lipsync.web.guard import origins_for
 from lipsync_server.demo import synthetic
@@ -127,3 +128,33 @@ def test_typed_text_becomes_speech_and_the_users_speech_interrupts():
     echoed = b"".join(f.audio for f in frames if isinstance(f, TTSAudioRawFrame))
     assert echoed == voice.tobytes()  # the whole utterance, said back
     assert say_message({"type": "say", "text": "   "}) is None and say_message(["say"]) is None
+
+
+def test_espeak_turns_typed_text_into_a_reply_that_ends():
+    """Debian's espeak-ng as the agent's TTS, in a real pipeline: the text becomes audio frames,
+    and the reply ends with a TTSStoppedFrame (what lets the avatar close its mouth)."""
+    recorder = Recorder()
+    worker = PipelineWorker(Pipeline([EspeakTTSService(), recorder]), cancel_on_idle_timeout=False, enable_rtvi=False)
+    started = asyncio.Event()
+
+    @worker.event_handler("on_pipeline_started")
+    async def on_started(worker, frame):
+        started.set()
+
+    async def talk():
+        await started.wait()
+        await worker.queue_frame(TTSSpeakFrame("Hello, I am the avatar."))
+        await recorder.until(lambda frames: any(isinstance(f, TTSStoppedFrame) for f in frames))
+        await worker.queue_frame(EndFrame())
+
+    async def run():
+        runner = WorkerRunner(handle_sigint=False)
+        await runner.add_workers(worker)
+        await asyncio.wait_for(asyncio.gather(runner.run(), talk()), 60)
+
+    asyncio.run(run())
+    audio = [f for f in recorder.frames if isinstance(f, TTSAudioRawFrame)]
+    samples = np.frombuffer(b"".join(f.audio for f in audio), "<i2")
+    seconds = samples.size / audio[0].sample_rate
+    assert 1.0 < seconds < 4.0, seconds  # a short sentence
+    assert np.abs(samples).max() > 3000  # a voice, not silence
