@@ -132,12 +132,15 @@ class Conversation:
         avatar: str,
         version: int | None = None,
         render_ahead_s: float = 2.0,
-        max_in_flight: int = 2,
-        segment_frames: int = 10,
+        max_in_flight: int = 3,
+        segment_frames: int = 25,
         **client_options,
     ):
         """`render_ahead_s`: how far rendering may run ahead of the frame on screen (what an
-        interruption throws away at most). `segment_frames`: frames a request renders at most.
+        interruption throws away at most). `segment_frames`: frames a request renders at most
+        (whole seconds keep a CPU server's per-request costs small; the first request is one
+        5-frame block whatever this is). `max_in_flight`: requests under way at once, so that the
+        server's stages overlap.
         `client_options`: LipsyncClient's (keys, protocol, retries)."""
         self.url, self.avatar, self.version = url, avatar, version
         self.client_options = client_options
