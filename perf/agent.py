@@ -56,6 +56,8 @@ TTS_RATE = 24_000
 DARK_LEVEL = 60  # the page's level (agent.js): the open mouth's inside is darker in every channel
 FRAME_MS = 1000 / framing.FPS
 SILENT_RMS = 0.01
+# The audio level RTP carries (0..1, from dBov; 20 ms packets) above which a packet is speech.
+PLAYED_LEVEL = 0.02
 
 
 # The agent in this process --------------------------------------------------------------------
@@ -201,9 +203,9 @@ def mouth_events(shown: list[tuple[float, int]]) -> list[tuple[str, float]]:
     return events(times, dark > dark.max() / 3)
 
 
-def voice_events(heard: list[tuple[float, float]]) -> list[tuple[str, float]]:
-    times, rms = np.array([t for t, _ in heard]), np.array([r for _, r in heard])
-    return events(times, rms > SILENT_RMS)
+def voice_events(heard: list[tuple[float, float]], level: float = SILENT_RMS) -> list[tuple[str, float]]:
+    times, loudness = np.array([t for t, _ in heard]), np.array([r for _, r in heard])
+    return events(times, loudness > level)
 
 
 def delays_ms(sent: list[tuple[str, float]], received: list[tuple[str, float]]) -> list[float]:
@@ -230,13 +232,21 @@ def av_skew_ms(page: dict, line: Timeline, since: float, until: float) -> dict:
             service_audio += [(start + k / 100, float(np.sqrt((b * b).mean()))) for k, b in enumerate(blocks)]
     page_video = [(t / 1000, d) for t, d in page["shown"] if since <= t / 1000 <= until + 2]
     page_audio = [(t / 1000, r) for t, r in page["heard"] if since <= t / 1000 <= until + 2]
+    page_played = [(t / 1000, level) for t, level in page["played"] if since <= t / 1000 <= until + 2]
     video = delays_ms(mouth_events(service_video), mouth_events(page_video))
     audio = delays_ms(voice_events(service_audio), voice_events(page_audio))
+    played = delays_ms(voice_events(service_audio), voice_events(page_played, PLAYED_LEVEL))
     return {
         "video_delay_ms": [round(x, 1) for x in video],
         "audio_delay_ms": [round(x, 1) for x in audio],
-        "skew_ms": round(float(np.median(video) - np.median(audio)), 1) if video and audio else None,
+        "played_delay_ms": [round(x, 1) for x in played],
+        "skew_ms": median_gap(video, audio),
+        "skew_played_ms": median_gap(video, played),
     }
+
+
+def median_gap(video: list[float], audio: list[float]) -> float | None:
+    return round(float(np.median(video) - np.median(audio)), 1) if video and audio else None
 
 
 def server_frames_per_second(grpc_url: str, version: int | None, streams: int = 3, seconds: float = 4.0) -> float:
@@ -310,8 +320,9 @@ def microphone_speech(path: Path) -> Path:
     return write_wav(path, np.concatenate([*pieces, np.zeros(framing.SAMPLE_RATE // 2, np.float32)]))
 
 
-def until(condition, what: str, timeout_s: float = 120.0, page=None) -> None:
-    """Waits for `condition()` (polled), or fails naming `what`."""
+def until(condition, what: str, timeout_s: float = 600.0) -> None:
+    """Waits for `condition()` (polled), or fails naming `what` (a guard against a hang: a slow
+    machine shows a reply late, not wrongly)."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
@@ -331,9 +342,12 @@ class Run:
     timeline: Timeline
 
 
-def run_conversation(grpc_url: str, repository: Path, workdir: Path, version: int | None, idle_s: float) -> Run:
+def run_conversation(
+    grpc_url: str, repository: Path, workdir: Path, version: int | None, idle_s: float, reply_s: float | None = None
+) -> Run:
     """One conversation through the agent and the page: its figures, the page's state and the
-    service's timeline."""
+    service's timeline. `reply_s`: the first reply's length (default: the whole held-out speech;
+    the second, interrupted, is always whole)."""
     speech = training.held_out_speech()
     microphone = microphone_speech(workdir / "microphone.wav")
     probe = probe_box(repository, VIDEO_SIZE)
@@ -345,12 +359,12 @@ def run_conversation(grpc_url: str, repository: Path, workdir: Path, version: in
             page.goto(agent.url + "?probe=" + ",".join(map(str, probe)))
             page.evaluate("agent.setMicrophone(false)")
             page.click("#connect")
-            wait_until(page, "agent.status === 'connected' || agent.errors.length > 0", 60)
-            wait_until(page, f"agent.shown.length >= {framing.FPS}", 60)  # the idle face plays
+            wait_until(page, "agent.status === 'connected' || agent.errors.length > 0", 120)
+            wait_until(page, f"agent.shown.length >= {framing.FPS}", 600)  # the idle face plays
 
             # A reply, played out whole, then a second of idle face.
             reply_at = time.time()
-            agent.reply(speech)
+            agent.reply(speech if reply_s is None else speech[: round(reply_s * framing.SAMPLE_RATE)])
             until(lambda: any(s for _, s, _ in line.pictures[-framing.FPS :]), "the reply is shown")
             until(lambda: not any(s for _, s, _ in line.pictures[-framing.FPS :]), "the reply ends")
             reply_end = time.time()
@@ -369,7 +383,7 @@ def run_conversation(grpc_url: str, repository: Path, workdir: Path, version: in
             speaking_before = sum(s for _, s, _ in line.pictures)
             until(lambda: sum(s for _, s, _ in line.pictures) >= speaking_before + framing.FPS, "the second reply")
             page.evaluate("agent.setMicrophone(true)")
-            until(lambda: line.interruptions, "an interruption from the microphone's speech", 60)
+            until(lambda: line.interruptions, "an interruption from the microphone's speech")
             interrupted = len(line.pictures)
             until(lambda: len(line.pictures) >= interrupted + 2 * framing.FPS, "frames after the interruption")
             page.evaluate("agent.setMicrophone(false)")
@@ -459,6 +473,8 @@ def report(figures: dict) -> str:
         f"| interruption to the last open mouth displayed (page) | {talk['interruption_mouth_open_at_page_ms']} ms | |",
         f"| video later than audio at the page, beyond the service's output | {av['skew_ms']} ms "
         f"(video {av['video_delay_ms']}, audio {av['audio_delay_ms']}) | within 40 ms |",
+        f"| the same with the audio as the receiver plays it out (synchronization sources) | "
+        f"{av['skew_played_ms']} ms (audio {av['played_delay_ms']}) | within 40 ms |",
         f"| the browser's own estimate (estimatedPlayoutTimestamp), video ahead of audio, each second | "
         f"{talk['playoutOffsetsMs']} ms | |",
         f"| the reply's frames shown late (the one before held, with silence) | {talk['reply_pictures_held']} "

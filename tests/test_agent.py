@@ -42,7 +42,7 @@ MAX_MBIT_PER_S = 2.0
 
 @pytest.mark.integration
 def test_the_avatar_speaks_is_interrupted_by_the_microphone_and_idles(server, grpc_url, tmp_path):
-    run = run_conversation(grpc_url, server.repository, tmp_path, synthetic.TRAINED_VERSION, idle_s=2.0)
+    run = run_conversation(grpc_url, server.repository, tmp_path, synthetic.TRAINED_VERSION, idle_s=2.0, reply_s=3.0)
     figures, page, line = run.figures, run.page, run.timeline
     assert figures["page_errors"] == []
 

@@ -5,7 +5,9 @@
 // window.agent (read by the tests and perf/agent.py): status, errors, and
 //   shown: [epoch ms a frame is displayed, its dark pixels in the probe box] for each frame,
 //          with ?probe=x,y,w,h (video pixels), the box where the avatar's open mouth is dark;
-//   heard: [epoch ms a 10 ms block plays, its RMS] of the avatar's voice;
+//   heard: [epoch ms a 10 ms block plays, its RMS] of the avatar's voice (WebAudio's tap);
+//   played: [epoch ms, audio level] of each audio packet as the receiver plays it out (its
+//           synchronization sources, polled);
 //   stats: the video's bitrate, frame rate and size each second, from getStats();
 //   playoutOffsetsMs: each second, how far the picture shown is ahead of the sound played.
 const DARK_LEVEL = 60;
@@ -14,6 +16,7 @@ const agent = (window.agent = {
   errors: [],
   shown: [],
   heard: [],
+  played: [],
   stats: [],
   playoutOffsetsMs: [],
 });
@@ -51,7 +54,10 @@ async function connect() {
   peer.ontrack = (event) => {
     received.addTrack(event.track);
     video.srcObject = received;
-    if (event.track.kind === "audio") listen(received).catch(fail);
+    if (event.track.kind === "audio") {
+      listen(received).catch(fail);
+      watchPlayout(event.receiver);
+    }
   };
   peer.onconnectionstatechange = () => setStatus(peer.connectionState);
   await peer.setLocalDescription(await peer.createOffer());
@@ -118,6 +124,19 @@ async function listen(stream) {
     const at = performance.timeOrigin + output.performanceTime + (blockTime - output.contextTime) * 1000;
     agent.heard.push([at, rms]);
   };
+}
+
+function watchPlayout(receiver) {
+  let last = null;
+  setInterval(() => {
+    for (const source of receiver.getSynchronizationSources()) {
+      if (source.rtpTimestamp === last) continue;
+      last = source.rtpTimestamp;
+      // Chromium gives the epoch in ms; the specification, the page's time origin.
+      const at = source.timestamp > 1e12 ? source.timestamp : performance.timeOrigin + source.timestamp;
+      agent.played.push([at, source.audioLevel || 0]);
+    }
+  }, 5);
 }
 
 let previous = null;
