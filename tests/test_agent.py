@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pipecat.frames.frames import (
-    EndFrame,
     InputAudioRawFrame,
     InputTransportMessageFrame,
     InterruptionFrame,
@@ -22,9 +21,6 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.worker import PipelineWorker
-from pipecat.workers.runner import WorkerRunner
 
 from lipsync import framing
 from lipsync.agent.app import Agent
@@ -35,7 +31,7 @@ from lipsync_server.demo import synthetic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "perf"))
 from agent import run_conversation  # noqa: E402  (make bench-agent's driver)
-from test_pipecat_service import Recorder  # noqa: E402
+from test_pipecat_service import run_pipeline  # noqa: E402
 
 MAX_MBIT_PER_S = 2.0
 
@@ -95,33 +91,17 @@ def test_the_offer_is_refused_to_other_sites_and_bad_input(headers, body, status
 
 def test_typed_text_becomes_speech_and_the_users_speech_interrupts():
     """The responder in a real Pipecat pipeline, frames queued as the transport and VAD send them."""
-    recorder = Recorder()
-    worker = PipelineWorker(Pipeline([Responder(echo=True), recorder]), cancel_on_idle_timeout=False, enable_rtvi=False)
     voice = (np.sin(np.arange(framing.SAMPLE_RATE) / 5) * 8000).astype("<i2")
     user = [InputAudioRawFrame(voice[i : i + 320].tobytes(), framing.SAMPLE_RATE, 1) for i in range(0, voice.size, 320)]
 
-    started = asyncio.Event()
-
-    @worker.event_handler("on_pipeline_started")
-    async def on_started(worker, frame):
-        started.set()
-
-    async def talk():
-        await started.wait()
+    async def talk(worker, recorder):
         await worker.queue_frame(InputTransportMessageFrame(message={"type": "say", "text": " Hello. "}))
         # (An interruption drops what is still queued: the text is taken first.)
         await recorder.until(lambda frames: any(isinstance(f, TTSSpeakFrame) for f in frames))
         await worker.queue_frames([VADUserStartedSpeakingFrame(), *user, VADUserStoppedSpeakingFrame()])
         await recorder.until(lambda frames: any(isinstance(f, TTSStoppedFrame) for f in frames))
-        await worker.queue_frame(EndFrame())
 
-    async def run():
-        runner = WorkerRunner(handle_sigint=False)
-        await runner.add_workers(worker)
-        await asyncio.wait_for(asyncio.gather(runner.run(), talk()), 60)
-
-    asyncio.run(run())
-    frames = recorder.frames
+    frames = asyncio.run(run_pipeline([Responder(echo=True)], talk))
     assert [f.text for f in frames if isinstance(f, TTSSpeakFrame)] == ["Hello."]
     assert any(isinstance(f, InterruptionFrame) for f in frames)  # the user spoke over the avatar
     assert not any(isinstance(f, InputAudioRawFrame) for f in frames)  # the microphone is not played
@@ -133,27 +113,13 @@ def test_typed_text_becomes_speech_and_the_users_speech_interrupts():
 def test_espeak_turns_typed_text_into_a_reply_that_ends():
     """Debian's espeak-ng as the agent's TTS, in a real pipeline: the text becomes audio frames,
     and the reply ends with a TTSStoppedFrame (what lets the avatar close its mouth)."""
-    recorder = Recorder()
-    worker = PipelineWorker(Pipeline([EspeakTTSService(), recorder]), cancel_on_idle_timeout=False, enable_rtvi=False)
-    started = asyncio.Event()
 
-    @worker.event_handler("on_pipeline_started")
-    async def on_started(worker, frame):
-        started.set()
-
-    async def talk():
-        await started.wait()
+    async def talk(worker, recorder):
         await worker.queue_frame(TTSSpeakFrame("Hello, I am the avatar."))
         await recorder.until(lambda frames: any(isinstance(f, TTSStoppedFrame) for f in frames))
-        await worker.queue_frame(EndFrame())
 
-    async def run():
-        runner = WorkerRunner(handle_sigint=False)
-        await runner.add_workers(worker)
-        await asyncio.wait_for(asyncio.gather(runner.run(), talk()), 60)
-
-    asyncio.run(run())
-    audio = [f for f in recorder.frames if isinstance(f, TTSAudioRawFrame)]
+    frames = asyncio.run(run_pipeline([EspeakTTSService()], talk))
+    audio = [f for f in frames if isinstance(f, TTSAudioRawFrame)]
     samples = np.frombuffer(b"".join(f.audio for f in audio), "<i2")
     seconds = samples.size / audio[0].sample_rate
     assert 1.0 < seconds < 4.0, seconds  # a short sentence

@@ -5,7 +5,9 @@ frames it needs, not for a time."""
 
 import asyncio
 import math
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +17,6 @@ from pipecat.frames.frames import (
     InterruptionFrame,
     OutputAudioRawFrame,
     OutputImageRawFrame,
-    TTSAudioRawFrame,
     TTSStartedFrame,
     TTSStoppedFrame,
 )
@@ -28,21 +29,11 @@ from lipsync import framing
 from lipsync.conversation import FRAME_SAMPLES
 from lipsync.pipecat_service import LipsyncAvatarService
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "perf"))
+from agent import tts_frames  # noqa: E402  (the bench's: 16 kHz speech as a 24 kHz TTS sends it)
+
 pytestmark = pytest.mark.integration
-TTS_RATE = 24_000  # what many text-to-speech services send
 LIMIT_S = 300  # a guard against a hang: each test ends on the frames it waits for
-
-
-def tts_frames(audio_16k: np.ndarray) -> list[TTSAudioRawFrame]:
-    """The audio as a 24 kHz TTS sends it: 16-bit PCM in 20 ms frames."""
-    import av
-
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=TTS_RATE)
-    frame = av.AudioFrame.from_ndarray(audio_16k.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
-    frame.sample_rate = framing.SAMPLE_RATE
-    pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]])
-    step = TTS_RATE // 50
-    return [TTSAudioRawFrame(pcm[i : i + step].tobytes(), TTS_RATE, 1) for i in range(0, pcm.size, step)]
 
 
 def played(frames) -> tuple[list[OutputImageRawFrame], list[np.ndarray]]:
@@ -74,10 +65,17 @@ class Recorder(FrameProcessor):
 
 
 async def converse(grpc_url: str, script: Callable[[PipelineWorker, Recorder], Awaitable[None]]) -> list[Frame]:
-    """Runs the service in a Pipecat pipeline, the script queueing frames and waiting for what
+    """Runs the service in a Pipecat pipeline (run_pipeline)."""
+    return await run_pipeline([LipsyncAvatarService(grpc_url, "demo")], script)
+
+
+async def run_pipeline(
+    processors: list[FrameProcessor], script: Callable[[PipelineWorker, Recorder], Awaitable[None]]
+) -> list[Frame]:
+    """Runs `processors` in a Pipecat pipeline, the script queueing frames and waiting for what
     comes out; then ends the pipeline and returns every frame that reached its end."""
     recorder = Recorder()
-    worker = PipelineWorker(Pipeline([LipsyncAvatarService(grpc_url, "demo"), recorder]), cancel_on_idle_timeout=False)
+    worker = PipelineWorker(Pipeline([*processors, recorder]), cancel_on_idle_timeout=False, enable_rtvi=False)
     started = asyncio.Event()
 
     @worker.event_handler("on_pipeline_started")
