@@ -22,6 +22,7 @@ in flight.
 """
 
 import asyncio
+import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from . import framing, streaming
 from .client import LipsyncClient, StreamResampler
 from .streaming import Segment
 
+log = logging.getLogger(__name__)
 FRAME_SAMPLES = framing.SAMPLES_PER_FRAME  # 640: a frame's audio at 16 kHz
 # Frames of silence rendered before a reply's first frame: its encoder context (8 vectors, and
 # the STFT's half window before them), whole 5-frame blocks so that segments realign.
@@ -211,6 +213,12 @@ class Conversation:
         self.replies.append(reply)
         self._spawn(self._render(reply))
 
+    def _fail(self, reply: Reply, error: BaseException) -> None:
+        if reply in self.replies:
+            reply.failed = self.error = error
+            log.warning("a reply cannot be shown, the avatar idles: %s", error)
+        self._changed.set()
+
     def _drop(self, reply: Reply) -> None:
         reply.client.cancel()
         reply.frames.clear()
@@ -220,6 +228,12 @@ class Conversation:
     async def _render(self, reply: Reply) -> None:
         """Sends the reply's segments as its audio makes frames exact, within the render-ahead
         bound and `max_in_flight`; ends when every frame it shows is sent or it is dropped."""
+        try:
+            await self._send_segments(reply)
+        except Exception as error:  # the reply cannot be shown: the avatar idles, never freezes
+            self._fail(reply, error)
+
+    async def _send_segments(self, reply: Reply) -> None:
         while reply in self.replies and reply.failed is None:
             received = reply.audio.size
             ready = streaming.ready_frames(received)
@@ -246,11 +260,12 @@ class Conversation:
             jpegs = await asyncio.to_thread(
                 client._segment, client.render, audio, self.avatar, self.version, reply.start - LEAD_FRAMES, part, None
             )
+            if len(jpegs) != part.count:
+                raise RuntimeError(f"the server returned {len(jpegs)} of the segment's {part.count} frames")
             if reply in self.replies:
                 reply.frames.update(zip(range(part.stream_frame, part.stream_frame + part.count), jpegs))
         except Exception as error:  # cancelled by interrupt(), or a reply that cannot be shown
-            if reply in self.replies:
-                reply.failed = self.error = error
+            self._fail(reply, error)
         finally:
             reply.in_flight -= 1
             self._changed.set()
