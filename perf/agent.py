@@ -3,8 +3,8 @@ WebRTC to Debian's Chromium (headless, fake microphone), measured against the is
 
 One conversation: the page connects; a reply (the held-out speech: 3 s, a pause to 4.4 s, 4 s
 more) reaches the avatar service as a TTS service sends it (24 kHz, 20 ms frames, all at once);
-it plays out; the page listens idle; a second reply starts and the page's microphone (the same
-speech, looped) interrupts it through Pipecat's VAD. Then the VP8 cost at three frame sizes, and
+it plays out; the page listens idle; a second reply starts and the page's microphone (espeak-ng's
+voice, looped) interrupts it through Pipecat's VAD. Then the VP8 cost at three frame sizes, and
 the server's frames/s when saturated, for the many-sessions estimate.
 
 Figures: first frame after the first TTS audio (service side); interruption to the last
@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -28,8 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import numpy as np
 from aiohttp import web
+from aiortc.codecs.vpx import Vp8Encoder
+from PIL import Image
 from pipecat.frames.frames import (
     InterruptionFrame,
     OutputAudioRawFrame,
@@ -45,6 +49,7 @@ from lipsync.agent.app import VIDEO_SIZE, Agent
 from lipsync.client import LipsyncClient
 from lipsync.pipecat_service import METADATA_KEY, LipsyncAvatarService
 from lipsync.web.guard import origins_for
+from lipsync_server.avatars.media import AvatarMedia, media_dir
 from lipsync_server.demo import synthetic, training
 from lipsync_server.launcher.tritonserver import TritonServer, free_port
 
@@ -158,8 +163,6 @@ class AgentThread:
 
 def tts_frames(audio_16k: np.ndarray) -> list[TTSAudioRawFrame]:
     """16 kHz speech as a 24 kHz TTS service sends it: 16-bit PCM in 20 ms frames."""
-    import av
-
     resampler = av.AudioResampler(format="s16", layout="mono", rate=TTS_RATE)
     frame = av.AudioFrame.from_ndarray(audio_16k.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
     frame.sample_rate = framing.SAMPLE_RATE
@@ -170,12 +173,10 @@ def tts_frames(audio_16k: np.ndarray) -> list[TTSAudioRawFrame]:
 
 def probe_box(repository: Path, video_size: tuple[int, int]) -> tuple[int, int, int, int]:
     """(x, y, w, h) in video pixels holding the demo's open mouth in every frame."""
-    from lipsync_server.avatars.media import AvatarMedia, media_dir
-
     media = AvatarMedia(media_dir(repository, "demo"))
     boxes = np.array([synthetic.mouth_box(rect) for rect in media.rects])
     (x1, y1), (x2, y2) = boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)
-    with __import__("PIL.Image").Image.open(media.frame_paths[0]) as first:
+    with Image.open(media.frame_paths[0]) as first:
         scale = video_size[0] / first.size[0]
     return (int(x1 * scale), int(y1 * scale), int(np.ceil((x2 - x1) * scale)), int(np.ceil((y2 - y1) * scale)))
 
@@ -265,12 +266,6 @@ def server_frames_per_second(grpc_url: str, version: int | None, streams: int = 
 
 def vp8_cost(repository: Path, sizes, frames: int = 100) -> list[dict]:
     """CPU ms and bitrate of aiortc's VP8 encoder on the demo's frames, at each size."""
-    from aiortc.codecs.vpx import Vp8Encoder
-    from av import VideoFrame
-    from PIL import Image
-
-    from lipsync_server.avatars.media import AvatarMedia, media_dir
-
     paths = AvatarMedia(media_dir(repository, "demo")).frame_paths[:50]
     originals = [Image.open(path).convert("RGB") for path in paths]
     rows = []
@@ -279,7 +274,7 @@ def vp8_cost(repository: Path, sizes, frames: int = 100) -> list[dict]:
         encoder, sent = Vp8Encoder(), 0
         began = time.process_time()
         for k in range(frames):
-            picture = VideoFrame.from_ndarray(pictures[k % len(pictures)], format="rgb24")
+            picture = av.VideoFrame.from_ndarray(pictures[k % len(pictures)], format="rgb24")
             picture.pts, picture.time_base = k * 3600, fractions.Fraction(1, 90_000)
             payloads, _ = encoder.encode(picture)
             sent += sum(len(p) for p in payloads)
@@ -308,10 +303,6 @@ def process_cpu_s() -> float:
 def microphone_speech(path: Path) -> Path:
     """What the user says over the avatar: real synthetic speech (espeak-ng), which Silero's VAD
     takes for a voice, at 16 kHz."""
-    import subprocess
-
-    import av
-
     spoken = path.with_suffix(".espeak.wav")
     subprocess.run(["espeak-ng", "-w", str(spoken), "--", "Wait, wait. I have a question about that."], check=True)
     with av.open(str(spoken)) as source:
