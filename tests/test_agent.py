@@ -74,8 +74,9 @@ def offer_app() -> Agent:
         ({"Content-Type": "application/json", "Host": "rebound.example:8090"}, "{}", 421),
         ({"Content-Type": "application/json"}, "not json", 400),
         ({"Content-Type": "application/json"}, json.dumps({"type": "answer", "sdp": "v=0"}), 400),
+        ({"Content-Type": "application/json"}, json.dumps({"type": "offer", "sdp": "garbage"}), 400),
     ],
-    ids=["form-post", "other-origin", "rebound-host", "not-json", "not-an-offer"],
+    ids=["form-post", "other-origin", "rebound-host", "not-json", "not-an-offer", "no-media"],
 )
 def test_the_offer_is_refused_to_other_sites_and_bad_input(headers, body, status):
     async def post():

@@ -35,6 +35,9 @@ from .responder import Responder
 
 STATIC = Path(__file__).parent / "static"
 MAX_OFFER_BYTES = 64 * 1024
+# A conversation's pipeline (and its idle frames' rendering) starts only once its peer has
+# connected; an offer that does not connect within this is dropped and frees its place.
+CONNECT_TIMEOUT_S = 30.0
 # The size the avatar is sent at: half the demo's 1280x720, which its JPEGs decode to directly
 # (no resampling) and VP8 encodes in a few ms; aiortc's VP8 stays under 1.5 Mbit/s at any size
 # (perf/agent.py measures the sizes side by side).
@@ -116,6 +119,10 @@ class Agent:
         except ValueError as error:
             await connection.disconnect()
             return web.Response(status=400, text=f"bad offer: {str(error)[:120]}")
+        kinds = [transceiver.kind for transceiver in connection.pc.getTransceivers()]
+        if kinds[:2] != ["audio", "video"]:
+            await connection.disconnect()
+            return web.Response(status=400, text="the offer must carry an audio, then a video transceiver")
         session = asyncio.create_task(self._converse(connection))
         self.sessions.add(session)
         session.add_done_callback(self.sessions.discard)
@@ -166,6 +173,9 @@ class Agent:
         return worker
 
     async def _converse(self, connection: SmallWebRTCConnection) -> None:
+        if not await connected(connection, CONNECT_TIMEOUT_S):
+            await connection.disconnect()
+            return
         worker = self.pipeline(connection)
         self.workers.append(worker)
         try:
@@ -182,6 +192,17 @@ class Agent:
         for worker in list(self.workers):
             await worker.cancel()
         await asyncio.gather(*self.sessions, return_exceptions=True)
+
+
+async def connected(connection: SmallWebRTCConnection, timeout_s: float) -> bool:
+    """Whether the peer connection reaches "connected" within `timeout_s` (polled: aiortc has no
+    awaitable for its state)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while connection.pc.connectionState != "connected":
+        if connection.pc.connectionState in ("failed", "closed") or asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
 
 
 def serve(agent: Agent, host: str, port: int) -> int:
