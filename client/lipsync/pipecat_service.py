@@ -46,14 +46,18 @@ class LipsyncAvatarService(FrameProcessor):
         avatar: str,
         version: int | None = None,
         video_size: tuple[int, int] | None = None,
+        sync_with_audio: bool = False,
         **conversation_options,
     ):
         """`video_size`: (width, height) the pictures are scaled to (the transport's video_out
-        size; None: the avatar's own). `conversation_options`: Conversation's (render_ahead_s,
-        keys, ...)."""
+        size; None: the avatar's own). `sync_with_audio`: each picture goes through the
+        transport's audio queue, after the audio before it (OutputImageRawFrame.sync_with_audio;
+        for a transport that shows such pictures as they come, as lipsync.agent's does: Pipecat's
+        own keep them for a non-live video loop). `conversation_options`: Conversation's
+        (render_ahead_s, keys, ...)."""
         super().__init__()
         self.talk = Conversation(url, avatar, version, **conversation_options)
-        self.video_size = video_size
+        self.video_size, self.sync_with_audio = video_size, sync_with_audio
         self._playing: asyncio.Task | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
@@ -78,6 +82,7 @@ class LipsyncAvatarService(FrameProcessor):
             # Decoded on a thread: the event loop also feeds the transport's audio every 10 ms.
             image = OutputImageRawFrame(*await asyncio.to_thread(self._rgb, shown.jpeg), "RGB")
             image.metadata[METADATA_KEY] = {"position": shown.position, "speaking": shown.speaking}
+            image.sync_with_audio = self.sync_with_audio
             await self.push_frame(image)
             pcm = (np.clip(shown.audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
             await self.push_frame(OutputAudioRawFrame(pcm, framing.SAMPLE_RATE, 1))

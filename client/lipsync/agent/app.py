@@ -24,7 +24,6 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.transports.base_transport import TransportParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
-from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 from pipecat.workers.runner import WorkerRunner
 
 from .. import framing
@@ -32,6 +31,7 @@ from ..pipecat_service import LipsyncAvatarService
 from ..web.guard import origins_for, same_site_only
 from .espeak import EspeakTTSService
 from .responder import Responder
+from .transport import AgentTransport
 
 STATIC = Path(__file__).parent / "static"
 MAX_OFFER_BYTES = 64 * 1024
@@ -42,30 +42,6 @@ CONNECT_TIMEOUT_S = 30.0
 # (no resampling) and VP8 encodes in a few ms; aiortc's VP8 stays under 1.5 Mbit/s at any size
 # (perf/agent.py measures the sizes side by side).
 VIDEO_SIZE = (640, 360)
-
-
-class AgentTransport(SmallWebRTCTransport):
-    """Pipecat's small WebRTC transport with its audio queued to the track, not awaited.
-
-    pipecat-ai 1.14 writes each 40 ms of audio only once the track has sent the one before;
-    whenever the event loop is late with the next, the track sends 10 ms of silence in its
-    place, and every such gap puts the voice 10 ms further behind the picture (perf/agent.py
-    measured it drift by 100-250 ms over a 30 s conversation). The avatar service already sends
-    audio at the rate it plays, so queuing it keeps the track a chunk ahead and the voice on time;
-    an interruption leaves at most that chunk to play."""
-
-    def __init__(self, connection: SmallWebRTCConnection, params: TransportParams):
-        super().__init__(connection, params)
-        client = self._client
-
-        async def write_audio_frame(frame) -> bool:
-            track = client._audio_output_track
-            if track is None or not client._can_send():
-                return False
-            track.add_audio_bytes(frame.audio)
-            return True
-
-        client.write_audio_frame = write_audio_frame  # type: ignore[method-assign]
 
 
 class Agent:
@@ -135,6 +111,8 @@ class Agent:
             TransportParams(
                 audio_in_enabled=True,
                 audio_out_enabled=True,
+                # One frame's audio a chunk, so that each picture comes between two chunks.
+                audio_out_10ms_chunks=framing.SAMPLES_PER_FRAME * 100 // framing.SAMPLE_RATE,
                 video_out_enabled=True,
                 video_out_is_live=True,
                 video_out_width=width,
@@ -147,6 +125,7 @@ class Agent:
             self.avatar,
             self.version,
             video_size=self.video_size,
+            sync_with_audio=True,
             admin_key=self.keys[0],
             inference_key=self.keys[1],
         )
