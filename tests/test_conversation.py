@@ -30,11 +30,12 @@ def avatar_inferences(client: LipsyncClient) -> int:
     return sum(s["inferences"] for name, s in client.statistics().items() if name.startswith("avatar_demo/"))
 
 
-def test_a_reply_is_the_render_of_its_audio_after_silence_and_the_loop_never_jumps(grpc_url, speech):
+@pytest.mark.parametrize("render_ahead_s", [2.0, 0.4], ids=["within-render-ahead", "longer-than-render-ahead"])
+def test_a_reply_is_the_render_of_its_audio_after_silence_and_the_loop_never_jumps(grpc_url, speech, render_ahead_s):
     audio = speech[0][: 3 * framing.SAMPLE_RATE // 2]  # 1.5 s at 16 kHz
 
     async def converse():
-        talk = Conversation(grpc_url, "demo")
+        talk = Conversation(grpc_url, "demo", render_ahead_s=render_ahead_s)
         await talk.start()
         frames = await take(talk, 3)  # listening
         for chunk in np.array_split(audio, 7):  # a text-to-speech's bursts
@@ -42,7 +43,7 @@ def test_a_reply_is_the_render_of_its_audio_after_silence_and_the_loop_never_jum
         talk.end_of_speech()
         reply = talk.replies[0]
         shown = reply.start - talk.position + reply.last - LEAD_FRAMES + 1
-        frames += await take(talk, shown + 5)
+        frames += await asyncio.wait_for(take(talk, shown + 5), 120)
         await talk.close()
         return frames, reply
 

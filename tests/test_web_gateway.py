@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lipsync.web.gateway import BadMessage, is_stop, pcm16, start_message
+from lipsync.web.gateway import BadMessage, control, pcm16, start_message, to_pcm16
 from lipsync.web.guard import origins_for
 
 
@@ -30,7 +30,16 @@ def test_live_audio_is_16_bit_pcm_in_chunks_of_at_most_a_second():
         pcm16(b"\x00\x01\x02")
     with pytest.raises(BadMessage, match="at most 1 s"):
         pcm16(bytes(2 * 16000 + 2))
-    assert is_stop('{"type":"stop"}') and not is_stop("stop") and not is_stop('{"type": "live"}')
+    every_value = np.arange(-32768, 32768).astype("<i2").tobytes()
+    assert to_pcm16(pcm16(every_value[:32000])) == every_value[:32000]  # what goes out is what came in
+    assert to_pcm16(pcm16(every_value[-32000:])) == every_value[-32000:]
+
+
+def test_a_running_stream_takes_stop_and_interrupt_only():
+    assert control('{"type":"stop"}') == "stop" and control('{"type": "interrupt"}') == "interrupt"
+    for text in ("stop", '{"type": "live"}'):
+        with pytest.raises(BadMessage, match="a stream is running"):
+            control(text)
 
 
 def test_the_gateway_answers_its_own_origins_only():

@@ -55,6 +55,7 @@ class Frame:
     jpeg: bytes
     audio: np.ndarray  # float32 [640] at 16 kHz: what plays while this frame is shown
     speaking: bool
+    held: bool = False  # the frame before, shown again (with silence) while this one is late
 
 
 class IdleFrames:
@@ -203,6 +204,14 @@ class Conversation:
     def speaking(self) -> bool:
         return bool(self.replies) and self.position >= self.replies[0].start
 
+    @property
+    def ahead_s(self) -> float:
+        """Seconds of speech taken in and not yet shown (what a caller bounds its input by)."""
+        frames = sum(max(0.0, reply.audio.size / FRAME_SAMPLES - LEAD_FRAMES) for reply in self.replies)
+        if self.replies:  # the lead-in is never shown
+            frames -= min(max(0, self.replies[0].stream_frame(self.position) - LEAD_FRAMES), frames)
+        return frames / framing.FPS
+
     def _begin_reply(self) -> None:
         start = self.position + PREROLL_FRAMES
         if self.replies:  # after the one queued before it, which has ended
@@ -283,10 +292,11 @@ class Conversation:
                 await asyncio.sleep(max(0.0, started + shown / framing.FPS - loop.time()))
             frame = await self._next_frame(wait=not realtime)
             if frame is None:  # late: hold the last frame, with silence
-                frame = Frame(self.position, self.last_shown, np.zeros(FRAME_SAMPLES, np.float32), self.speaking)
+                frame = Frame(self.position, self.last_shown, np.zeros(FRAME_SAMPLES, np.float32), self.speaking, True)
             else:
                 self.last_shown = frame.jpeg
                 self.position += 1
+                self._changed.set()  # the render-ahead bound moves with the position
             shown += 1
             yield frame
 

@@ -70,7 +70,7 @@ class AgentOutputTransport(SmallWebRTCOutputTransport):
     async def start(self, frame: StartFrame):
         await super().start(frame)
         for sender in self._media_senders.values():
-            sender._set_video_image = sender._draw_image
+            sender._set_video_image = sender._draw_image  # type: ignore[method-assign,assignment]
 
 
 class AgentTransport(SmallWebRTCTransport):

@@ -2,28 +2,30 @@
 
     lipsync web                      # http://127.0.0.1:8080/, the server at 127.0.0.1:8001
 
-It is a client of the server like any other: the browser's audio goes through LipsyncClient
-(stream(): exact segments, retries; render_chunks() for files) and the server's JPEG frames come
-back over one WebSocket per page. No model runs here. It uses the administrator key for one
-call only, the list of avatars (names and versions); nothing of the model-control API reaches
-the browser.
+It is a client of the server like any other: live audio goes into a lipsync.conversation
+Conversation (the session a voice agent uses: audio at any pace, idle between speech, 25 frames
+a second out, each with its audio), files through LipsyncClient.render_chunks(); the server's
+JPEG frames come back over one WebSocket per page. No model runs here. It uses the administrator
+key for one call only, the list of avatars (names and versions); nothing of the model-control
+API reaches the browser.
 
 aiohttp: one well-kept library (aio-libs) serves the page, its files and the WebSocket, with no
-separate ASGI server; each stream runs the client's blocking calls on a thread of its own.
+separate ASGI server; a live session runs on its event loop, a file render on a thread of its own.
 
 WebSocket protocol. Browser to gateway: a text message {"type": "live", "avatar", "version"},
-then binary messages of 16-bit little-endian mono PCM at 16 kHz, then {"type": "stop"}; or
-{"type": "file", "avatar", "version"} followed by one binary message, the audio file. Gateway to
-browser: binary frames (a 4-byte big-endian frame number, then the JPEG), and text messages
-{"type": "done", "frames"} or {"type": "error", "message"}.
+then binary messages of 16-bit little-endian mono PCM at 16 kHz (as fast or as slow as it comes:
+a microphone, or a text-to-speech reply at once), {"type": "interrupt"} to drop what was sent
+and not yet shown, and {"type": "stop"} to end once it is shown; or {"type": "file", "avatar",
+"version"} followed by one binary message, the audio file. Gateway to browser: binary frames
+(FRAME_HEADER: frame number, loop position, flags, JPEG length; then the JPEG, then in live mode
+the frame's 40 ms of audio as 16-bit PCM), and text messages {"type": "done", "frames"} or
+{"type": "error", "message"}.
 """
 
 import asyncio
 import json
-import queue
+import struct
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,7 @@ from tritonclient.utils import InferenceServerException
 
 from .. import avatar_names, framing
 from ..client import Cancelled, LipsyncClient
+from ..conversation import Conversation
 from ..media_io import CONTAINER_NAMES, AudioTooLong, read_audio
 from . import errors
 from .guard import origins_for, same_site_only
@@ -40,8 +43,11 @@ STATIC = Path(__file__).parent / "static"
 MAX_FILE_BYTES = 32 * 1024 * 1024
 MAX_VERSION = 2**31 - 1
 MAX_CHUNK_SECONDS = 1.0
-# Live audio may run ahead of the wall clock by network jitter, not by more.
-AHEAD_ALLOWED_S = 1.0
+# Live speech taken in and not yet shown, at most (the memory a page can make the gateway hold).
+MAX_AHEAD_S = 120.0
+# A frame to the page: its number, its position in the avatar's loop, FLAG_*, the JPEG's length.
+FRAME_HEADER = struct.Struct(">IIBI")
+FLAG_SPEAKING, FLAG_HELD = 1, 2
 
 
 class BadMessage(ValueError):
@@ -69,11 +75,24 @@ def start_message(text: str) -> tuple[str, str, int | None]:
     return message["type"], avatar, version
 
 
-def is_stop(text: str) -> bool:
+def control(text: str) -> str:
+    """ "stop" or "interrupt", from a message sent while a stream runs."""
     try:
-        return json.loads(text) == {"type": "stop"}
+        message = json.loads(text)
     except json.JSONDecodeError:
-        return False
+        message = None
+    if message not in ({"type": "stop"}, {"type": "interrupt"}):
+        raise BadMessage('a stream is running: send {"type": "stop"} or {"type": "interrupt"}')
+    return message["type"]
+
+
+def frame_message(number: int, position: int, flags: int, jpeg: bytes, pcm: bytes = b"") -> bytes:
+    return FRAME_HEADER.pack(number, position, flags, len(jpeg)) + jpeg + pcm
+
+
+def to_pcm16(audio: np.ndarray) -> bytes:
+    """The inverse of pcm16(): what came in as 16-bit PCM goes out the same."""
+    return np.clip(np.rint(audio * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
 def pcm16(data: bytes) -> np.ndarray:
@@ -84,24 +103,84 @@ def pcm16(data: bytes) -> np.ndarray:
     return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
 
 
-class Session:
-    """One stream or file render of one page: a thread runs the client's blocking calls and
-    hands frames to the event loop, which sends them in order. It has a client of its own, so
-    that a page that goes away cancels its requests on the server (LipsyncClient.cancel())."""
+class LiveSession:
+    """The live stream of one page: a Conversation fed with the page's audio, its frames sent
+    as they are played out, 25 a second, each with its audio."""
+
+    def __init__(self, gateway: "Gateway", ws: web.WebSocketResponse, avatar: str, version: int | None):
+        self.gateway, self.ws = gateway, ws
+        admin_key, inference_key = gateway.keys
+        self.talk = Conversation(
+            gateway.server_url,
+            avatar,
+            version,
+            protocol=gateway.protocol,
+            admin_key=admin_key,
+            inference_key=inference_key,
+        )
+        self.ending = False
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.gateway.sessions.add(self)
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def push(self, data: bytes) -> None:
+        """Speech from the page."""
+        if self.ending:
+            raise BadMessage("audio arrived after stop")
+        samples = pcm16(data)
+        if self.talk.ahead_s + len(samples) / framing.SAMPLE_RATE > MAX_AHEAD_S:
+            raise BadMessage(f"more than {MAX_AHEAD_S:g} s of speech is waiting to be shown: send it as it plays")
+        self.talk.say(samples, framing.SAMPLE_RATE)
+
+    def control(self, what: str) -> None:
+        if what == "interrupt":
+            self.talk.interrupt()
+        else:  # stop: once what was sent is shown
+            self.ending = True
+            self.talk.end_of_speech()
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _run(self) -> None:
+        count = 0
+        try:
+            await self.talk.start()
+            async for frame in self.talk.frames():
+                flags = FLAG_SPEAKING * frame.speaking | FLAG_HELD * frame.held
+                await self.ws.send_bytes(frame_message(count, frame.position, flags, frame.jpeg, to_pcm16(frame.audio)))
+                count += 1
+                if self.ending and not self.talk.replies:
+                    await self.ws.send_str(json.dumps({"type": "done", "frames": count}))
+                    return
+        except Exception as error:  # said to the page, whatever it is
+            if not self.ws.closed:  # else nobody is there to tell
+                message = errors.readable(error, self.gateway.server_url)
+                await self.ws.send_str(json.dumps({"type": "error", "message": message}))
+        finally:
+            await self.talk.close()
+            self.gateway.sessions.discard(self)
+
+
+class FileSession:
+    """The render of one uploaded file: a thread runs the client's blocking calls and hands
+    frames to the event loop, which sends them in order. It has a client of its own, so that a
+    page that goes away cancels its requests on the server (LipsyncClient.cancel())."""
 
     def __init__(self, gateway: "Gateway", ws: web.WebSocketResponse, loop: asyncio.AbstractEventLoop):
         self.gateway, self.ws, self.loop = gateway, ws, loop
         self.client = gateway.new_client()
-        self.audio: queue.Queue = queue.Queue()
         self.cancelled = threading.Event()
         self.thread: threading.Thread | None = None
-        self.received = 0  # live samples
-        self.first_chunk_at: float | None = None
 
-    def start_live(self, avatar: str, version: int | None) -> None:
-        self._run(lambda: self.client.stream(self._chunks(), framing.SAMPLE_RATE, avatar, version))
-
-    def start_file(self, upload: list[bytes], avatar: str, version: int | None) -> None:
+    def start(self, upload: list[bytes], avatar: str, version: int | None) -> None:
         """Renders the file in `upload` (taken out of the list: the decoded audio is then the
         only copy the gateway holds)."""
 
@@ -119,26 +198,13 @@ class Session:
 
         self._run(frames)
 
-    def push(self, data: bytes) -> None:
-        """One live chunk from the browser."""
-        samples = pcm16(data)
-        now = time.monotonic()
-        self.first_chunk_at = self.first_chunk_at or now
-        self.received += len(samples)
-        ahead = self.received / framing.SAMPLE_RATE - (now - self.first_chunk_at)
-        if ahead > AHEAD_ALLOWED_S:
-            raise BadMessage(
-                f"live audio is arriving faster than real time ({ahead:.1f} s ahead of the clock): "
-                "send recordings in file mode"
-            )
-        self.audio.put(samples)
-
-    def stop(self) -> None:
-        self.audio.put(None)
+    def control(self, what: str) -> None:
+        """A file renders to its end; "interrupt" cancels it."""
+        if what == "interrupt":
+            self.cancel()
 
     def cancel(self) -> None:
         self.cancelled.set()
-        self.audio.put(None)
         self.client.cancel()
         if self.thread is None:  # a file that never arrived: no relay to close the client
             self.client.close()
@@ -147,12 +213,6 @@ class Session:
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def _chunks(self) -> Iterator[np.ndarray]:
-        while (samples := self.audio.get()) is not None:
-            yield samples
-        if self.cancelled.is_set():
-            raise Cancelled("the page went away")
-
     def _run(self, frames) -> None:
         def relay():
             count = 0
@@ -160,7 +220,7 @@ class Session:
                 for jpeg in frames():
                     if self.cancelled.is_set():
                         return
-                    self._send(self.ws.send_bytes(count.to_bytes(4, "big") + jpeg))
+                    self._send(self.ws.send_bytes(frame_message(count, count, 0, jpeg)))
                     count += 1
                 self._send(self.ws.send_str(json.dumps({"type": "done", "frames": count})))
             except Cancelled:
@@ -173,7 +233,7 @@ class Session:
                 self.gateway.sessions.discard(self)
 
         self.gateway.sessions.add(self)
-        self.thread = threading.Thread(target=relay, name="lipsync web session", daemon=True)
+        self.thread = threading.Thread(target=relay, name="lipsync web file", daemon=True)
         self.thread.start()
 
     def _send(self, coroutine) -> None:
@@ -201,7 +261,7 @@ class Gateway:
         self.origins = origins
         self.max_sessions = max_sessions
         self.max_file_seconds = max_file_seconds
-        self.sessions: set[Session] = set()
+        self.sessions: set[LiveSession | FileSession] = set()
         self.sockets: set[web.WebSocketResponse] = set()
 
     def app(self) -> web.Application:
@@ -238,7 +298,7 @@ class Gateway:
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_FILE_BYTES)
         await ws.prepare(request)
         self.sockets.add(ws)
-        session: Session | None = None
+        session: LiveSession | FileSession | None = None
         pending_file: tuple[str, int | None] | None = None
         loop = asyncio.get_running_loop()
         try:
@@ -246,23 +306,21 @@ class Gateway:
                 try:
                     if message.type == WSMsgType.TEXT:
                         if session is not None and session.running:
-                            if not is_stop(message.data):
-                                raise BadMessage('a stream is running: send {"type": "stop"} first')
-                            session.stop()
+                            session.control(control(message.data))
                             continue
                         mode, avatar, version = start_message(message.data)
                         if session is not None:
                             session.cancel()
-                        session = Session(self, ws, loop)
                         if mode == "live":
-                            session.start_live(avatar, version)
+                            session = LiveSession(self, ws, avatar, version)
+                            session.start()
                         else:
-                            pending_file = (avatar, version)
+                            session, pending_file = FileSession(self, ws, loop), (avatar, version)
                     elif message.type == WSMsgType.BINARY:
-                        if pending_file is not None and session is not None:
-                            session.start_file([message.data], *pending_file)
+                        if pending_file is not None and isinstance(session, FileSession):
+                            session.start([message.data], *pending_file)
                             pending_file = None
-                        elif session is not None and session.running:
+                        elif isinstance(session, LiveSession) and session.running:
                             session.push(message.data)
                         else:
                             raise BadMessage('audio arrived before {"type": "live"} or {"type": "file"}')

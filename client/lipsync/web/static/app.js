@@ -1,12 +1,16 @@
-// The page: live mode streams the microphone to the gateway and plays the returned frames with
-// the same audio, delayed; file mode renders a file and plays it. Frames and audio are scheduled
-// on one clock, the audio context's: frame k shows at start + k / 25 s, where start is when the
-// stream's first sample was captured plus a fixed delay (live), or when playback begins (file).
+// The page: live mode streams the microphone to the gateway and plays the avatar it sends back,
+// 25 frames a second, each with its 40 ms of audio (idle, with silence, until speech reaches it);
+// file mode renders a file and plays it. Frames and audio are scheduled on one clock, the audio
+// context's: frame k shows at start + k / 25 s, where start is when the first frame arrived plus a
+// buffer for the network's jitter (live), or when playback begins (file).
 
 const FPS = 25;
 const RATE = 16000; // the server's rate: the audio context runs at it, the browser resamples the mic
 const CHUNK = 3200; // 200 ms of audio per message
 const DECODE_AHEAD = 8; // frames decoded before they are due
+const HEADER = 13; // frame number, loop position (uint32), flags (uint8), JPEG length (uint32)
+const SPEAKING = 1; // flags: the frame shows speech
+const HELD = 2; // flags: the frame before, again (this one was late)
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -20,7 +24,9 @@ const state = (window.lipsync = {
   framesLate: 0,
   drawnIndex: -1,
   samplesSent: 0,
-  arrivalLatencyMs: [], // frame k's arrival after its speech was captured
+  speakingFrames: 0, // live frames that show speech (not held)
+  speechToPictureMs: null, // from the first speech captured to its first frame shown
+  frameInfo: [], // per frame: [loop position, flags]
   syncOffsetsMs: [], // a drawn frame's display after its audio is heard
   hashes: [], // SHA-256 of each frame's JPEG
   errors: [],
@@ -94,12 +100,14 @@ function newSession(mode, ctx) {
     framesLate: 0,
     drawnIndex: -1,
     samplesSent: 0,
-    arrivalLatencyMs: [],
+    speakingFrames: 0,
+    speechToPictureMs: null,
+    frameInfo: [],
     syncOffsetsMs: [],
     hashes: [],
   });
   message("");
-  session = { mode, ctx, t0: null, firstFrame: null, startAt: null, jpegs: new Map(), bitmaps: new Map() };
+  session = { mode, ctx, t0: null, startAt: null, jpegs: new Map(), bitmaps: new Map() };
   setButtons(true);
   return session;
 }
@@ -142,7 +150,7 @@ async function startLive() {
     workletLoaded = true;
   }
   const live = newSession("live", ctx);
-  live.delay = Number($("delay").value) || 2;
+  live.buffer = Number($("buffer").value) || 0.3;
   live.microphone = microphone;
   live.quietSamples = 0;
   const source = ctx.createMediaStreamSource(microphone);
@@ -157,18 +165,7 @@ async function startLive() {
 
 function onChunk(live, { frame, samples }) {
   if (live !== session || live.stopping) return;
-  if (live.firstFrame === null) {
-    live.firstFrame = frame;
-    live.t0 = frame / RATE;
-    live.startAt = live.t0 + live.delay;
-  }
-  // The same audio, played when its frames show.
-  const buffer = live.ctx.createBuffer(1, samples.length, RATE);
-  buffer.copyToChannel(samples, 0);
-  const player = live.ctx.createBufferSource();
-  player.buffer = buffer;
-  player.connect(live.ctx.destination);
-  player.start(Math.max(live.ctx.currentTime, live.startAt + (frame - live.firstFrame) / RATE));
+  if (live.t0 === null) live.t0 = frame / RATE;
   const pcm = new Int16Array(samples.length);
   let peak = 0;
   for (let i = 0; i < samples.length; i++) {
@@ -244,15 +241,36 @@ function onMessage(event) {
     return;
   }
   if (!session) return;
-  const index = new DataView(event.data).getUint32(0);
-  const jpeg = event.data.slice(4);
+  const header = new DataView(event.data, 0, HEADER);
+  const [index, position, flags] = [header.getUint32(0), header.getUint32(4), header.getUint8(8)];
+  const jpeg = event.data.slice(HEADER, HEADER + header.getUint32(9));
   state.framesReceived += 1;
-  if (session.t0 !== null) state.arrivalLatencyMs.push((session.ctx.currentTime - (session.t0 + index / FPS)) * 1000);
+  state.frameInfo[index] = [position, flags];
+  if (session.mode === "live") playLive(session, index, flags, new Int16Array(event.data.slice(HEADER + jpeg.byteLength)));
   session.jpegs.set(index, new Blob([jpeg], { type: "image/jpeg" }));
   const hashes = state.hashes; // this session's, even if the digest comes after the next one starts
   crypto.subtle.digest("SHA-256", jpeg).then((digest) => {
     hashes[index] = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
   });
+}
+
+function playLive(live, index, flags, pcm) {
+  // The frame's audio, played while it shows; the first frame sets the clock.
+  if (live.startAt === null) live.startAt = live.ctx.currentTime + live.buffer;
+  if (flags & SPEAKING && !(flags & HELD)) {
+    state.speakingFrames += 1;
+    if (live.firstSpeaking === undefined) live.firstSpeaking = index;
+  }
+  const at = live.startAt + index / FPS;
+  if (at < live.ctx.currentTime || !pcm.length) return; // too late to play: its frame is dropped too
+  const samples = new Float32Array(pcm.length);
+  for (let i = 0; i < pcm.length; i++) samples[i] = pcm[i] / 32768;
+  const buffer = live.ctx.createBuffer(1, samples.length, RATE);
+  buffer.copyToChannel(samples, 0);
+  const player = live.ctx.createBufferSource();
+  player.buffer = buffer;
+  player.connect(live.ctx.destination);
+  player.start(at);
 }
 
 function heardNow(ctx) {
@@ -282,6 +300,7 @@ function draw() {
     state.drawnIndex = due;
     state.framesDrawn += 1;
     state.syncOffsetsMs.push((heard - (current.startAt + due / FPS)) * 1000);
+    if (due === current.firstSpeaking && current.t0 !== null) state.speechToPictureMs = (heard - current.t0) * 1000;
   }
 }
 
@@ -295,17 +314,10 @@ function decode(current, index) {
   });
 }
 
-function median(values) {
-  if (!values.length) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
-
 let lastCount = 0;
 function showStats() {
-  const latency = median(state.arrivalLatencyMs.slice(-50));
-  const delay = session && session.mode === "live" ? ` (shown ${session.delay.toFixed(1)} s after)` : "";
-  $("latency").textContent = latency === null ? "–" : `${(latency / 1000).toFixed(2)} s${delay}`;
+  const latency = state.speechToPictureMs;
+  $("latency").textContent = latency === null ? "–" : `${(latency / 1000).toFixed(2)} s`;
   $("fps").textContent = `${(state.framesReceived - lastCount) * 2}`;
   $("frames").textContent = `${state.framesReceived} received, ${state.framesDrawn} shown, ${state.framesLate} late`;
   lastCount = state.framesReceived;
@@ -336,7 +348,7 @@ async function loadAvatars() {
   }
 }
 
-if (params.get("delay")) $("delay").value = params.get("delay");
+if (params.get("buffer")) $("buffer").value = params.get("buffer");
 $("live").onclick = startLive;
 $("stop").onclick = stopLive;
 $("render").onclick = renderFile;
