@@ -11,6 +11,7 @@ const DECODE_AHEAD = 8; // frames decoded before they are due
 const HEADER = 13; // frame number, loop position (uint32), flags (uint8), JPEG length (uint32)
 const SPEAKING = 1; // flags: the frame shows speech
 const HELD = 2; // flags: the frame before, again (this one was late)
+const DARK_LEVEL = 60; // a pixel darker than this in every channel is the open mouth's inside
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -28,6 +29,7 @@ const state = (window.lipsync = {
   speechToPictureMs: null, // from the first speech captured to its first frame shown
   frameInfo: [], // per frame: [loop position, flags]
   syncOffsetsMs: [], // a drawn frame's display after its audio is heard
+  mouth: [], // with ?probe=x,y,w,h (frame pixels): each drawn frame's dark pixels in that box
   hashes: [], // SHA-256 of each frame's JPEG
   errors: [],
 });
@@ -37,8 +39,9 @@ let reconnectDelay = 500;
 let session = null;
 let audioContext = null;
 let workletLoaded = false;
+const probe = params.get("probe") ? params.get("probe").split(",").map(Number) : null;
 const canvas = $("view");
-const painter = canvas.getContext("2d");
+const painter = canvas.getContext("2d", { willReadFrequently: Boolean(probe) });
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -104,6 +107,7 @@ function newSession(mode, ctx) {
     speechToPictureMs: null,
     frameInfo: [],
     syncOffsetsMs: [],
+    mouth: [],
     hashes: [],
   });
   message("");
@@ -301,7 +305,17 @@ function draw() {
     state.framesDrawn += 1;
     state.syncOffsetsMs.push((heard - (current.startAt + due / FPS)) * 1000);
     if (due === current.firstSpeaking && current.t0 !== null) state.speechToPictureMs = (heard - current.t0) * 1000;
+    if (probe) state.mouth[due] = darkPixels(probe);
   }
+}
+
+function darkPixels([x, y, width, height]) {
+  const pixels = painter.getImageData(x, y, width, height).data;
+  let dark = 0;
+  for (let i = 0; i < pixels.length; i += 4) {
+    if (Math.max(pixels[i], pixels[i + 1], pixels[i + 2]) < DARK_LEVEL) dark++;
+  }
+  return dark;
 }
 
 function decode(current, index) {
