@@ -246,10 +246,12 @@ class Conversation:
         while reply in self.replies and reply.failed is None:
             received = reply.audio.size
             ready = streaming.ready_frames(received)
-            limit = min(ready, reply.stream_frame(self.position) + self.render_ahead)
-            if reply.last is not None:
-                limit = min(limit, reply.last + 1)
-            if reply.emitted < limit and reply.in_flight < self.max_in_flight:
+            known = ready if reply.last is None else min(ready, reply.last + 1)
+            limit = min(known, reply.stream_frame(self.position) + self.render_ahead)
+            # Held back by render-ahead alone, it waits for room for a whole segment rather than
+            # sending a frame a request as each frame is shown (a request's cost on a CPU server).
+            room_needed = 1 if limit == known else max(1, min(self.segment_frames, self.render_ahead // 2))
+            if limit - reply.emitted >= room_needed and reply.in_flight < self.max_in_flight:
                 # The first segment is one block: the reply's first frame is what keeps it waiting.
                 size = streaming.BLOCK_FRAMES if reply.emitted == LEAD_FRAMES else self.segment_frames
                 upto = min(limit, reply.emitted + size)
