@@ -4,7 +4,6 @@ UNAVAILABLE, and every request that is taken returns all its frames; the wait co
 compositor's work too, when it is the slow step."""
 
 import shutil
-import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,20 +32,29 @@ def outcome(client: LipsyncClient, start: int, max_wait_s: float | None = None) 
         return f"{error.status()} {error.message()}", time.monotonic() - began
 
 
-def test_overload_is_refused_fast_and_accepted_requests_complete(grpc_url):
+def test_overload_is_refused_without_work_and_accepted_requests_complete(grpc_url):
     client = LipsyncClient(grpc_url)
+    before = demo_work(client)
     with ThreadPoolExecutor(20) as pool:
         results = list(pool.map(lambda start: outcome(client, start), range(20)))
-    served = [seconds for result, seconds in results if result == FRAMES]
-    rejected = [(result, seconds) for result, seconds in results if result != FRAMES]
+    served = [result for result, _ in results if result == FRAMES]
+    rejected = [result for result, _ in results if result != FRAMES]
     assert len(served) >= 1 and len(rejected) >= 1, results
-    for result, _ in rejected:
+    for result in rejected:
         assert result.startswith("StatusCode.UNAVAILABLE"), result
         assert "Exceeds maximum queue size" in result or "server busy:" in result, result
-    # Refusals come back at once, not after queueing: sooner than a typical accepted request
-    # (the first accepted one can finish about as fast as a refusal on a fast CPU).
-    assert max(seconds for _, seconds in rejected) < statistics.median(served)
+    # Refused before any work: the UNet made the served requests' frames and no others, and the
+    # compositor saw only them. (How soon a refusal returns depends on the CPU the steps before
+    # face_generator share with the UNet, so it is not what is checked.)
+    assert demo_work(client) == (before[0] + len(served) * FRAMES, before[1] + len(served)), results
     assert len(client.render(AUDIO, 16000, "demo")) == FRAMES  # and the server serves on
+
+
+def demo_work(client: LipsyncClient) -> tuple[int, int]:
+    """The frames the demo's UNet has made (all versions) and the clips the compositor has made."""
+    stats = client.statistics()
+    frames = sum(entry["inferences"] for model, entry in stats.items() if model.startswith("avatar_demo/"))
+    return frames, stats["compositor/1"]["requests"]
 
 
 def test_requests_that_would_wait_past_their_bound_are_refused(grpc_url):
