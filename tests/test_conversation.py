@@ -1,7 +1,7 @@
-"""A conversation session (lipsync.conversation) against the real server: a reply's frames are
-the render of its audio after silence, the loop never jumps, audio goes with its frame, the idle
-face is the network's output for silence and costs no inference once made, and an interruption
-leaves nothing of the reply on screen."""
+"""A conversation session (lipsync.conversation) against the real server: a reply's frames are the
+render of its audio after silence, the loop never jumps, audio goes with its frame, the idle face
+is the network's output for silence and costs no inference once made (in any session open at the
+time), and an interruption leaves nothing of the reply on screen."""
 
 import asyncio
 import math
@@ -71,11 +71,16 @@ def test_the_idle_face_is_the_networks_output_for_silence_and_listening_costs_no
         first_pass = await take(talk, 2 * talk.idle.loop_frames)  # every idle frame, made once
         made = avatar_inferences(client)
         second_pass = await take(talk, 2 * talk.idle.loop_frames)
+        # Another session on the same avatar meanwhile starts on the frames already made.
+        other = Conversation(grpc_url, "demo")
+        await other.start()
+        other_pass = await take(other, 2 * other.idle.loop_frames)
+        await other.close()
         await talk.close()
-        return first_pass, second_pass, made
+        return first_pass, second_pass + other_pass, made
 
     first_pass, second_pass, made = asyncio.run(listen())
-    assert avatar_inferences(client) == made  # a whole loop of listening: no inference at all
+    assert avatar_inferences(client) == made  # listening, and a second session: no inference at all
     assert not any(f.speaking for f in first_pass + second_pass)
     silence = client.render(np.zeros(3 * framing.SAMPLE_RATE, np.float32), framing.SAMPLE_RATE, "demo")
     shown = {f.position: f.jpeg for f in first_pass + second_pass}

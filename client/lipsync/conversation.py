@@ -11,19 +11,20 @@
 
 The avatar's loop position advances by one with every frame shown, speaking or idle, so the face
 never jumps. Between replies it is idle: the network's output for silence at each of the avatar's
-frames, rendered once per avatar and version (IdleFrames) and shown again on every pass, so a
-session that only listens costs no inference. A reply starts a few frames after its first audio
-arrives (PREROLL_FRAMES, its first frames being rendered meanwhile) at the position it will be
-shown at, and is rendered as one stream of lead-in silence, the reply and trailing silence: its
-frames are those of render() of that audio (exact segments, lipsync.streaming), the lead-in gives
-its first frame the idle face's context and the trail closes the mouth. Rendering runs at most
-`render_ahead_s` ahead of what is shown; interrupt() drops what is queued and cancels what is
-in flight.
+frames, rendered once per avatar and version (IdleFrames, shared by the sessions open at once) and
+shown again on every pass, so a session that only listens costs no inference. A reply starts a few
+frames after its first audio arrives (PREROLL_FRAMES, its first frames being rendered meanwhile)
+at the position it will be shown at, and is rendered as one stream of lead-in silence, the reply
+and trailing silence: its frames are those of render() of that audio (exact segments,
+lipsync.streaming), the lead-in gives its first frame the idle face's context and the trail closes
+the mouth. Rendering runs at most `render_ahead_s` ahead of what is shown; interrupt() drops what
+is queued and cancels what is in flight.
 """
 
 import asyncio
 import logging
 import math
+import threading
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -60,38 +61,74 @@ class Frame:
 
 class IdleFrames:
     """The avatar's face while it listens: for each of its frames, the network's output for
-    silence there, each rendered once (when the session starts, or as the loop first reaches it)
-    and kept: showing it again costs nothing. Silence makes the same encoder features everywhere, so these are
-    the frames a long silence renders at any position (no seam when speech starts or stops)."""
+    silence there, each rendered once (when a session starts, or as the loop first reaches it)
+    and kept: showing it again costs nothing. Silence makes the same encoder features everywhere,
+    so these are the frames a long silence renders at any position (no seam when speech starts or
+    stops). The sessions open at once on one server, avatar and version share them (shared())."""
 
     def __init__(self, client: LipsyncClient, avatar: str, version: int | None):
         self.client, self.avatar, self.version = client, avatar, version
         self.loop_frames = 0  # the avatar's frame count, from the first render
         self.frames: dict[int, bytes] = {}  # avatar frame index -> JPEG
+        self.users = 0  # sessions sharing these frames
+        self._rendering = threading.Lock()  # sessions that need the same frames render them once
 
     def index(self, position: int) -> int:
         return framing.pingpong(position, self.loop_frames)
 
     def ensure(self, first: int, count: int) -> None:
         """Renders the avatar's frames first .. first + count - 1 (clipped) that are missing."""
-        missing = [i for i in range(first, min(first + count, self.loop_frames)) if i not in self.frames]
-        if not missing:
-            return
-        start, end = missing[0], missing[-1] + 1
-        # Positions loop_period + i show frame i; the segment's first LEAD_FRAMES are context only.
-        period = max(1, 2 * self.loop_frames - 2)
-        audio = np.zeros(streaming.samples_needed(LEAD_FRAMES + end - start), np.float32)
-        part = Segment(0, audio.size, LEAD_FRAMES, end - start, LEAD_FRAMES)
-        jpegs = self.client.render(audio, framing.SAMPLE_RATE, self.avatar, self.version, period + start, part, 30.0)
-        self.frames.update(zip(range(start, end), jpegs))
+        with self._rendering:
+            missing = [i for i in range(first, min(first + count, self.loop_frames)) if i not in self.frames]
+            if not missing:
+                return
+            start, end = missing[0], missing[-1] + 1
+            # Positions loop_period + i show frame i; the segment's first LEAD_FRAMES are context only.
+            period = max(1, 2 * self.loop_frames - 2)
+            audio = np.zeros(streaming.samples_needed(LEAD_FRAMES + end - start), np.float32)
+            part = Segment(0, audio.size, LEAD_FRAMES, end - start, LEAD_FRAMES)
+            rate, version = framing.SAMPLE_RATE, self.version
+            jpegs = self.client.render(audio, rate, self.avatar, version, period + start, part, 30.0)
+            self.frames.update(zip(range(start, end), jpegs))
 
     def learn_loop(self) -> None:
-        """Asks the server for the avatar's frame count (one frame of silence, rendered)."""
-        audio = np.zeros(streaming.samples_needed(LEAD_FRAMES + 1), np.float32)
-        part = Segment(0, audio.size, LEAD_FRAMES, 1, LEAD_FRAMES)
-        _, self.loop_frames = self.client.render_in_loop(
-            audio, framing.SAMPLE_RATE, self.avatar, self.version, 0, part, 30.0
-        )
+        """Asks the server for the avatar's frame count (one frame of silence, rendered), once."""
+        with self._rendering:
+            if self.loop_frames:
+                return
+            audio = np.zeros(streaming.samples_needed(LEAD_FRAMES + 1), np.float32)
+            part = Segment(0, audio.size, LEAD_FRAMES, 1, LEAD_FRAMES)
+            _, self.loop_frames = self.client.render_in_loop(
+                audio, framing.SAMPLE_RATE, self.avatar, self.version, 0, part, 30.0
+            )
+
+    @classmethod
+    def shared(cls, url: str, avatar: str, version: int | None, client_options: dict) -> "IdleFrames":
+        """The idle frames of the sessions open on this server, avatar and version (and client
+        options: keys); new ones if there are none. release() when the session ends: they are
+        kept while a session uses them, so a session opened after every other has closed sees a
+        version imported since (the latest, where `version` is None)."""
+        key = (url, avatar, version, repr(sorted(client_options.items())))
+        with _SHARED_LOCK:
+            idle = _SHARED.get(key)
+            if idle is None:
+                idle = _SHARED[key] = cls(LipsyncClient(url, **client_options), avatar, version)
+            idle.users += 1
+            return idle
+
+    def release(self) -> None:
+        with _SHARED_LOCK:
+            self.users -= 1
+            if self.users > 0:
+                return
+            for key, idle in list(_SHARED.items()):
+                if idle is self:
+                    del _SHARED[key]
+        self.client.close()
+
+
+_SHARED: dict[tuple, IdleFrames] = {}
+_SHARED_LOCK = threading.Lock()  # sessions may run on several event loops' threads
 
 
 @dataclass(eq=False)
@@ -149,7 +186,7 @@ class Conversation:
         self.client_options = client_options
         self.render_ahead = round(render_ahead_s * framing.FPS)
         self.max_in_flight, self.segment_frames = max_in_flight, segment_frames
-        self.idle = IdleFrames(LipsyncClient(url, **client_options), avatar, version)
+        self.idle = IdleFrames.shared(url, avatar, version, client_options)
         self.position = LEAD_FRAMES  # far enough into the loop that a reply's lead-in has positions too
         self.replies: deque[Reply] = deque()  # the one being shown first, then those queued after it
         self.error: BaseException | None = None  # why the last reply that failed could not be shown
@@ -161,7 +198,8 @@ class Conversation:
         self.closed = False
 
     async def start(self) -> None:
-        """Learns the avatar's loop and renders its idle frames (the first IDLE_PREFILL_FRAMES)."""
+        """Learns the avatar's loop and renders its idle frames (the first IDLE_PREFILL_FRAMES)
+        that no other open session has made."""
         await asyncio.to_thread(self.idle.learn_loop)
         for first in range(0, min(self.idle.loop_frames, IDLE_PREFILL_FRAMES), IDLE_BLOCK_FRAMES):
             await asyncio.to_thread(self.idle.ensure, first, IDLE_BLOCK_FRAMES)
@@ -354,4 +392,4 @@ class Conversation:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.idle.client.close()
+        self.idle.release()
