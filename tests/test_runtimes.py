@@ -12,6 +12,7 @@ import torch
 from lipsync_server.avatars import quality, repository
 from lipsync_server.avatars.media import AvatarMedia, media_dir
 from lipsync_server.backend import runtime_choice, runtimes
+from lipsync_server.cache import ENV_CACHE
 from lipsync_server.demo import synthetic
 from lipsync_server.networks import checkpoints
 from lipsync_server.networks.export import export_unet
@@ -64,7 +65,7 @@ def test_the_runtimes_refuse_what_they_cannot_run():
 
 
 def test_the_faster_runtime_is_measured_once_and_remembered(tmp_path, monkeypatch):
-    monkeypatch.setenv(runtime_choice.ENV_CACHE, str(tmp_path))
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path))
     runtime, precision, how = runtime_choice.fastest(TRAINED, runtimes.FP32, threads=2, batch=2)
     assert runtime in runtimes.RUNTIMES and precision == "fp32"
     assert how.startswith("measured now") and "onnxruntime" in how
@@ -80,7 +81,7 @@ def test_the_faster_runtime_is_measured_once_and_remembered(tmp_path, monkeypatc
 def test_avatars_of_one_network_share_the_measurement(tmp_path, monkeypatch):
     """Weights differ between avatars, shapes do not: a second avatar of the same width loads
     without measuring again."""
-    monkeypatch.setenv(runtime_choice.ENV_CACHE, str(tmp_path))
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path))
     torch.manual_seed(41)
     other = tmp_path / "other.onnx"
     unet = checkpoints.load_unet(max((ROOT / "checkpoints" / "demo").glob("*.pth")))  # the trained demo
@@ -96,7 +97,7 @@ def test_avatars_of_one_network_share_the_measurement(tmp_path, monkeypatch):
 @pytest.mark.parametrize("winner", runtimes.RUNTIMES)
 def test_asked_for_bf16_a_runtime_without_it_runs_fp32(winner, tmp_path, monkeypatch):
     """ONNX Runtime has no bf16 on CPU: where it wins against OpenVINO's bf16, fp32 is served."""
-    monkeypatch.setenv(runtime_choice.ENV_CACHE, str(tmp_path))
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path))
     key = runtime_choice._key(TRAINED, runtimes.BF16, 2, 8, False)
     (tmp_path / "cpu-runtimes.json").write_text(json.dumps({key: winner}))
     runtime, precision, _ = runtime_choice.fastest(TRAINED, runtimes.BF16, threads=2, batch=8)

@@ -22,19 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import encoder_inputs
+from ..cache import cache_dir
 from . import runtimes
 
-ENV_CACHE = "LIPSYNC_CACHE_DIR"
 TIMED_RUNS = 3
 # Inputs with an open length (the encoder's MEL) are timed at 2 s of audio.
 OPEN_LENGTH = 200
 
 
 def cache_file() -> Path:
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]) / "cpu-runtimes.json"
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "lipsync" / "cpu-runtimes.json"
+    return cache_dir() / "cpu-runtimes.json"
 
 
 def fastest(path: Path, precision: str, threads: int, batch: int, fixed: bool = False) -> tuple[str, str, str]:
