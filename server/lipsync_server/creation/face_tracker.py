@@ -107,7 +107,7 @@ class FaceTracker:
         source = (corners @ rotation.T + centre).astype(np.float32)
         target = np.array([[0, 0], [MESH_SIZE, 0], [0, MESH_SIZE]], np.float32)
         forward = cv2.getAffineTransform(source, target)
-        crop = cv2.warpAffine(rgb, forward, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR, borderValue=0)
+        crop = cv2.warpAffine(rgb, forward, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
         outputs = self.mesh((crop.astype(np.float32) / 255.0)[None])
         points = outputs[0].reshape(-1, 3).astype(np.float64)
         presence = float(1.0 / (1.0 + np.exp(-outputs[1].reshape(-1)[0])))
