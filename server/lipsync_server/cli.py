@@ -6,6 +6,7 @@ lipsync-server quantize NAME [--from-version N] [--load]
 lipsync-server quality NAME [--version N]                  # measure bf16 against fp32 (CPU with bf16)
 lipsync-server plans REPOSITORY [--model avatar_NAME]      # GPU image: TensorRT plans
 lipsync-server drain HOST:PORT                              # before stopping a server
+lipsync-server face-models [--wheel mediapipe-0.10.21-*.whl] # once: avatar creation's face tracking
 lipsync-server container [TRITONSERVER FLAGS]               # what the image runs ($LIPSYNC_PROFILE, ...)
 
 The repository is --repository, else $LIPSYNC_MODEL_REPOSITORY, else ./model_repository. Talking
@@ -109,12 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     drain.add_argument("http_address", help="the server's HTTP endpoint, host:port")
     drain.add_argument("--timeout", type=float, default=30.0)
 
+    faces = commands.add_parser(
+        "face-models", help="take avatar creation's face tracking networks out of the mediapipe wheel, once"
+    )
+    faces.add_argument("--wheel", type=Path, default=None, help="a mediapipe 0.10.21 wheel (default: pip downloads it)")
+
     args = parser.parse_args(argv)
     # Each command imports what it runs: serve needs no PyTorch, the GPU image has no pytriton.
     if args.command == "drain":
         from .launcher.drain import drain as drain_server
 
         return 0 if drain_server(args.http_address, ADMIN.for_client(args.http_address), args.timeout) else 1
+    if args.command == "face-models":
+        return _face_models(args.wheel)
     if args.command == "container":
         from .launcher import container as image
 
@@ -184,6 +192,18 @@ def _import(args: argparse.Namespace) -> int:
     except (AvatarImportError, CheckpointError, ValueError) as error:
         print(f"lipsync-server import: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _face_models(wheel: Path | None) -> int:
+    from .creation import face_models
+
+    try:
+        detector, landmarks = face_models.fetch(wheel)
+    except (OSError, RuntimeError, KeyError) as error:  # KeyError: a wheel without the files
+        print(f"lipsync-server face-models: {error}", file=sys.stderr)
+        return 2
+    print(f"face tracking networks: {detector}, {landmarks}")
     return 0
 
 
