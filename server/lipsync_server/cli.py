@@ -2,6 +2,7 @@
 
 lipsync-server serve [--repository DIR] [--host 127.0.0.1] [--admin-key KEY] [--inference-key KEY | --new-keys]
 lipsync-server import NAME --dataset DIR --checkpoint EPOCH.pth [--load]
+lipsync-server avatar create NAME --video FILE [--width 8|16|32] [--device cpu|cuda] [--load]
 lipsync-server quantize NAME [--from-version N] [--load]
 lipsync-server quality NAME [--version N]                  # measure bf16 against fp32 (CPU with bf16)
 lipsync-server plans REPOSITORY [--model avatar_NAME]      # GPU image: TensorRT plans
@@ -77,6 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     imports.add_argument("--version", type=int, default=None, help="weights version folder (default: next)")
 
+    avatar = commands.add_parser("avatar", help="make avatars").add_subparsers(dest="avatar_command", required=True)
+    creates = avatar.add_parser("create", help="a plain video of a person talking becomes a served avatar")
+    creates.add_argument("name", help="avatar name (a-z, 0-9, '_', '-'); an existing one gets a new version")
+    creates.add_argument("--video", type=Path, required=True, help="any video FFmpeg reads, with the person's speech")
+    creates.add_argument("--width", type=int, default=8, choices=[8, 16, 32], help="UNet width (reference: 32)")
+    creates.add_argument("--steps", type=int, default=1500, help="training steps of 8 frames")
+    creates.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    creates.add_argument("--seed", type=int, default=0)
+    creates.add_argument("--work", type=Path, default=None, help="where it keeps its work (default: ./NAME-avatar)")
+    creates.add_argument("--min-seconds", type=float, default=30.0, help="the least usable video it accepts")
+    creates.add_argument("--ignore-gates", action="store_true", help="add the version even if a quality gate fails")
+
     quantize = commands.add_parser("quantize", help="add an INT8 copy of an avatar's weights as its next version")
     quantize.add_argument("name")
     quantize.add_argument("--from-version", type=int, default=None, help="float version to copy (default: latest)")
@@ -88,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     measure.add_argument("--version", type=int, default=None, help="default: every float version")
     measure.add_argument("--repository", type=Path, default=None, help=REPOSITORY_HELP)
 
-    for writer in (imports, quantize):
+    for writer in (imports, quantize, creates):
         writer.add_argument("--repository", type=Path, default=None, help=REPOSITORY_HELP)
         writer.add_argument("--load", action="store_true", help="then load the avatar on the server at --url")
         writer.add_argument("--url", default="127.0.0.1:8001", help="the server's gRPC address, for --load")
@@ -160,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
                 except ValueError as error:
                     serve.error(str(error))
         return _serve(args)
-    status = _import(args) if args.command == "import" else _quantize(args)
+    if args.command == "avatar":
+        status = _create(args)
+    else:
+        status = _import(args) if args.command == "import" else _quantize(args)
     return _load(args) if status == 0 and args.load else status
 
 
@@ -193,6 +209,29 @@ def _import(args: argparse.Namespace) -> int:
         print(f"lipsync-server import: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _create(args: argparse.Namespace) -> int:
+    from .creation import face_models
+    from .creation.create import CreationError, Request, create
+    from .creation.training import Plan
+
+    request = Request(
+        args.name,
+        args.video,
+        args.repository,
+        args.work or Path(f"{args.name}-avatar"),
+        Plan(steps=args.steps, width=args.width, seed=args.seed, device=args.device),
+        args.min_seconds,
+        args.ignore_gates,
+    )
+    try:
+        result = create(request)
+    except (CreationError, face_models.FaceModelsMissing, ValueError) as error:
+        print(f"lipsync-server avatar create: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote avatar {args.name!r} version {result.version} (work folder: {request.work})")
+    return _plans_here(args.repository, args.name)
 
 
 def _face_models(wheel: Path | None) -> int:

@@ -1,0 +1,134 @@
+"""A plain video of a person talking to the camera becomes a served avatar version:
+
+1. the video's sound and its pictures at 25 frames/s (video_input);
+2. the face tracked in every frame, its crop smoothed, the dataset written (dataset);
+3. the person's UNet trained with the shared audio encoder (training; resumable);
+4. the quality gates on the held-out part (quality_gates): below a bar nothing is added;
+5. the avatar's media (the first time) and the new version, through the importer.
+
+Everything it makes stays in the work folder (the user's: never deleted here); run again with
+the same work folder, it goes on where it stopped.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lipsync import avatar_names
+from lipsync_server.avatars import importer, media, quality, repository
+
+from . import crop_track, dataset, quality_gates, training, video_input
+from .face_tracker import FaceTracker
+from .progress import Progress
+
+MAX_LOOP_FRAMES = 250  # the served loop: the longest run of usable frames, up to 10 s
+
+
+class CreationError(ValueError):
+    """Why no version was added; the message says what to do."""
+
+
+@dataclass
+class Request:
+    name: str
+    video: Path
+    repository: Path
+    work: Path
+    plan: training.Plan = field(default_factory=training.Plan)
+    min_seconds: float = video_input.MIN_SECONDS
+    ignore_gates: bool = False
+
+
+@dataclass
+class Result:
+    version: int
+    report: quality_gates.Report
+    left_out: dict[str, int]
+    seconds: dict[str, float]  # per stage
+
+
+def create(request: Request) -> Result:
+    avatar_names.check_name(request.name)
+    if not repository.has_encoder(request.repository):
+        raise CreationError(f"{request.repository} has no audio_encoder: give the model repository the server serves")
+    seconds: dict[str, float] = {}
+    try:
+        video = video_input.read(request.video, request.min_seconds)
+    except video_input.VideoInputError as error:
+        raise CreationError(str(error)) from None
+    info = _dataset(request, video, seconds)
+    usable_s = len(info.usable) / 25
+    if usable_s < request.min_seconds:
+        raise CreationError(
+            f"{request.video}: {usable_s:.1f} s show one usable face (left out: {_counts(info.left_out())}); "
+            f"an avatar needs at least {request.min_seconds:g} s"
+        )
+    features = training.encoder_features(request.work, request.repository)
+    steps = Progress("training", request.plan.steps, "steps")
+    unet = training.train(
+        request.work, request.plan, features, lambda step, _, loss: steps.update(step, f"loss {loss:.4f}")
+    )
+    assert unet is not None
+    seconds["training"] = steps.finish(f"{request.plan.steps} steps at width {request.plan.width}")
+    checks = Progress("quality gates", 1, "checks")
+    report = quality_gates.check(request.work, unet, features)
+    (request.work / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    seconds["gates"] = checks.finish(
+        f"PSNR {report.psnr_db:.1f} dB, lip sync r {report.sync_r:.2f} (the video's own {report.real_sync_r:.2f})"
+    )
+    if report.failed and not request.ignore_gates:
+        raise CreationError(
+            "no version added: " + "; ".join(report.failed) + f" (report: {request.work / 'report.json'}; "
+            "--ignore-gates adds it anyway)"
+        )
+    if not (media.media_dir(request.repository, request.name) / "rects.json").is_file():
+        loop = _loop_frames(info)
+        repository.write_media(
+            request.repository,
+            request.name,
+            [request.work / "frames" / f"{n}.jpg" for n in loop],
+            [info.rects[n] for n in loop],
+        )
+    version = importer.import_unet(request.repository, request.name, request.work / "train" / "unet.pth")
+    folder = repository.version_folder(request.repository, request.name, version)
+    quality.write(folder, {**quality.read(folder), "creation": report.as_dict()})
+    return Result(version, report, info.left_out(), seconds)
+
+
+def _dataset(request: Request, video: video_input.VideoInput, seconds: dict[str, float]) -> dataset.DatasetInfo:
+    """The work folder's dataset, made now unless it was made from this same video before."""
+    source = {"video": str(request.video.resolve()), "bytes": request.video.stat().st_size}
+    marker = request.work / "source.json"
+    if marker.is_file() and json.loads(marker.read_text()) == source and (request.work / "dataset.json").is_file():
+        return dataset.read(request.work)
+    if marker.is_file() and json.loads(marker.read_text()) != source:
+        raise CreationError(f"{request.work} holds another video's avatar: choose another --work folder")
+    request.work.mkdir(parents=True, exist_ok=True)
+    writer = dataset.DatasetWriter(request.work, video.frame_count, video.audio)
+    tracker = FaceTracker()
+    tracking = Progress("face tracking", video.frame_count, "frames")
+    for n, frame in enumerate(video.frames()):
+        tracked = tracker.track(frame)
+        writer.add(frame, crop_track.frame_crop(tracked), tracked.points)
+        tracking.update(n + 1)
+    info = writer.finish()
+    seconds["tracking"] = tracking.finish(
+        f"{len(info.usable)} of {info.frame_count} frames usable (left out: {_counts(info.left_out())})"
+    )
+    marker.write_text(json.dumps(source))
+    return info
+
+
+def _loop_frames(info: dataset.DatasetInfo) -> list[int]:
+    """The longest run of consecutive usable training frames, at most MAX_LOOP_FRAMES."""
+    best: list[int] = []
+    run: list[int] = []
+    for n in info.training_frames():
+        run = run + [n] if run and run[-1] == n - 1 else [n]
+        if len(run) > len(best):
+            best = run
+    return best[:MAX_LOOP_FRAMES]
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{count} {why}" for why, count in counts.items()) or "none"

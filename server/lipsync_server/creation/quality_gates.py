@@ -1,0 +1,120 @@
+"""Checks of a trained person's UNet on the held-out part of their video, before it is served:
+
+- reconstruction: PSNR of the generated face against the real one (the network's 320x320 view),
+  each held-out frame made from its own masked frame, another frame as reference and its audio;
+- lip sync: the generated face pasted into its frame and read by the face mesh: the mouth's
+  opening (inner lips apart, over the face's width) follows the speech level (Pearson r), and
+  stays closed in the pauses as the real person's does.
+
+The bars: PSNR MIN_PSNR_DB (a face with the mouth region wrong but the rest right already has
+about 25 dB: below 28 the face itself is off), r MIN_SYNC_R (the issue's target), pause opening at
+most the real frames' plus MAX_PAUSE_OPENING_EXTRA.
+"""
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from lipsync_server.avatars import compositing
+from lipsync_server.demo import mouth_track
+from lipsync_server.networks.exported import face_mask
+from lipsync_server.networks.unet import LipSyncUNet
+
+from . import crop_track, dataset
+from .face_tracker import FaceTracker
+
+MIN_PSNR_DB = 28.0
+MIN_SYNC_R = 0.7
+MAX_PAUSE_OPENING_EXTRA = 0.02
+INNER_LIP_TOP, INNER_LIP_BOTTOM = 13, 14
+PAUSE_LEVEL = mouth_track.CLOSED_LEVEL  # the speech level below which the mouth is closed
+
+
+@dataclass
+class Report:
+    frames: int  # held-out frames checked
+    psnr_db: float
+    sync_r: float
+    pause_opening: float  # mean opening in the pauses, generated
+    real_pause_opening: float  # the same on the real frames
+    real_sync_r: float  # the real frames' own opening against the speech: what r can reach
+    failed: list[str]  # the gates not passed
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def check(work: Path, unet: LipSyncUNet, features: np.ndarray, seed: int = 0) -> Report:
+    """`features`: training.encoder_features() of the work folder."""
+    info = dataset.read(work)
+    held_out = info.held_out_frames()
+    training = info.training_frames()
+    if len(held_out) < 10:
+        raise ValueError(f"{work}: {len(held_out)} usable held-out frames; the checks need 10")
+    import soundfile
+
+    from lipsync_server.audio import mel_pipeline
+
+    audio, rate = soundfile.read(work / "aud.wav", dtype="float32")
+    level, _ = mouth_track.frame_levels(mel_pipeline.mel_of(audio, rate))
+    references = np.random.default_rng(seed).choice(training, len(held_out))
+    mask = face_mask()
+    tracker = FaceTracker()
+    psnrs, made, real = [], [], []
+    unet.eval()
+    for n, reference in zip(held_out, references):
+        target = cv2.imread(str(work / "faces" / f"{n}.png"))
+        face = torch.cat([_tensor(cv2.imread(str(work / "faces" / f"{reference}.png"))), _tensor(target) * mask], 1)
+        with torch.no_grad():
+            out = unet(face, torch.from_numpy(features[n : n + 1]))[0]
+        generated = (out.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        psnrs.append(cv2.PSNR(generated, target))
+        frame = cv2.imread(str(work / "frames" / f"{n}.jpg"))
+        real.append(_opening(tracker, frame))
+        made.append(_opening(tracker, compositing.paste_face(frame, info.rects[n], generated)))
+    levels = level[held_out]
+    pauses = levels < PAUSE_LEVEL
+    report = Report(
+        frames=len(held_out),
+        psnr_db=float(np.mean(psnrs)),
+        sync_r=_pearson(made, levels),
+        pause_opening=float(np.mean(np.array(made)[pauses])) if pauses.any() else 0.0,
+        real_pause_opening=float(np.mean(np.array(real)[pauses])) if pauses.any() else 0.0,
+        real_sync_r=_pearson(real, levels),
+        failed=[],
+    )
+    if report.psnr_db < MIN_PSNR_DB:
+        report.failed.append(f"reconstruction: {report.psnr_db:.1f} dB PSNR, the bar is {MIN_PSNR_DB:g}")
+    if not report.sync_r >= MIN_SYNC_R:
+        report.failed.append(f"lip sync: r {report.sync_r:.2f} against the speech level, the bar is {MIN_SYNC_R:g}")
+    if report.pause_opening > report.real_pause_opening + MAX_PAUSE_OPENING_EXTRA:
+        report.failed.append(
+            f"closed in pauses: opening {report.pause_opening:.3f}, the real person's {report.real_pause_opening:.3f}"
+        )
+    return report
+
+
+def _tensor(bgr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(bgr).permute(2, 0, 1)[None].float() / 255.0
+
+
+def _opening(tracker: FaceTracker, bgr: np.ndarray) -> float:
+    """Inner lips apart over the face's width, by the face mesh (nan where it finds no face)."""
+    tracker.previous = None  # each frame on its own: the pasted face must stand by itself
+    tracked = tracker.track(np.ascontiguousarray(bgr[..., ::-1]))
+    if tracked.points is None:
+        return float("nan")
+    points = tracked.points[:, :2]
+    width = np.linalg.norm(points[crop_track.SIDE_RIGHT] - points[crop_track.SIDE_LEFT])
+    return float(np.linalg.norm(points[INNER_LIP_BOTTOM] - points[INNER_LIP_TOP]) / width)
+
+
+def _pearson(values, levels: np.ndarray) -> float:
+    values = np.asarray(values, dtype=float)
+    keep = np.isfinite(values)
+    if keep.sum() < 3 or np.std(values[keep]) == 0:
+        return 0.0
+    return float(np.corrcoef(values[keep], levels[keep])[0, 1])

@@ -1,0 +1,167 @@
+"""Trains a person's UNet on their video's frames (dataset.py) with the project's shared audio
+encoder, as SyncTalk_2D trains its per-person network: the target frame masked, a random other
+frame as the reference, the frame's audio features; L1, weighted up inside the mouth.
+
+SyncTalk_2D also adds a VGG19 perceptual loss (its weights would have to be downloaded: left
+out) and a sync loss from a per-person sync network (not trained here yet).
+
+Seeded and resumable: every CHECKPOINT_EVERY steps the whole state (weights, optimiser,
+schedule, the sampler's random state) goes to train/state.pt, so a run stopped by Ctrl-C or a
+crash goes on from there with the result of a run never stopped. Frames are read from disk a
+batch at a time.
+"""
+
+import csv
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from lipsync_server.demo.training import MOUTH_WEIGHT
+from lipsync_server.networks.exported import face_mask
+from lipsync_server.networks.unet import LipSyncUNet
+
+from . import dataset
+
+CHECKPOINT_EVERY = 50
+LEARNING_RATE = 2e-3
+
+
+@dataclass
+class Plan:
+    steps: int = 1500
+    width: int = 8  # UNet base channels: the reference's 32 for a GPU, narrower for a CPU
+    batch: int = 8
+    seed: int = 0
+    device: str = "cpu"
+
+
+def train(
+    work: Path,
+    plan: Plan,
+    features: np.ndarray,
+    progress: Callable[[int, int, float], None] = lambda step, steps, loss: None,
+    stop_after: int | None = None,
+) -> LipSyncUNet | None:
+    """The trained UNet (also in work/train/unet.pth); None when `stop_after` steps of this
+    call ended it early (tests: an interruption). `features`: the shared audio encoder's output
+    for every frame of the video (encoder_features())."""
+    info = dataset.read(work)
+    frames = info.training_frames()
+    if not frames:
+        raise ValueError(f"{work}: no usable frame to train on")
+    windows = torch.from_numpy(features)
+    device = torch.device(plan.device)
+    torch.manual_seed(plan.seed)
+    unet = LipSyncUNet(plan.width).to(device)
+    optimizer = torch.optim.Adam(unet.parameters(), lr=LEARNING_RATE)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=LEARNING_RATE, total_steps=plan.steps, pct_start=0.15
+    )
+    sampler = torch.Generator().manual_seed(plan.seed)
+    state_path = work / "train" / "state.pt"
+    step = 0
+    if state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state["plan"] != [plan.steps, plan.width, plan.batch, plan.seed]:
+            raise ValueError(f"{state_path} is a run with other settings: move it away to start again")
+        unet.load_state_dict(state["unet"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        sampler.set_state(state["sampler"])
+        step = state["step"]
+    mask, weight = face_mask().to(device), _mouth_weight(info).to(device)
+    log = _Log(work / "train" / "log.csv", step)
+    unet.train()
+    ran = 0
+    while step < plan.steps:
+        targets = [frames[i] for i in torch.randint(len(frames), (plan.batch,), generator=sampler)]
+        references = [frames[i] for i in torch.randint(len(frames), (plan.batch,), generator=sampler)]
+        target = _faces(work, targets).to(device)
+        face = torch.cat([_faces(work, references).to(device), target * mask], dim=1)
+        out = unet(face, windows[targets].to(device))
+        loss = (weight * (out - target).abs()).mean() / weight.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        step, ran = step + 1, ran + 1
+        log.write(step, loss.item())
+        progress(step, plan.steps, loss.item())
+        if step % CHECKPOINT_EVERY == 0 or step == plan.steps:
+            _save_state(state_path, step, plan, unet, optimizer, schedule, sampler)
+        if stop_after is not None and ran == stop_after and step < plan.steps:
+            return None
+    unet.eval().cpu()
+    torch.save(unet.state_dict(), work / "train" / "unet.pth")
+    return unet
+
+
+def _faces(work: Path, numbers: list[int]) -> torch.Tensor:
+    """[B, 3, 320, 320] float in [0, 1], BGR, read from faces/<n>.png."""
+    images = [cv2.imread(str(work / "faces" / f"{n}.png")) for n in numbers]
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def encoder_features(work: Path, repository: Path) -> np.ndarray:
+    """[frame_count, 32, 16, 16]: what the repository's audio encoder (the served version)
+    makes of the video's sound, as the server computes it."""
+    import soundfile
+
+    from lipsync_server.avatars import quality
+    from lipsync_server.avatars import repository as repo
+
+    audio, _ = soundfile.read(work / "aud.wav", dtype="float32")
+    return quality.audio_features(repo.latest_encoder(repository), audio)
+
+
+def _mouth_weight(info: dataset.DatasetInfo) -> torch.Tensor:
+    """MOUTH_WEIGHT inside the mouth's box in the network's view (the median over the training
+    frames), 1 elsewhere."""
+    weight = torch.ones(1, 1, 320, 320)
+    boxes = [info.mouths[n] for n in info.training_frames() if info.mouths[n] is not None]
+    if boxes:
+        x1, y1, x2, y2 = (int(v) for v in np.median(np.array(boxes), axis=0))
+        weight[..., y1:y2, x1:x2] = MOUTH_WEIGHT
+    return weight
+
+
+def _save_state(path: Path, step: int, plan: Plan, unet, optimizer, schedule, sampler) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "step": step,
+        "plan": [plan.steps, plan.width, plan.batch, plan.seed],
+        "unet": unet.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "sampler": sampler.get_state(),
+    }
+    staging = path.with_suffix(".part")
+    torch.save(state, staging)
+    staging.replace(path)  # a crash while saving leaves the last whole state
+
+
+class _Log:
+    """train/log.csv: step, loss, seconds since this run started; a resumed run drops the rows
+    after the state it resumes from (steps it makes again)."""
+
+    def __init__(self, path: Path, resumed_at: int):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file():
+            rows = list(csv.reader(path.read_text().splitlines()))
+            kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= resumed_at]
+            path.write_text("".join(",".join(row) + "\n" for row in kept))
+        self.new = not path.is_file()
+        self.path, self.started = path, time.monotonic()
+
+    def write(self, step: int, loss: float) -> None:
+        with self.path.open("a", newline="") as file:
+            writer = csv.writer(file)
+            if self.new:
+                writer.writerow(["step", "loss", "seconds"])
+                self.new = False
+            writer.writerow([step, f"{loss:.5f}", f"{time.monotonic() - self.started:.1f}"])
