@@ -1,6 +1,8 @@
 """What the CPU profile serves each avatar version with, as the server says it in its log, and the
 quality of a bf16 version against the same version served in fp32 (on a CPU with native bf16)."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -17,16 +19,36 @@ def test_every_cpu_model_says_what_runs_it(server, grpc_url):
     seen = runtimes.served_from_log(server.log.read_text(errors="replace"))
     assert {("audio_encoder", 1), ("avatar_demo", 1), ("avatar_demo", 2)} <= set(seen)
     assert seen[("audio_encoder", 1)].endswith(" fp32")
-    demo = runtimes.BF16 if runtimes.has_native_bf16() else runtimes.FP32  # both versions reach the bar
-    assert seen[("avatar_demo", 1)].endswith(f" {demo}") and seen[("avatar_demo", 2)].endswith(f" {demo}")
+    # The demo's versions both reach the bf16 bar: where the CPU has bf16 they run in bf16 on
+    # OpenVINO, unless ONNX Runtime in fp32 measured faster here at their first load.
+    demo = runtimes.BF16 if runtimes.has_native_bf16() else runtimes.FP32
+    for version in (1, 2):
+        served = seen[("avatar_demo", version)]
+        assert (served.startswith("OpenVINO") and served.endswith(f" {demo}")) or served.endswith(" fp32"), served
+
+
+@pytest.fixture(scope="module")
+def demo_bf16(server, grpc_url) -> str:
+    """The demo avatar again, forced to OpenVINO in bf16 by its config. Returns its name."""
+    copy = server.repository / "avatar_demobf16"
+    shutil.copytree(server.repository / "avatar_demo", copy)
+    config = copy / "configs" / "cpu.pbtxt"
+    text = config.read_text()
+    for key, value in (("runtime", "openvino"), ("precision", "bf16")):
+        auto = f'key: "{key}" value: {{ string_value: "auto" }}'
+        assert auto in text
+        text = text.replace(auto, auto.replace("auto", value))
+    config.write_text(text)
+    LipsyncClient(grpc_url).load_avatar("demobf16")
+    return "demobf16"
 
 
 @pytest.mark.skipif(not runtimes.has_native_bf16(), reason="this CPU has no native bf16")
 @pytest.mark.parametrize("version", [synthetic.TRAINED_VERSION, synthetic.BENCHMARK_VERSION])
-def test_served_bf16_reaches_the_bar_against_served_fp32(demo_fp32, grpc_url, speech, version):
+def test_served_bf16_reaches_the_bar_against_served_fp32(demo_bf16, demo_fp32, grpc_url, speech, version):
     audio = speech[0][:16000]
     client = LipsyncClient(grpc_url)
-    as_served = np.stack(client.render_faces(audio, 16000, "demo", version))
+    as_served = np.stack(client.render_faces(audio, 16000, demo_bf16, version))
     in_fp32 = np.stack(client.render_faces(audio, 16000, demo_fp32, version))
     pixels = [np.clip(np.round(faces * 255), 0, 255).astype(np.uint8) for faces in (as_served, in_fp32)]
     assert quality.psnr_db(*pixels) >= quality.MIN_PSNR_DB
