@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     creates.add_argument("name", help="avatar name (a-z, 0-9, '_', '-'); an existing one gets a new version")
     creates.add_argument("--video", type=Path, required=True, help="any video FFmpeg reads, with the person's speech")
     creates.add_argument("--width", type=int, default=8, choices=[8, 16, 32], help="UNet width (reference: 32)")
-    creates.add_argument("--steps", type=int, default=1500, help="training steps of 8 frames")
+    creates.add_argument("--steps", type=int, default=1000, help="training steps")
+    creates.add_argument("--batch", type=int, default=8, help="frames a training step")
     creates.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     creates.add_argument("--seed", type=int, default=0)
     creates.add_argument("--work", type=Path, default=None, help="where it keeps its work (default: ./NAME-avatar)")
@@ -221,7 +222,7 @@ def _create(args: argparse.Namespace) -> int:
         args.video,
         args.repository,
         args.work or Path(f"{args.name}-avatar"),
-        Plan(steps=args.steps, width=args.width, seed=args.seed, device=args.device),
+        Plan(steps=args.steps, width=args.width, batch=args.batch, seed=args.seed, device=args.device),
         args.min_seconds,
         args.ignore_gates,
     )

@@ -33,7 +33,7 @@ LEARNING_RATE = 2e-3
 
 @dataclass
 class Plan:
-    steps: int = 1500
+    steps: int = 1000  # about 50 min at width 8 on 2 cores (perf/README.md)
     width: int = 8  # UNet base channels: the reference's 32 for a GPU, narrower for a CPU
     batch: int = 8
     seed: int = 0
@@ -57,7 +57,8 @@ def train(
     windows = torch.from_numpy(features)
     device = torch.device(plan.device)
     torch.manual_seed(plan.seed)
-    unet = LipSyncUNet(plan.width).to(device)
+    # channels_last: oneDNN's convolutions train about a third faster on a CPU in this layout.
+    unet = LipSyncUNet(plan.width).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(unet.parameters(), lr=LEARNING_RATE)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=LEARNING_RATE, total_steps=plan.steps, pct_start=0.15
@@ -83,7 +84,7 @@ def train(
         references = [frames[i] for i in torch.randint(len(frames), (plan.batch,), generator=sampler)]
         target = _faces(work, targets).to(device)
         face = torch.cat([_faces(work, references).to(device), target * mask], dim=1)
-        out = unet(face, windows[targets].to(device))
+        out = unet(face.contiguous(memory_format=torch.channels_last), windows[targets].to(device))
         loss = (weight * (out - target).abs()).mean() / weight.mean()
         optimizer.zero_grad()
         loss.backward()
@@ -96,7 +97,7 @@ def train(
             _save_state(state_path, step, plan, unet, optimizer, schedule, sampler)
         if stop_after is not None and ran == stop_after and step < plan.steps:
             return None
-    unet.eval().cpu()
+    unet = unet.cpu().to(memory_format=torch.contiguous_format).eval()
     torch.save(unet.state_dict(), work / "train" / "unet.pth")
     return unet
 
