@@ -29,7 +29,7 @@ ifeq ($(ARTIFACT_SOURCES),)
 $(error scripts/artifact_sources.py listed no sources: run it to see why)
 endif
 
-.PHONY: demo test test-unit tools lint train serve cluster failover web agent bench-web bench-agent bench bench-catalog bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
+.PHONY: demo test test-unit tools lint train serve cluster failover web agent bench-web bench-agent bench-create bench bench-catalog bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
 
 setup: $(STAMPS)/venv
 artifacts: $(STAMPS)/artifacts
@@ -99,6 +99,9 @@ bench-web: artifacts tools
 
 bench-agent: artifacts tools
 	$(PY) perf/agent.py
+
+bench-create: artifacts
+	$(PY) perf/create.py
 
 bench: artifacts
 	$(PY) perf/bench.py
