@@ -34,7 +34,7 @@ def frame_crop(tracked: Tracked) -> FrameCrop:
     if len(tracked.faces) > 1:
         return FrameCrop(MORE_FACES, None)
     points = tracked.points
-    if points is None or not tracked.faces:
+    if points is None:  # the mesh follows a face the detector may miss in a frame: it decides
         return FrameCrop(NO_FACE, None)
     left, right, bridge = points[SIDE_LEFT, :2], points[SIDE_RIGHT, :2], points[NOSE_BRIDGE, :2]
     side = float(np.linalg.norm(right - left))

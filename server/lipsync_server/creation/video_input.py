@@ -38,7 +38,9 @@ class VideoInput:
             shown: np.ndarray | None = None
             emitted = 0
             for picture in container.decode(container.streams.video[0]):
-                if picture.time is None or emitted == self.frame_count:
+                if emitted == self.frame_count:
+                    return
+                if picture.time is None:
                     continue
                 image = picture.to_ndarray(format="rgb24")
                 # Every instant before this picture shows the picture before it.
