@@ -49,10 +49,13 @@ class FaceTracker:
         self.anchors = _anchors()
         self.previous: np.ndarray | None = None
 
-    def track(self, rgb: np.ndarray) -> Tracked:
-        """The faces in this RGB frame and the tracked face's points (None when there is none)."""
+    def track(self, rgb: np.ndarray, follow: bool = True) -> Tracked:
+        """The faces in this RGB frame and the tracked face's points (None when there is none).
+        `follow`: from the previous frame's face (a video); else from the detector alone."""
         faces = self.detect(rgb)
         region = None
+        if not follow:
+            self.previous = None
         if self.previous is not None:
             region = _region_from_points(self.previous)
         elif faces:

@@ -103,8 +103,8 @@ def _tensor(bgr: np.ndarray) -> torch.Tensor:
 
 def _opening(tracker: FaceTracker, bgr: np.ndarray) -> float:
     """Inner lips apart over the face's width, by the face mesh (nan where it finds no face)."""
-    tracker.previous = None  # each frame on its own: the pasted face must stand by itself
-    tracked = tracker.track(np.ascontiguousarray(bgr[..., ::-1]))
+    # Each frame on its own: the pasted face must stand by itself.
+    tracked = tracker.track(np.ascontiguousarray(bgr[..., ::-1]), follow=False)
     if tracked.points is None:
         return float("nan")
     points = tracked.points[:, :2]
