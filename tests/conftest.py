@@ -15,6 +15,8 @@ from lipsync.client import LipsyncClient
 from lipsync.keys import ADMIN, INFERENCE
 from lipsync_server import cli as server_cli
 from lipsync_server.avatars.media import AvatarMedia, media_dir
+from lipsync_server.creation import face_models
+from lipsync_server.demo import talking_head
 from lipsync_server.launcher.tritonserver import TritonServer
 from lipsync_server.networks.unet import LipSyncUNet
 
@@ -98,6 +100,16 @@ def urls(grpc_url, http_url) -> dict[str, str]:
 def speech() -> tuple[np.ndarray, int]:
     audio, rate = soundfile.read(ROOT / "assets" / "sample.wav", dtype="float32")
     return audio, rate
+
+
+@pytest.fixture(scope="session")
+def person_video(tmp_path_factory) -> Path:
+    """A made-up talking head for avatar creation (demo.talking_head): 6 s at 30 frames/s,
+    1280x720, a second face in view from 2 to 3 s, the face turned away from 4 to 5 s. Also
+    fetches the face tracking networks into this run's cache, as `lipsync-server face-models`."""
+    face_models.fetch()
+    clip = talking_head.Clip(seconds=6.0, second_face=(2.0, 3.0), turned_away=(4.0, 5.0))
+    return talking_head.write(tmp_path_factory.mktemp("person") / "person.mp4", clip)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
-"""`lipsync-server avatar create` on a made-up talking head: the dataset in both layouts (the
-SyncTalk_2D one crops as this project does), training that resumes to the same weights, the
-quality gates refusing a network that is not good enough, and a version that the real server
-loads and serves."""
+"""`lipsync-server avatar create` on a made-up talking head (conftest's person_video, with a
+second face and a turned head in it): the dataset in both layouts (the SyncTalk_2D one crops as
+this project does, frames left out), training that resumes to the same weights, the quality
+gates refusing a network that is not good enough, and a version that the real server loads and
+serves."""
 
 import json
 import shutil
@@ -16,16 +17,9 @@ from lipsync.client import LipsyncClient
 from lipsync_server import cli
 from lipsync_server.avatars import importer, quality, repository
 from lipsync_server.creation import create as creation
-from lipsync_server.creation import crop_track, dataset, face_models, training
-from lipsync_server.demo import talking_head
+from lipsync_server.creation import crop_track, dataset, training
 
-SECONDS = 6.0
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    face_models.fetch()
-    return talking_head.write(tmp_path_factory.mktemp("video") / "person.mp4", talking_head.Clip(seconds=SECONDS))
+SECONDS = 6.0  # person_video's
 
 
 def create(video: Path, repo: Path, work: Path, *options: str) -> int:
@@ -41,7 +35,7 @@ def create(video: Path, repo: Path, work: Path, *options: str) -> int:
             "--work",
             str(work),
             "--min-seconds",
-            "5",
+            "3",
             "--steps",
             "4",
             "--batch",
@@ -52,12 +46,13 @@ def create(video: Path, repo: Path, work: Path, *options: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def refused(video, tmp_path_factory) -> tuple[str, Path, Path]:
+def refused(person_video, tmp_path_factory) -> tuple[str, Path, Path]:
     """A run whose 4 training steps cannot pass the gates: (its error, repository, work folder)."""
     repo = tmp_path_factory.mktemp("repo")
     shutil.copytree(Path(__file__).resolve().parents[1] / "model_repository" / "audio_encoder", repo / "audio_encoder")
     work = tmp_path_factory.mktemp("work") / "person"
-    request = creation.Request("person", video, repo, work, training.Plan(steps=4, batch=2), min_seconds=5.0)
+    plan = training.Plan(steps=4, batch=2)
+    request = creation.Request("person", person_video, repo, work, plan, min_seconds=3.0)
     with pytest.raises(creation.CreationError) as refusal:
         creation.create(request)
     return str(refusal.value), repo, work
@@ -67,7 +62,11 @@ def test_the_dataset_has_both_layouts_and_synctalks_crops_are_ours(refused):
     _, _, work = refused
     info = dataset.read(work)
     assert info.frame_count == framing.frame_count(round(SECONDS * framing.SAMPLE_RATE))
-    assert set(info.status) == {crop_track.OK}  # one face throughout
+    # The second face and the turned head are left out, and said why; nothing else is.
+    left_out = info.left_out()
+    assert set(left_out) <= {crop_track.MORE_FACES, crop_track.NO_FACE, crop_track.TURNED_AWAY}
+    assert 25 <= left_out.get(crop_track.NO_FACE, 0) + left_out.get(crop_track.TURNED_AWAY, 0) <= 30
+    assert 5 <= left_out.get(crop_track.MORE_FACES, 0) <= 25
     assert info.held_out_from == dataset.held_out_from(info.frame_count)
     assert all((work / "faces" / f"{n}.png").is_file() for n in info.usable)
     # SyncTalk_2D's layout: the training part, its crops (from landmarks 1, 31, 52) ours.
@@ -104,19 +103,29 @@ def test_training_resumed_after_an_interruption_ends_with_the_same_weights(refus
 
 
 @pytest.mark.integration
-def test_a_created_version_is_served(video, server, grpc_url, tmp_path):
+def test_a_created_version_is_served(person_video, refused, server, grpc_url, tmp_path):
     work = tmp_path / "work"
+    work.mkdir()
+    for made in ("source.json", "dataset.json", "aud.wav", "faces", "frames"):  # the video's dataset, made once
+        (shutil.copytree if (refused[2] / made).is_dir() else shutil.copyfile)(refused[2] / made, work / made)
     client = LipsyncClient(grpc_url)
     try:
-        assert create(video, server.repository, work, "--ignore-gates") == 0
+        assert create(person_video, server.repository, work, "--ignore-gates") == 0
         folder = repository.version_folder(server.repository, "person", 1)
         assert quality.read(folder)["creation"]["failed"]  # the gates' report is kept with the version
         client.load_avatar("person")
         audio = np.zeros(framing.SAMPLE_RATE, np.float32)
         frames, loop = client.render_in_loop(audio, framing.SAMPLE_RATE, "person")
         assert len(frames) == framing.frame_count(len(audio))
-        # Its loop is the video's frames: the longest run of usable training frames.
-        assert loop == len(dataset.read(work).training_frames())
+        # Its loop is the video's frames: the longest run of usable training frames, here those
+        # before the second face came into view.
+        info = dataset.read(work)
+        usable, longest, run = set(info.training_frames()), 0, 0
+        for n in range(info.frame_count):
+            run = run + 1 if n in usable else 0
+            longest = max(longest, run)
+        assert loop == longest
+        assert 2.0 * framing.FPS <= loop < 3.0 * framing.FPS
     finally:  # the other tests' server serves the avatars they expect
         client.unload_avatar("person")
         shutil.rmtree(server.repository / "avatar_person", ignore_errors=True)

@@ -17,8 +17,7 @@ from lipsync_server.demo import talking_head
 
 
 @pytest.fixture(scope="module")
-def tracker() -> FaceTracker:
-    face_models.fetch()  # what `lipsync-server face-models` does, into this test run's cache
+def tracker(person_video) -> FaceTracker:  # the video's fixture fetched the networks
     return FaceTracker()
 
 
@@ -92,9 +91,8 @@ def test_videos_that_cannot_become_an_avatar_are_refused(tmp_path):
         video_input.read(text)
 
 
-def test_frames_with_another_face_or_none_are_left_out(tmp_path, tracker):
-    clip = talking_head.Clip(seconds=6.0, second_face=(2.0, 3.0), turned_away=(4.0, 5.0))
-    crops, _ = crops_of(talking_head.write(tmp_path / "clip.mp4", clip), tracker)
+def test_frames_with_another_face_or_none_are_left_out(person_video, tracker):
+    crops, _ = crops_of(person_video, tracker)
     status = {k: crop.status for k, crop in enumerate(crops)}
 
     def during(begin: float, end: float) -> set[str]:
