@@ -40,7 +40,10 @@ def test_mel_of_silence_is_the_floor(pipeline):
 def test_a_streams_segments_have_the_whole_streams_windows_for_10_minutes():
     # Segments start at multiples of 16 mel frames (5 video frames), where windows realign: the
     # segment's windows are the whole stream's from there on, rounding of the whole length included.
-    for mel_frames in range(16, framing.MAX_MEL_FRAMES + 1, 7):
+    # Every 31st length up to 10 minutes, the longest, and 384 and 3280 (where the reference's
+    # float arithmetic rounds down; see below).
+    lengths = {*range(16, framing.MAX_MEL_FRAMES + 1, 31), framing.MAX_MEL_FRAMES, 384, 3280}
+    for mel_frames in sorted(lengths):
         whole = framing.window_starts(mel_frames)
         assert len(whole) == int((mel_frames - 16) / 80.0 * 25.0) + 2  # the reference's float rule
         for offset in (16, 48) if mel_frames > 64 else ():
