@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lipsync import avatar_names
+from lipsync import avatar_names, framing
 from lipsync_server.avatars import importer, media, quality, repository
 
 from . import crop_track, dataset, quality_gates, training, video_input
@@ -58,11 +58,12 @@ def create(request: Request) -> Result:
     except video_input.VideoInputError as error:
         raise CreationError(str(error)) from None
     info = _dataset(request, video, seconds)
-    usable_s = len(info.usable) / 25
-    if usable_s < request.min_seconds:
+    # The frames that many seconds of sound make (the reference's count, a little under 25 a second).
+    needed = framing.frame_count(round(request.min_seconds * framing.SAMPLE_RATE))
+    if len(info.usable) < needed:
         raise CreationError(
-            f"{request.video}: {usable_s:.1f} s show one usable face (left out: {_counts(info.left_out())}); "
-            f"an avatar needs at least {request.min_seconds:g} s"
+            f"{request.video}: {len(info.usable) / framing.FPS:.1f} s show one usable face "
+            f"(left out: {_counts(info.left_out())}); an avatar needs at least {request.min_seconds:g} s"
         )
     features = training.encoder_features(request.work, request.repository)
     steps = Progress("training", request.plan.steps, "steps")
