@@ -113,6 +113,9 @@ def test_a_created_version_is_served(person_video, refused, server, grpc_url, tm
         assert create(person_video, server.repository, work, "--ignore-gates") == 0
         folder = repository.version_folder(server.repository, "person", 1)
         assert quality.read(folder)["creation"]["failed"]  # the gates' report is kept with the version
+        # Run again on the same work folder (a retried Kubernetes Job): no second copy.
+        assert create(person_video, server.repository, work, "--ignore-gates") == 0
+        assert repository.versions(server.repository, "person") == [1]
         client.load_avatar("person")
         audio = np.zeros(framing.SAMPLE_RATE, np.float32)
         frames, loop = client.render_in_loop(audio, framing.SAMPLE_RATE, "person")

@@ -13,6 +13,9 @@ import helm_python as helm
 import pytest
 import yaml
 
+from lipsync.keys import ADMIN
+from lipsync_server import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "helm" / "triton-lipsync"
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -22,8 +25,17 @@ PROFILES = {
     "gpu": yaml.safe_load((CHART / "values.yaml").read_text()),
     "cpu": yaml.safe_load((CHART / "values-cpu.yaml").read_text()),
     "ingress": {"ingress": {"enabled": True, "host": "lipsync.example.com", "tlsSecret": "lipsync-tls"}},
+    "creation": {
+        "avatarCreation": {
+            "jobs": [
+                {"name": "alice_2", "video": "phone/alice.mp4", "width": 32, "steps": 2000},
+                {"name": "bob", "video": "bob.mov"},
+            ]
+        }
+    },
 }
 BUILT_IN = {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ConfigMap"}
+ADDED = {"ingress": {"Ingress"}, "creation": {"Job"}}
 
 
 def render(values: dict) -> list[dict]:
@@ -55,7 +67,7 @@ def test_the_chart_lints_strictly(profile):
 @pytest.mark.parametrize("profile", list(PROFILES))
 def test_every_rendered_object_is_valid_kubernetes(profile, tmp_path):
     documents = render(merged(PROFILES[profile], KEYED))
-    expected = BUILT_IN | ({"Ingress"} if profile == "ingress" else set())
+    expected = BUILT_IN | ADDED.get(profile, set())
     assert {d["kind"] for d in documents} == expected  # no ServiceMonitor without the operator
     for index, document in enumerate(documents):
         path = tmp_path / f"{index}-{document['kind']}.yaml"
@@ -109,6 +121,42 @@ def test_the_ingress_balances_grpc_requests_over_tls():
     assert not [d for d in render(KEYED) if d["kind"] == "Ingress"]  # off unless asked for
 
 
+def job(entry: dict) -> dict:
+    return {"avatarCreation": {"jobs": [entry]}}
+
+
+def test_avatar_creation_jobs_run_the_create_command_on_a_gpu_with_both_claims(monkeypatch):
+    jobs = [d for d in render(merged(PROFILES["creation"], KEYED)) if d["kind"] == "Job"]
+    assert [j["metadata"]["name"] for j in jobs] == [
+        "lipsync-triton-lipsync-create-alice-2",
+        "lipsync-triton-lipsync-create-bob",
+    ]
+    assert not [d for d in render(KEYED) if d["kind"] == "Job"]  # none unless asked for
+    alice, bob = (j["spec"]["template"]["spec"] for j in jobs)
+    (container,) = alice["containers"]
+    assert alice["restartPolicy"] == "Never" and alice["securityContext"]["runAsUser"] == 1000
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in alice["volumes"]}
+    assert claims[mounts["/models"]] == "lipsync-models" and claims[mounts["/videos"]] == "lipsync-videos"
+    env = {e["name"]: e for e in container["env"]}
+    assert env[ADMIN.env]["valueFrom"]["secretKeyRef"] == {"name": "lipsync-keys", "key": "admin"}
+    # The arguments are the server command's own: its parser reads them as this request.
+    requests = []
+    monkeypatch.setattr(cli, "_create", lambda args: requests.append(args) or 1)
+    for spec in (alice, bob):
+        cli.main(spec["containers"][0]["args"])
+    first, second = requests
+    assert (first.name, str(first.video), str(first.work)) == (
+        "alice_2",
+        "/videos/phone/alice.mp4",
+        "/videos/work/alice_2",
+    )
+    assert (str(first.repository), first.width, first.steps, first.device) == ("/models", 32, 2000, "cuda")
+    assert first.load and first.url == "lipsync-triton-lipsync:8001" and not first.ignore_gates
+    assert (second.width, second.steps, str(second.work)) == (32, 1000, "/videos/work/bob")
+
+
 def test_the_autoscaler_scales_on_the_adapter_metric():
     documents = render(KEYED)
     (hpa,) = [d for d in documents if d["kind"] == "HorizontalPodAutoscaler"]
@@ -136,8 +184,32 @@ def test_the_autoscaler_scales_on_the_adapter_metric():
             merged(KEYED, {"ingress": {"enabled": True, "host": "lipsync.example.com"}}),
             "ingress.tlsSecret: gRPC through ingress-nginx needs TLS",
         ),
+        (merged(KEYED, job({"name": "Alice", "video": "a.mp4"})), "/avatarCreation/jobs/0/name"),
+        (merged(KEYED, job({"name": "alice", "video": "../secrets/a.mp4"})), "/avatarCreation/jobs/0/video"),
+        (merged(KEYED, job({"name": "alice", "video": "/etc/a.mp4"})), "/avatarCreation/jobs/0/video"),
+        (merged(KEYED, job({"name": "alice", "video": "a.mp4", "width": 12})), "/avatarCreation/jobs/0/width"),
+        (
+            merged(
+                KEYED,
+                job({"name": "alice", "video": "a.mp4"}),
+                {"modelRepository": {"objectStorage": {"url": "s3://b/m"}}},
+            ),
+            "avatarCreation.jobs: the Job writes the version into the repository's claim",
+        ),
     ],
-    ids=["no-admin-key", "wrong-type", "missing-key", "unknown-profile", "unsupported-storage", "ingress-without-tls"],
+    ids=[
+        "no-admin-key",
+        "wrong-type",
+        "missing-key",
+        "unknown-profile",
+        "unsupported-storage",
+        "ingress-without-tls",
+        "job-name",
+        "job-video-outside",
+        "job-video-absolute",
+        "job-width",
+        "job-object-storage",
+    ],
 )
 def test_broken_values_fail_to_render(values, message):
     with pytest.raises(Exception, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):

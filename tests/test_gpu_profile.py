@@ -146,7 +146,7 @@ def test_a_plan_is_kept_while_what_it_was_built_from_is_unchanged(tmp_path):
 
 
 def test_the_image_serves_the_dali_the_cpu_profile_tests():
-    server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["cpu"]
+    server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dali"]
     pins = [re.fullmatch(r"nvidia-dali-cuda\d+==([\d.]+)", d) for d in server if d.startswith("nvidia-dali")]
     assert len(pins) == 1 and pins[0], server
     assert pins[0].group(1) == BACKEND_DALI

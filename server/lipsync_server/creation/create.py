@@ -10,6 +10,7 @@ Everything it makes stays in the work folder (the user's: never deleted here); r
 the same work folder, it goes on where it stopped.
 """
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .face_tracker import FaceTracker
 from .progress import Progress
 
 MAX_LOOP_FRAMES = 250  # the served loop: the longest run of usable frames, up to 10 s
+IMPORTED = "imported.json"  # the version the work folder's trained UNet became
 
 
 class CreationError(ValueError):
@@ -91,10 +93,31 @@ def create(request: Request) -> Result:
             [request.work / "frames" / f"{n}.jpg" for n in loop],
             [info.rects[n] for n in loop],
         )
-    version = importer.import_unet(request.repository, request.name, request.work / "train" / "unet.pth")
-    folder = repository.version_folder(request.repository, request.name, version)
-    quality.write(folder, {**quality.read(folder), "creation": report.as_dict()})
+    version = _imported_before(request)
+    if version is None:
+        version = importer.import_unet(request.repository, request.name, request.work / "train" / "unet.pth")
+        folder = repository.version_folder(request.repository, request.name, version)
+        quality.write(folder, {**quality.read(folder), "creation": report.as_dict()})
+        (request.work / IMPORTED).write_text(json.dumps(_imported_marker(request, version)))
     return Result(version, report, info.left_out(), seconds)
+
+
+def _imported_marker(request: Request, version: int) -> dict:
+    unet = hashlib.sha256((request.work / "train" / "unet.pth").read_bytes()).hexdigest()
+    return {"repository": str(request.repository.resolve()), "name": request.name, "version": version, "unet": unet}
+
+
+def _imported_before(request: Request) -> int | None:
+    """The version this work folder's trained UNet already became, so that a run started again
+    after the import (a retried Kubernetes Job whose --load failed) adds no second copy."""
+    marker = request.work / IMPORTED
+    if not marker.is_file():
+        return None
+    version = json.loads(marker.read_text())["version"]
+    folder = repository.version_folder(request.repository, request.name, version)
+    if json.loads(marker.read_text()) != _imported_marker(request, version) or not folder.is_dir():
+        return None
+    return version
 
 
 def _dataset(request: Request, video: video_input.VideoInput, seconds: dict[str, float]) -> dataset.DatasetInfo:
