@@ -30,6 +30,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the made-up video")
     parser.add_argument("--steps", type=int, default=training.Plan.steps)
     parser.add_argument("--width", type=int, default=training.Plan.width)
+    parser.add_argument("--sync-weight", type=float, default=training.Plan.sync_weight, help="0: L1 alone")
     parser.add_argument("--min-seconds", type=float, default=30.0, help="for shorter trial runs")
     parser.add_argument("--resume-steps", type=int, default=20, help="the stopped-and-resumed run's length")
     args = parser.parse_args()
@@ -46,7 +47,7 @@ def main() -> int:
         video,
         repo,
         OUT / "work",
-        training.Plan(steps=args.steps, width=args.width),
+        training.Plan(steps=args.steps, width=args.width, sync_weight=args.sync_weight),
         min_seconds=args.min_seconds,
         ignore_gates=True,
     )
@@ -65,6 +66,7 @@ def main() -> int:
         "dataset_fps": round(frames / result.seconds["tracking"], 1),
         "steps": args.steps,
         "width": args.width,
+        "sync_weight": args.sync_weight,
         "left_out": result.left_out,
         "gates": result.report.as_dict(),
         "resume_identical": resumed_equals_straight(request.work, repo, args.resume_steps, args.width),
@@ -78,13 +80,14 @@ def main() -> int:
 def resumed_equals_straight(work: Path, repo: Path, steps: int, width: int) -> bool:
     """A run stopped halfway (as by Ctrl-C) and started again, against the same run never stopped."""
     features = training.encoder_features(work, repo)
-    plan = training.Plan(steps=steps, width=width, seed=1)
+    plan = training.Plan(steps=steps, width=width, seed=1, sync_steps=20)
     results = []
     for stop in (None, steps // 2 + 1):
         shutil.rmtree(work / "train", ignore_errors=True)
         if stop is not None:
-            assert training.train(work, plan, features, stop_after=stop) is None
-        unet = training.train(work, plan, features)
+            sync = training.train_sync(work, plan, features)
+            assert training.train(work, plan, features, stop_after=stop, sync=sync) is None
+        unet = training.train(work, plan, features, sync=training.train_sync(work, plan, features))
         assert unet is not None
         results.append(unet.state_dict())
     return all(torch.equal(results[0][key], results[1][key]) for key in results[0])
@@ -101,11 +104,22 @@ def markdown(f: dict) -> str:
         ("stages", ", ".join(f"{k} {v / 60:.1f} min" for k, v in f["stages_s"].items()), ""),
         ("face tracking (detector and mesh on 1280x720)", f"{f['tracking_fps']} frames/s", ">= 25"),
         ("the dataset stage (decoding, tracking, writing both layouts)", f"{f['dataset_fps']} frames/s", ""),
-        ("training", f"{f['steps']} steps of 8 frames at width {f['width']}", ""),
+        (
+            "training",
+            f"{f['steps']} steps of 8 frames at width {f['width']}, sync loss weight {f['sync_weight']:g}",
+            "",
+        ),
         ("frames left out", f["left_out"] or "none", ""),
         ("held-out reconstruction", f"{gates['psnr_db']:.1f} dB PSNR", ">= 28 (the gate)"),
         ("held-out lip sync: mouth opening against the speech level", f"r = {gates['sync_r']:.2f}", ">= 0.7"),
         ("the same on the real frames (what r can reach)", f"r = {gates['real_sync_r']:.2f}", ""),
+        (
+            "the sync network's score, generated / real mouths",
+            f"{gates['sync_score']:.2f} / {gates['real_sync_score']:.2f}"
+            if gates["sync_score"] is not None
+            else "no sync network",
+            ">= 0.8 of the real (the gate)",
+        ),
         (
             "mouth opening in pauses, generated / real",
             f"{gates['pause_opening']:.3f} / {gates['real_pause_opening']:.3f}",

@@ -33,7 +33,7 @@ from PIL import Image
 
 from lipsync import framing
 from lipsync_server.audio.encoder_inputs import encoder_inputs
-from lipsync_server.avatars.crop import BORDER, CROP
+from lipsync_server.avatars.crop import BORDER, CROP, feather_weights
 from lipsync_server.demo import synthetic
 from lipsync_server.networks.audio_encoder import AudioEncoder
 from lipsync_server.networks.exported import ServingAudioEncoder, ServingUNet
@@ -303,15 +303,21 @@ def _tensorrt(unet, max_batch: int):
 
 
 def _composite(backgrounds, rects, faces) -> list[bytes]:
-    """compositing.paste_face + encode_jpeg for a batch, on the tensors' device."""
+    """compositing.paste_face (feathered, the default) + encode_jpeg for a batch, on the
+    tensors' device."""
     frames = []
     for background, (x1, y1, x2, y2), face in zip(backgrounds, rects, faces):
         square = background[y1:y2, x1:x2].permute(2, 0, 1)[None].float()
         crop = F.interpolate(square, size=(CROP, CROP), mode="bicubic", align_corners=False)
         crop[0, :, BORDER:-BORDER, BORDER:-BORDER] = face.permute(2, 0, 1).float()
         back = F.interpolate(crop, size=(y2 - y1, x2 - x1), mode="bicubic", align_corners=False)
+        weight = torch.outer(
+            torch.tensor(feather_weights(y2 - y1), device=square.device),
+            torch.tensor(feather_weights(x2 - x1), device=square.device),
+        )
+        blended = square[0] + weight * (back[0].round().clamp(0, 255) - square[0])
         frame = background.permute(2, 0, 1).clone()
-        frame[:, y1:y2, x1:x2] = back[0].round().clamp(0, 255).to(torch.uint8)
+        frame[:, y1:y2, x1:x2] = blended.round().to(torch.uint8)
         frames.append(frame)
     return _encode(frames)
 

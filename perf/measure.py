@@ -60,7 +60,9 @@ def networks_and_compositing_fps(
     def composite(item):
         position, face = item
         index = framing.pingpong(position, count)
-        return compositing.encode_jpeg(compositing.paste_face(media.background(index), media.rects[index], face), 75)
+        return compositing.encode_jpeg(
+            compositing.paste_face(media.background(index), media.rects[index], face, media.paste), 75
+        )
 
     _warm_up(encoder, unet, mel, faces, batch)
     with ThreadPoolExecutor(threads) as pool:
@@ -121,7 +123,7 @@ def sequential_fps(audio: np.ndarray, encoder, unet, media: AvatarMedia, frames:
             masked = crop * face_mask()[0]
             raw = unet(torch.cat([crop, masked])[None], torch.from_numpy(padded[i : i + 16].reshape(1, 32, 16, 16)))[0]
             face = (raw.numpy() * 255).astype(np.uint8).transpose(1, 2, 0)[..., ::-1]
-            compositing.encode_jpeg(compositing.paste_face(background, media.rects[index], face), 75)
+            compositing.encode_jpeg(compositing.paste_face(background, media.rects[index], face, media.paste), 75)
     return frames / (time.perf_counter() - start)
 
 

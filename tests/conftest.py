@@ -139,6 +139,8 @@ def parity_avatar(server, grpc_url, tmp_path_factory):
             str(folder / "dataset"),
             "--checkpoint",
             str(folder / "30.pth"),
+            "--paste",
+            "hard",  # the reference's
             "--audio-encoder",
             str(folder / "audio_visual_encoder.pth"),
             "--repository",

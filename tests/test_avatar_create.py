@@ -12,14 +12,16 @@ import numpy as np
 import pytest
 import torch
 
+from lipsync import cli as client_cli
 from lipsync import framing
 from lipsync.client import LipsyncClient
 from lipsync_server import cli
 from lipsync_server.avatars import importer, quality, repository
 from lipsync_server.creation import create as creation
-from lipsync_server.creation import crop_track, dataset, training
+from lipsync_server.creation import crop_track, dataset, sync_network, training
 
 SECONDS = 6.0  # person_video's
+SYNC_STEPS = 120  # the sync network's: enough to tell this video's mouths in sync from not
 
 
 def create(video: Path, repo: Path, work: Path, *options: str) -> int:
@@ -40,6 +42,8 @@ def create(video: Path, repo: Path, work: Path, *options: str) -> int:
             "4",
             "--batch",
             "2",
+            "--sync-steps",
+            str(SYNC_STEPS),
             *options,
         ]
     )
@@ -51,7 +55,7 @@ def refused(person_video, tmp_path_factory) -> tuple[str, Path, Path]:
     repo = tmp_path_factory.mktemp("repo")
     shutil.copytree(Path(__file__).resolve().parents[1] / "model_repository" / "audio_encoder", repo / "audio_encoder")
     work = tmp_path_factory.mktemp("work") / "person"
-    plan = training.Plan(steps=4, batch=2)
+    plan = training.Plan(steps=4, batch=2, sync_steps=SYNC_STEPS)
     request = creation.Request("person", person_video, repo, work, plan, min_seconds=3.0)
     with pytest.raises(creation.CreationError) as refusal:
         creation.create(request)
@@ -82,19 +86,36 @@ def test_the_gates_refuse_a_network_that_is_not_good_enough(refused):
     assert not (repo / "avatar_person").exists()  # nothing served
     report = json.loads((work / "report.json").read_text())
     assert report["failed"] and report["real_sync_r"] > 0.7  # the made-up mouth follows its speech
+    assert 0 < report["sync_score"] < 1 and 0 < report["real_sync_score"] < 1
+
+
+def test_the_sync_network_tells_a_mouth_in_sync_from_one_that_is_not(refused):
+    """The person's sync network (trained by the refused run) on the held-out frames it never
+    saw: the real mouths score higher with their own audio than with audio 0.4 s away."""
+    _, repo, work = refused
+    features = torch.from_numpy(training.encoder_features(work, repo))
+    network = training.train_sync(work, training.Plan(sync_steps=SYNC_STEPS), features.numpy())  # sync.pth
+    info = dataset.read(work)
+    held_out = info.held_out_frames()
+    faces = sync_network.mouths(training.read_faces(work, held_out), sync_network.mouth_box(info))
+    with torch.no_grad():
+        in_sync = network(faces, features[held_out]).mean()
+        shifted = network(faces, features[[n - 10 for n in held_out]]).mean()
+    assert in_sync > shifted + 0.1, (float(in_sync), float(shifted))
 
 
 def test_training_resumed_after_an_interruption_ends_with_the_same_weights(refused, monkeypatch):
     _, repo, work = refused
     monkeypatch.setattr(training, "CHECKPOINT_EVERY", 2)
     features = training.encoder_features(work, repo)
-    plan = training.Plan(steps=4, width=8, batch=2, seed=3)
+    plan = training.Plan(steps=4, width=8, batch=2, seed=3, sync_steps=8)
     shutil.rmtree(work / "train")
-    straight = training.train(work, plan, features)
+    straight = training.train(work, plan, features, sync=training.train_sync(work, plan, features))
     assert straight is not None
     shutil.rmtree(work / "train")
-    assert training.train(work, plan, features, stop_after=3) is None  # stopped after step 3
-    resumed = training.train(work, plan, features)  # goes on from step 2's state
+    sync = training.train_sync(work, plan, features)  # the interrupted run's, trained again
+    assert training.train(work, plan, features, stop_after=3, sync=sync) is None  # stopped after step 3
+    resumed = training.train(work, plan, features, sync=training.train_sync(work, plan, features))  # from step 2
     assert resumed is not None
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
@@ -103,7 +124,7 @@ def test_training_resumed_after_an_interruption_ends_with_the_same_weights(refus
 
 
 @pytest.mark.integration
-def test_a_created_version_is_served(person_video, refused, server, grpc_url, tmp_path):
+def test_a_created_version_is_served(person_video, refused, server, grpc_url, tmp_path, capsys):
     work = tmp_path / "work"
     work.mkdir()
     for made in ("source.json", "dataset.json", "aud.wav", "faces", "frames"):  # the video's dataset, made once
@@ -117,6 +138,14 @@ def test_a_created_version_is_served(person_video, refused, server, grpc_url, tm
         assert create(person_video, server.repository, work, "--ignore-gates") == 0
         assert repository.versions(server.repository, "person") == [1]
         client.load_avatar("person")
+        # `lipsync avatars` shows the version's gates as they were measured.
+        figures = json.loads((work / "report.json").read_text())
+        assert client_cli.main(["--url", grpc_url, "avatars"]) == 0
+        (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("person\t")]
+        assert line == (
+            f"person\t1: READY (created: PSNR {figures['psnr_db']:.1f} dB, lip sync r {figures['sync_r']:.2f}, "
+            f"gates failed: {len(figures['failed'])}, added anyway)"
+        )
         audio = np.zeros(framing.SAMPLE_RATE, np.float32)
         frames, loop = client.render_in_loop(audio, framing.SAMPLE_RATE, "person")
         assert len(frames) == framing.frame_count(len(audio))

@@ -112,3 +112,17 @@ def test_new_media_replaces_the_old_in_one_step(tmp_path, monkeypatch):
     repository.write_media(repo, "x", frames[:1], rect)
     assert AvatarMedia(media_dir(repo, "x")).background(0).mean() < 50
     assert sorted(p.name for p in (repo / "avatar_x").iterdir()) == ["config.pbtxt", "configs", "media"]
+
+
+def test_the_paste_is_chosen_per_avatar_and_a_broken_choice_is_named(tmp_path):
+    repo = tmp_path / "repo"
+    frame, rect = [np.full((64, 64, 3), 90, np.uint8)], [[8, 8, 56, 56]]
+    repository.write_media(repo, "plain", frame, rect)
+    repository.write_media(repo, "exact", frame, rect, paste="hard")
+    assert AvatarMedia(media_dir(repo, "plain")).paste == "feathered"
+    assert AvatarMedia(media_dir(repo, "exact")).paste == "hard"
+    (media_dir(repo, "exact") / "paste.json").write_text('{"paste": "blurry"}')
+    with pytest.raises(ValueError, match="paste.json: paste 'blurry' is not one of feathered, hard"):
+        AvatarMedia(media_dir(repo, "exact"))
+    with pytest.raises(ValueError, match="paste 'soft' is not one of"):
+        repository.write_media(repo, "other", frame, rect, paste="soft")

@@ -234,13 +234,25 @@ def _pcm_chunks(stream, samples: int):
 def _avatars(client: LipsyncClient, args) -> int:
     for avatar in client.avatars():
         versions = ", ".join(
-            f"{v}: {state}" + (f" ({avatar.reasons[v][:200]})" if v in avatar.reasons else "")
+            f"{v}: {state}"
+            + (f" ({avatar.reasons[v][:200]})" if v in avatar.reasons else "")
+            + (f" ({_gates(avatar.creation[v])})" if v in avatar.creation else "")
             for v, state in sorted(avatar.versions.items())
         )
         if not avatar.ready and not avatar.reasons:  # not loaded: the server loads it when asked for it
             versions = "not resident: loads on its first request"
         print(f"{avatar.name}\t{versions}")
     return 0
+
+
+def _gates(figures: dict) -> str:
+    """A created version's quality gates, as `lipsync-server avatar create` measured them."""
+    try:
+        shown = f"created: PSNR {figures['psnr_db']:.1f} dB, lip sync r {figures['sync_r']:.2f}"
+        failed = figures.get("failed") or []
+    except (KeyError, TypeError, ValueError):
+        return "created: figures unreadable"
+    return shown + (f", gates failed: {len(failed)}, added anyway" if failed else ", gates passed")
 
 
 def _load(client: LipsyncClient, args) -> int:

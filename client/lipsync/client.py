@@ -7,6 +7,7 @@ for jpeg in client.render_chunks(long_audio, 44100, "demo"):  # several requests
     ...
 """
 
+import json
 import threading
 import time
 from collections import deque
@@ -32,6 +33,9 @@ class Avatar:
     name: str
     versions: dict[int, str] = field(default_factory=dict)  # version -> state ("READY", "UNAVAILABLE", ...)
     reasons: dict[int, str] = field(default_factory=dict)  # version -> why its last load failed
+    # version -> the quality gates' figures of a version `lipsync-server avatar create` made
+    # (psnr_db, sync_r, real_sync_r, failed); known while the avatar is loaded
+    creation: dict[int, dict] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -148,7 +152,26 @@ class LipsyncClient:
                 item.versions[int(entry["version"])] = entry.get("state", "UNKNOWN")
                 if entry.get("reason") and entry.get("state") != "READY":
                     item.reasons[int(entry["version"])] = entry["reason"]
+        for item in found.values():
+            if item.ready:
+                item.creation = self._creation_reports(item.name)
         return sorted(found.values(), key=lambda a: a.name)
+
+    def _creation_reports(self, name: str) -> dict[int, dict]:
+        """The loaded avatar model's config parameter "creation" (the server's repository
+        writes it: JSON, version -> figures)."""
+        try:
+            config = self.triton.get_model_config(
+                avatar_names.model_name(name), headers=self.admin_headers, **self._as_json()
+            )
+        except InferenceServerException:  # unloaded since the index was read
+            return {}
+        config = config.get("config", config)
+        text = config.get("parameters", {}).get("creation", {}).get("string_value")
+        try:
+            return {int(version): figures for version, figures in json.loads(text).items()} if text else {}
+        except (ValueError, AttributeError):  # written by hand: shown as absent
+            return {}
 
     def load_avatar(self, name: str) -> None:
         self.triton.load_model(avatar_names.model_name(name), headers=self.admin_headers)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lipsync.cli import PLAN_HINT
 from lipsync.keys import ADMIN, INFERENCE
+from lipsync_server.avatars.crop import FEATHERED, PASTES
 from lipsync_server.launcher.keys import check_key
 from lipsync_server.launcher.profiles import PROFILES, named
 
@@ -77,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         "--audio-encoder", type=Path, help="shared audio encoder checkpoint (becomes its next version)"
     )
     imports.add_argument("--version", type=int, default=None, help="weights version folder (default: next)")
+    imports.add_argument(
+        "--paste",
+        default=FEATHERED,
+        choices=PASTES,
+        help="with --dataset or --video: how faces go into the frames (hard: the reference's, for parity checks)",
+    )
 
     avatar = commands.add_parser("avatar", help="make avatars").add_subparsers(dest="avatar_command", required=True)
     creates = avatar.add_parser("create", help="a plain video of a person talking becomes a served avatar")
@@ -85,11 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     creates.add_argument("--width", type=int, default=8, choices=[8, 16, 32], help="UNet width (reference: 32)")
     creates.add_argument("--steps", type=int, default=1000, help="training steps")
     creates.add_argument("--batch", type=int, default=8, help="frames a training step")
+    creates.add_argument("--sync-steps", type=int, default=300, help="the sync network's training steps")
+    creates.add_argument("--sync-weight", type=float, default=0.05, help="the sync loss's weight (0: none)")
     creates.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     creates.add_argument("--seed", type=int, default=0)
     creates.add_argument("--work", type=Path, default=None, help="where it keeps its work (default: ./NAME-avatar)")
     creates.add_argument("--min-seconds", type=float, default=30.0, help="the least usable video it accepts")
     creates.add_argument("--ignore-gates", action="store_true", help="add the version even if a quality gate fails")
+    creates.add_argument("--paste", default=FEATHERED, choices=PASTES, help="how faces go into the frames")
 
     quantize = commands.add_parser("quantize", help="add an INT8 copy of an avatar's weights as its next version")
     quantize.add_argument("name")
@@ -196,7 +206,7 @@ def _import(args: argparse.Namespace) -> int:
 
     try:
         if args.dataset or args.video:
-            media = import_avatar(args.repository, args.name, args.dataset, args.video, args.rects)
+            media = import_avatar(args.repository, args.name, args.dataset, args.video, args.rects, args.paste)
             print(f"wrote avatar {args.name!r} media: {media}")
         # The encoder first: it is what the new version will serve with (and is measured with).
         if args.audio_encoder:
@@ -222,9 +232,18 @@ def _create(args: argparse.Namespace) -> int:
         args.video,
         args.repository,
         args.work or Path(f"{args.name}-avatar"),
-        Plan(steps=args.steps, width=args.width, batch=args.batch, seed=args.seed, device=args.device),
+        Plan(
+            steps=args.steps,
+            width=args.width,
+            batch=args.batch,
+            seed=args.seed,
+            device=args.device,
+            sync_steps=args.sync_steps,
+            sync_weight=args.sync_weight,
+        ),
         args.min_seconds,
         args.ignore_gates,
+        args.paste,
     )
     try:
         result = create(request)

@@ -40,7 +40,7 @@ class TritonPythonModel:
 
         def frame(i):
             index = framing.pingpong(start + i, len(media))
-            composed = compositing.paste_face(media.background(index), media.rects[index], faces[i])
+            composed = compositing.paste_face(media.background(index), media.rects[index], faces[i], media.paste)
             return compositing.encode_jpeg(composed, self.quality)
 
         try:

@@ -2,13 +2,17 @@
 
 A crop square (x1, y1, x2, y2) of the frame is resized to 328x328 (bicubic); the network sees
 and regenerates its inner 320x320. Pasting puts the generated face into that inner region and
-resizes the 328 crop back to the square's size (bicubic). OpenCV's bicubic is the reference's.
+resizes the 328 crop back to the square's size (bicubic); OpenCV's bicubic is the reference's.
+The hard paste stops there; the feathered one then blends that square into the frame with
+crop.feather_weights().
 """
+
+from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from .crop import BORDER, CROP
+from .crop import BORDER, CROP, FEATHERED, HARD, PASTES, feather_weights
 
 
 def face_input(frame: np.ndarray, rect) -> np.ndarray:
@@ -18,14 +22,29 @@ def face_input(frame: np.ndarray, rect) -> np.ndarray:
     return crop[BORDER:-BORDER, BORDER:-BORDER]
 
 
-def paste_face(frame: np.ndarray, rect, face: np.ndarray) -> np.ndarray:
+def paste_face(frame: np.ndarray, rect, face: np.ndarray, paste: str = FEATHERED) -> np.ndarray:
     """A copy of `frame` with the generated 320x320 `face` (same channel order) pasted in."""
     x1, y1, x2, y2 = (int(v) for v in rect)
     crop = cv2.resize(frame[y1:y2, x1:x2], (CROP, CROP), interpolation=cv2.INTER_CUBIC)
     crop[BORDER:-BORDER, BORDER:-BORDER] = face
+    square = cv2.resize(crop, (x2 - x1, y2 - y1), interpolation=cv2.INTER_CUBIC)
     out = frame.copy()
-    out[y1:y2, x1:x2] = cv2.resize(crop, (x2 - x1, y2 - y1), interpolation=cv2.INTER_CUBIC)
+    if paste == HARD:
+        out[y1:y2, x1:x2] = square
+    elif paste == FEATHERED:
+        original = frame[y1:y2, x1:x2].astype(np.float32)
+        blended = original + _feather_mask(x2 - x1, y2 - y1) * (square.astype(np.float32) - original)
+        out[y1:y2, x1:x2] = np.rint(blended)
+    else:
+        raise ValueError(f"paste {paste[:16]!r}: not one of {', '.join(PASTES)}")
     return out
+
+
+@lru_cache(maxsize=256)  # squares of one avatar vary by a few pixels: a few dozen sizes
+def _feather_mask(width: int, height: int) -> np.ndarray:
+    mask = np.outer(feather_weights(height), feather_weights(width)).astype(np.float32)[..., None]
+    mask.flags.writeable = False
+    return mask
 
 
 def encode_jpeg(frame_rgb: np.ndarray, quality: int) -> bytes:

@@ -16,6 +16,7 @@ from lipsync_server.backend import runtimes
 from lipsync_server.networks import checkpoints
 
 from . import media, quality, repository
+from .crop import FEATHERED
 
 # Landmark indices of SyncTalk_2D's 110-point .lms files that define the crop square.
 JAW_LEFT, JAW_RIGHT, CROP_TOP = 1, 31, 52
@@ -77,7 +78,12 @@ def read_video(video: Path, rects_json: Path) -> tuple[Iterator[np.ndarray], lis
 
 
 def import_avatar(
-    repo: Path, name: str, dataset: Path | None = None, video: Path | None = None, rects: Path | None = None
+    repo: Path,
+    name: str,
+    dataset: Path | None = None,
+    video: Path | None = None,
+    rects: Path | None = None,
+    paste: str = FEATHERED,
 ) -> Path:
     avatar_names.check_name(name)
     frames: Iterable[np.ndarray | Path]
@@ -88,7 +94,7 @@ def import_avatar(
     else:
         raise AvatarImportError("give a SyncTalk_2D dataset folder, or a video and its crop_rects.json")
     try:
-        return repository.write_media(repo, name, frames, crops)
+        return repository.write_media(repo, name, frames, crops, paste)
     except ValueError as error:
         raise AvatarImportError(f"avatar {name!r}: {error}") from None
 

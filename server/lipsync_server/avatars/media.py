@@ -6,6 +6,8 @@ UNet weights; its media, shared by all versions, lives beside them:
     avatar_<name>/media/frames/000000.jpg ...  background frames (JPEG, any size)
                   media/rects.json            [[x1, y1, x2, y2], ...] crop square per frame
                   media/faces.npy             uint8 [N, 320, 320, 3] BGR: the network's face input
+                  media/paste.json            {"paste": "feathered"} or "hard", the reference's
+                                              (crop.py; absent: feathered)
 
 faces.npy is the inner 320x320 of each crop resized to 328x328, precomputed so that serving
 never decodes a frame to build the network's input.
@@ -21,11 +23,28 @@ import numpy as np
 
 from lipsync.avatar_names import model_name
 
+from .crop import FEATHERED, PASTES
+
 MEDIA = "media"
+PASTE_FILE = "paste.json"
 
 
 def media_dir(repository: Path, avatar: str) -> Path:
     return Path(repository) / model_name(avatar) / MEDIA
+
+
+def read_paste(directory: Path) -> str:
+    """How the avatar's generated faces are pasted (crop.PASTES): paste.json's, else feathered."""
+    path = Path(directory) / PASTE_FILE
+    if not path.is_file():
+        return FEATHERED
+    try:
+        paste = json.loads(path.read_text())["paste"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f'{PASTE_FILE} must be {{"paste": one of {", ".join(PASTES)}}}: {error}') from None
+    if paste not in PASTES:
+        raise ValueError(f"{PASTE_FILE}: paste {str(paste)[:16]!r} is not one of {', '.join(PASTES)}")
+    return paste
 
 
 class FrameCache:
@@ -65,6 +84,7 @@ class AvatarMedia:
         except json.JSONDecodeError as error:
             raise ValueError(f"rects.json is not valid JSON: {error}") from None
         self.faces = np.load(self.directory / "faces.npy", mmap_mode="r")
+        self.paste = read_paste(self.directory)
         self.frame_paths = sorted((self.directory / "frames").glob("*.jpg"))
         if not (len(self.rects) == len(self.faces) == len(self.frame_paths) > 0):
             raise ValueError(

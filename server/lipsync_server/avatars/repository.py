@@ -13,8 +13,11 @@ from PIL import Image
 from lipsync import avatar_names
 
 from . import compositing, media
+from .crop import FEATHERED, PASTES
 
 TEMPLATES = Path(__file__).parent / "avatar_model"
+CREATION_PARAMETER = "creation"
+CREATION_FIGURES = ("psnr_db", "sync_r", "real_sync_r", "failed")
 ENV_REPOSITORY = "LIPSYNC_MODEL_REPOSITORY"
 JPEG_QUALITY = 95
 # renameat2(2): the two paths trade places in one step (Linux 3.15+; Python's os has no call for it).
@@ -33,9 +36,14 @@ def default_repository() -> Path:
     return Path(os.environ.get(ENV_REPOSITORY) or "model_repository").absolute()
 
 
-def write_media(repository: Path, name: str, frames: Iterable[np.ndarray | Path], rects) -> Path:
-    """Stores frames (RGB arrays, or JPEG files copied as they are) and their crop squares as
-    the avatar's media, replacing old media only once the new media is complete, in one step."""
+def write_media(
+    repository: Path, name: str, frames: Iterable[np.ndarray | Path], rects, paste: str = FEATHERED
+) -> Path:
+    """Stores frames (RGB arrays, or JPEG files copied as they are), their crop squares and how
+    faces are pasted into them (crop.PASTES) as the avatar's media, replacing old media only once
+    the new media is complete, in one step."""
+    if paste not in PASTES:
+        raise ValueError(f"paste {paste[:16]!r} is not one of {', '.join(PASTES)}")
     target = media.media_dir(repository, name)
     staging = target.with_name(media.MEDIA + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -56,6 +64,7 @@ def write_media(repository: Path, name: str, frames: Iterable[np.ndarray | Path]
             raise ValueError(f"frame {index}: {error}") from None
         faces.append(compositing.face_input(decoded[..., ::-1], rect))  # the network wants BGR
     np.save(staging / "faces.npy", np.stack(faces))
+    (staging / media.PASTE_FILE).write_text(json.dumps({"paste": paste}))
     (staging / "rects.json").write_text(json.dumps(rects))
     _swap_in(staging, target)
     _write_configs(repository, name)
@@ -125,14 +134,36 @@ def _versions(model_folder: Path) -> list[int]:
 
 
 def _write_configs(repository: Path, name: str) -> None:
+    """The avatar model's configs from the templates, with the versions' creation reports as
+    the parameter CREATION_PARAMETER (JSON: version -> figures), which clients read with the
+    model's config (`lipsync avatars`)."""
+    from . import quality  # which imports this module
+
     folder = Path(repository) / avatar_names.model_name(name)
     (folder / "configs").mkdir(parents=True, exist_ok=True)
+    reports = {
+        str(v): {key: report[key] for key in CREATION_FIGURES}
+        for v in _versions(folder)
+        if (report := quality.read(folder / str(v)).get("creation"))
+    }
+    # JSON's quoting of an ASCII text (json.dumps escapes the rest) is protobuf text format's too.
+    text = json.dumps(json.dumps(reports))
+    parameter = f"parameters {{ key: {json.dumps(CREATION_PARAMETER)} value: {{ string_value: {text} }} }}\n"
     for config in ("config.pbtxt", "configs/cpu.pbtxt"):
-        _replace_file(TEMPLATES / config, folder / config)
+        _replace_file((TEMPLATES / config).read_text() + (parameter if reports else ""), folder / config)
 
 
-def _replace_file(source: Path, target: Path) -> None:
-    """Copies `source` over `target` by writing the copy beside it, then renaming it over."""
+def record_creation(repository: Path, name: str, version: int, report: dict) -> None:
+    """Keeps an avatar creation's quality report with the version it made, and in its configs."""
+    from . import quality  # which imports this module
+
+    folder = version_folder(repository, name, version)
+    quality.write(folder, {**quality.read(folder), "creation": report})
+    _write_configs(repository, name)
+
+
+def _replace_file(text: str, target: Path) -> None:
+    """Writes `text` to `target` by writing it beside it, then renaming it over."""
     staging = target.with_name(target.name + ".partial")
-    shutil.copyfile(source, staging)
+    staging.write_text(text)
     os.replace(staging, target)

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lipsync import avatar_names, framing
-from lipsync_server.avatars import importer, media, quality, repository
+from lipsync_server.avatars import importer, media, repository
+from lipsync_server.avatars.crop import FEATHERED
 
 from . import crop_track, dataset, quality_gates, training, video_input
 from .face_tracker import FaceTracker
@@ -40,6 +41,7 @@ class Request:
     plan: training.Plan = field(default_factory=training.Plan)
     min_seconds: float = video_input.MIN_SECONDS
     ignore_gates: bool = False
+    paste: str = FEATHERED
 
 
 @dataclass
@@ -68,14 +70,21 @@ def create(request: Request) -> Result:
             f"(left out: {_counts(info.left_out())}); an avatar needs at least {request.min_seconds:g} s"
         )
     features = training.encoder_features(request.work, request.repository)
+    sync = None
+    if request.plan.sync_weight > 0:
+        syncing = Progress("sync network", request.plan.sync_steps, "steps")
+        sync = training.train_sync(
+            request.work, request.plan, features, lambda step, _, loss: syncing.update(step, f"loss {loss:.4f}")
+        )
+        seconds["sync network"] = syncing.finish(f"{request.plan.sync_steps} steps")
     steps = Progress("training", request.plan.steps, "steps")
     unet = training.train(
-        request.work, request.plan, features, lambda step, _, loss: steps.update(step, f"loss {loss:.4f}")
+        request.work, request.plan, features, lambda step, _, loss: steps.update(step, f"loss {loss:.4f}"), sync=sync
     )
     assert unet is not None
     seconds["training"] = steps.finish(f"{request.plan.steps} steps at width {request.plan.width}")
     checks = Progress("quality gates", 1, "checks")
-    report = quality_gates.check(request.work, unet, features)
+    report = quality_gates.check(request.work, unet, features, sync)
     (request.work / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
     seconds["gates"] = checks.finish(
         f"PSNR {report.psnr_db:.1f} dB, lip sync r {report.sync_r:.2f} (the video's own {report.real_sync_r:.2f})"
@@ -92,12 +101,12 @@ def create(request: Request) -> Result:
             request.name,
             [request.work / "frames" / f"{n}.jpg" for n in loop],
             [info.rects[n] for n in loop],
+            request.paste,
         )
     version = _imported_before(request)
     if version is None:
         version = importer.import_unet(request.repository, request.name, request.work / "train" / "unet.pth")
-        folder = repository.version_folder(request.repository, request.name, version)
-        quality.write(folder, {**quality.read(folder), "creation": report.as_dict()})
+        repository.record_creation(request.repository, request.name, version, report.as_dict())
         (request.work / IMPORTED).write_text(json.dumps(_imported_marker(request, version)))
     return Result(version, report, info.left_out(), seconds)
 

@@ -4,11 +4,15 @@
   each held-out frame made from its own masked frame, another frame as reference and its audio;
 - lip sync: the generated face pasted into its frame and read by the face mesh: the mouth's
   opening (inner lips apart, over the face's width) follows the speech level (Pearson r), and
-  stays closed in the pauses as the real person's does.
+  stays closed in the pauses as the real person's does;
+- the person's sync network (sync_network.py): its mean score of the generated mouths with
+  their audio, against its score of the real mouths with theirs.
 
 The bars: PSNR MIN_PSNR_DB (a face with the mouth region wrong but the rest right already has
 about 25 dB: below 28 the face itself is off), r MIN_SYNC_R (the issue's target), pause opening at
-most the real frames' plus MAX_PAUSE_OPENING_EXTRA.
+most the real frames' plus MAX_PAUSE_OPENING_EXTRA, the sync network's score at least
+MIN_SYNC_SCORE_SHARE of the real mouths' (the network learnt the real ones: a generated mouth
+that moves as they do scores as they do).
 """
 
 from dataclasses import asdict, dataclass
@@ -23,12 +27,14 @@ from lipsync_server.demo import mouth_track
 from lipsync_server.networks.exported import face_mask
 from lipsync_server.networks.unet import LipSyncUNet
 
-from . import crop_track, dataset
+from . import crop_track, dataset, sync_network
 from .face_tracker import FaceTracker
+from .sync_network import SyncNetwork
 
 MIN_PSNR_DB = 28.0
 MIN_SYNC_R = 0.7
 MAX_PAUSE_OPENING_EXTRA = 0.02
+MIN_SYNC_SCORE_SHARE = 0.8
 INNER_LIP_TOP, INNER_LIP_BOTTOM = 13, 14
 PAUSE_LEVEL = mouth_track.CLOSED_LEVEL  # the speech level below which the mouth is closed
 
@@ -42,13 +48,18 @@ class Report:
     real_pause_opening: float  # the same on the real frames
     real_sync_r: float  # the real frames' own opening against the speech: what r can reach
     failed: list[str]  # the gates not passed
+    sync_score: float | None = None  # the sync network's mean score, generated (None: no network)
+    real_sync_score: float | None = None  # the same for the real mouths
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def check(work: Path, unet: LipSyncUNet, features: np.ndarray, seed: int = 0) -> Report:
-    """`features`: training.encoder_features() of the work folder."""
+def check(
+    work: Path, unet: LipSyncUNet, features: np.ndarray, sync: SyncNetwork | None = None, seed: int = 0
+) -> Report:
+    """`features`: training.encoder_features() of the work folder; `sync`: the person's sync
+    network (training.train_sync())."""
     info = dataset.read(work)
     held_out = info.held_out_frames()
     training = info.training_frames()
@@ -64,6 +75,7 @@ def check(work: Path, unet: LipSyncUNet, features: np.ndarray, seed: int = 0) ->
     mask = face_mask()
     tracker = FaceTracker()
     psnrs, made, real = [], [], []
+    generated_faces, real_faces = [], []
     unet.eval()
     for n, reference in zip(held_out, references):
         target = cv2.imread(str(work / "faces" / f"{n}.png"))
@@ -72,6 +84,8 @@ def check(work: Path, unet: LipSyncUNet, features: np.ndarray, seed: int = 0) ->
             out = unet(face, torch.from_numpy(features[n : n + 1]))[0]
         generated = (out.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         psnrs.append(cv2.PSNR(generated, target))
+        generated_faces.append(out)
+        real_faces.append(_tensor(target)[0])
         frame = cv2.imread(str(work / "frames" / f"{n}.jpg"))
         real.append(_opening(tracker, frame))
         made.append(_opening(tracker, compositing.paste_face(frame, info.rects[n], generated)))
@@ -86,6 +100,11 @@ def check(work: Path, unet: LipSyncUNet, features: np.ndarray, seed: int = 0) ->
         real_sync_r=_pearson(real, levels),
         failed=[],
     )
+    if sync is not None:
+        box, audio = sync_network.mouth_box(info), torch.from_numpy(features[held_out])
+        with torch.no_grad():
+            report.sync_score = float(sync(sync_network.mouths(torch.stack(generated_faces), box), audio).mean())
+            report.real_sync_score = float(sync(sync_network.mouths(torch.stack(real_faces), box), audio).mean())
     if report.psnr_db < MIN_PSNR_DB:
         report.failed.append(f"reconstruction: {report.psnr_db:.1f} dB PSNR, the bar is {MIN_PSNR_DB:g}")
     if not report.sync_r >= MIN_SYNC_R:
@@ -93,6 +112,11 @@ def check(work: Path, unet: LipSyncUNet, features: np.ndarray, seed: int = 0) ->
     if report.pause_opening > report.real_pause_opening + MAX_PAUSE_OPENING_EXTRA:
         report.failed.append(
             f"closed in pauses: opening {report.pause_opening:.3f}, the real person's {report.real_pause_opening:.3f}"
+        )
+    if report.sync_score is not None and report.sync_score < MIN_SYNC_SCORE_SHARE * report.real_sync_score:
+        report.failed.append(
+            f"sync network: score {report.sync_score:.2f}, under {MIN_SYNC_SCORE_SHARE:g} of the real mouths' "
+            f"{report.real_sync_score:.2f}"
         )
     return report
 

@@ -1,9 +1,10 @@
 """Trains a person's UNet on their video's frames (dataset.py) with the project's shared audio
 encoder, as SyncTalk_2D trains its per-person network: the target frame masked, a random other
-frame as the reference, the frame's audio features; L1, weighted up inside the mouth.
+frame as the reference, the frame's audio features; L1, weighted up inside the mouth, plus the
+sync loss of the person's sync network (sync_network.py) weighted by Plan.sync_weight.
 
-SyncTalk_2D also adds a VGG19 perceptual loss (its weights would have to be downloaded: left
-out) and a sync loss from a per-person sync network (not trained here yet).
+SyncTalk_2D also adds a VGG19 perceptual loss, whose ImageNet weights would have to be
+downloaded: left out (perf/README.md has the figures without it).
 
 Seeded and resumable: every CHECKPOINT_EVERY steps the whole state (weights, optimiser,
 schedule, the sampler's random state) goes to train/state.pt, so a run stopped by Ctrl-C or a
@@ -25,10 +26,11 @@ from lipsync_server.demo.training import MOUTH_WEIGHT
 from lipsync_server.networks.exported import face_mask
 from lipsync_server.networks.unet import LipSyncUNet
 
-from . import dataset
+from . import dataset, sync_network
 
 CHECKPOINT_EVERY = 50
 LEARNING_RATE = 2e-3
+SYNC_WEIGHT = 0.05
 
 
 @dataclass
@@ -38,6 +40,12 @@ class Plan:
     batch: int = 8
     seed: int = 0
     device: str = "cpu"
+    sync_steps: int = 300  # the sync network's, trained first (about 30 s on 2 cores)
+    sync_weight: float = SYNC_WEIGHT  # 0: no sync network, L1 alone
+
+    def settings(self) -> list:
+        """What a saved state must have been trained with to be resumed."""
+        return [self.steps, self.width, self.batch, self.seed, self.sync_steps, self.sync_weight]
 
 
 def train(
@@ -46,10 +54,14 @@ def train(
     features: np.ndarray,
     progress: Callable[[int, int, float], None] = lambda step, steps, loss: None,
     stop_after: int | None = None,
+    sync: sync_network.SyncNetwork | None = None,
 ) -> LipSyncUNet | None:
     """The trained UNet (also in work/train/unet.pth); None when `stop_after` steps of this
     call ended it early (tests: an interruption). `features`: the shared audio encoder's output
-    for every frame of the video (encoder_features())."""
+    for every frame of the video (encoder_features()); `sync`: the person's sync network
+    (train_sync()), needed when plan.sync_weight > 0."""
+    if plan.sync_weight > 0 and sync is None:
+        raise ValueError("the plan weighs a sync loss: train the sync network first (train_sync)")
     info = dataset.read(work)
     frames = info.training_frames()
     if not frames:
@@ -68,7 +80,7 @@ def train(
     step = 0
     if state_path.is_file():
         state = torch.load(state_path, map_location=device, weights_only=True)
-        if state["plan"] != [plan.steps, plan.width, plan.batch, plan.seed]:
+        if state["plan"] != plan.settings():
             raise ValueError(f"{state_path} is a run with other settings: move it away to start again")
         unet.load_state_dict(state["unet"])
         optimizer.load_state_dict(state["optimizer"])
@@ -76,16 +88,21 @@ def train(
         sampler.set_state(state["sampler"])
         step = state["step"]
     mask, weight = face_mask().to(device), _mouth_weight(info).to(device)
+    if sync is not None:
+        sync = sync.to(device).eval().requires_grad_(False)
+        box = sync_network.mouth_box(info)
     log = _Log(work / "train" / "log.csv", step)
     unet.train()
     ran = 0
     while step < plan.steps:
         targets = [frames[i] for i in torch.randint(len(frames), (plan.batch,), generator=sampler)]
         references = [frames[i] for i in torch.randint(len(frames), (plan.batch,), generator=sampler)]
-        target = _faces(work, targets).to(device)
-        face = torch.cat([_faces(work, references).to(device), target * mask], dim=1)
+        target = read_faces(work, targets).to(device)
+        face = torch.cat([read_faces(work, references).to(device), target * mask], dim=1)
         out = unet(face.contiguous(memory_format=torch.channels_last), windows[targets].to(device))
         loss = (weight * (out - target).abs()).mean() / weight.mean()
+        if plan.sync_weight > 0:
+            loss = loss + plan.sync_weight * sync_network.sync_loss(sync, out, box, windows[targets].to(device))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -102,7 +119,19 @@ def train(
     return unet
 
 
-def _faces(work: Path, numbers: list[int]) -> torch.Tensor:
+def train_sync(
+    work: Path,
+    plan: Plan,
+    features: np.ndarray,
+    progress: Callable[[int, int, float], None] = lambda step, steps, loss: None,
+) -> sync_network.SyncNetwork:
+    """The person's sync network for this plan (work/train/sync.pth once trained)."""
+    return sync_network.train(
+        work, features, plan.sync_steps, plan.seed, lambda numbers: read_faces(work, numbers), progress
+    )
+
+
+def read_faces(work: Path, numbers: list[int]) -> torch.Tensor:
     """[B, 3, 320, 320] float in [0, 1], BGR, read from faces/<n>.png."""
     images = [cv2.imread(str(work / "faces" / f"{n}.png")) for n in numbers]
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
@@ -135,7 +164,7 @@ def _save_state(path: Path, step: int, plan: Plan, unet, optimizer, schedule, sa
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "step": step,
-        "plan": [plan.steps, plan.width, plan.batch, plan.seed],
+        "plan": plan.settings(),
         "unet": unet.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
