@@ -126,3 +126,17 @@ def test_the_paste_is_chosen_per_avatar_and_a_broken_choice_is_named(tmp_path):
         AvatarMedia(media_dir(repo, "exact"))
     with pytest.raises(ValueError, match="paste 'soft' is not one of"):
         repository.write_media(repo, "other", frame, rect, paste="soft")
+
+
+def test_a_created_versions_figures_go_into_both_configs_as_triton_reads_them(tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    repo = tmp_path / "repo"
+    repository.write_media(repo, "x", [np.full((64, 64, 3), 90, np.uint8)], [[8, 8, 56, 56]])
+    (repo / "avatar_x" / "1").mkdir()
+    report = {"psnr_db": 29.25, "sync_r": 0.74, "real_sync_r": 0.8, "failed": ['lip sync: "r" 0.6 – low']}
+    repository.record_creation(repo, "x", 1, {**report, "frames": 200})
+    for config in ("config.pbtxt", "configs/cpu.pbtxt"):
+        parsed = text_format.Parse((repo / "avatar_x" / config).read_text(), model_config_pb2.ModelConfig())
+        assert json.loads(parsed.parameters["creation"].string_value) == {"1": report}

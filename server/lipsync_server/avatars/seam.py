@@ -29,7 +29,7 @@ def seam_ratio(frame: np.ndarray, rect) -> float:
     changes = [_changes(profile, edge, inwards) for profile, edge, inwards in sides]
     across = np.mean([a for a, _ in changes])
     beside = np.mean([b for _, b in changes])
-    return float(across / max(beside, 1e-6))
+    return float(across / max(float(beside), 1e-6))
 
 
 def _changes(profile: np.ndarray, edge: int, inwards: int) -> tuple[float, float]:

@@ -92,6 +92,7 @@ def train(
     """The person's sync network (also in work/train/sync.pth, reused when there). Seeded: a run
     stopped before it finished trains it again to the same weights."""
     path = work / "train" / "sync.pth"
+    torch.manual_seed(seed)  # before the weights are drawn
     network = SyncNetwork()
     if path.is_file():
         saved = torch.load(path, weights_only=True)
@@ -102,7 +103,6 @@ def train(
     info = dataset.read(work)
     frames = np.array(info.training_frames())
     box = mouth_box(info)
-    torch.manual_seed(seed)
     sampler = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=LEARNING_RATE)
     windows = torch.from_numpy(features)

@@ -101,7 +101,7 @@ def train(
         face = torch.cat([read_faces(work, references).to(device), target * mask], dim=1)
         out = unet(face.contiguous(memory_format=torch.channels_last), windows[targets].to(device))
         loss = (weight * (out - target).abs()).mean() / weight.mean()
-        if plan.sync_weight > 0:
+        if sync is not None and plan.sync_weight > 0:
             loss = loss + plan.sync_weight * sync_network.sync_loss(sync, out, box, windows[targets].to(device))
         optimizer.zero_grad()
         loss.backward()
