@@ -72,10 +72,17 @@ def raw_faces(grpc_url, audio, start):
     return client.infer("lipsync_faces", inputs).as_numpy("FACES_RAW")[0]
 
 
-def test_ensemble_matches_the_reference_inference(parity_avatar, encoder, grpc_url, speech):
+@pytest.fixture(scope="module")
+def expected(parity_avatar, encoder, speech):
+    """The reference's raw outputs and frames for 1.25 s of speech (computed once: tens of
+    seconds of full-width UNet in eager PyTorch)."""
     unet, _, frames, rects, _ = parity_avatar
     audio = speech[0][:20000]
-    expected_raw, expected_frames = reference.render(audio, frames, rects, encoder, unet)
+    return audio, *reference.render(audio, frames, rects, encoder, unet)
+
+
+def test_ensemble_matches_the_reference_inference(expected, grpc_url):
+    audio, expected_raw, expected_frames = expected
     # The reference player steps before it reads, so its walk is START_FRAME=1 here.
     served_raw = raw_faces(grpc_url, audio, start=1)
     assert served_raw.shape == expected_raw.shape
@@ -91,11 +98,9 @@ def test_ensemble_matches_the_reference_inference(parity_avatar, encoder, grpc_u
         assert error.mean() < 0.1 and np.percentile(error, 99.9) < 12
 
 
-def test_wrong_walk_or_audio_would_be_caught(parity_avatar, encoder, grpc_url, speech):
+def test_wrong_walk_or_audio_would_be_caught(expected, grpc_url):
     # Sensitivity of the parity test: a shifted start or shifted audio does not match.
-    unet, _, frames, rects, _ = parity_avatar
-    audio = speech[0][:20000]
-    expected_raw, _ = reference.render(audio, frames, rects, encoder, unet)
+    audio, expected_raw, _ = expected
     assert np.abs(raw_faces(grpc_url, audio, start=0) - expected_raw).max() > 1e-2
     shifted = np.concatenate([np.zeros(640, np.float32), audio[:-640]])
     assert np.abs(raw_faces(grpc_url, shifted, start=1) - expected_raw).max() > 1e-2

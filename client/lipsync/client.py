@@ -116,7 +116,7 @@ class LipsyncClient:
         return {
             "live": self.triton.is_server_live(headers=self.headers),
             "ready": self.is_ready(),
-            "avatars": {a.name: a.versions for a in self.avatars()},
+            "avatars": {a.name: a.versions for a in self.avatars(figures=False)},
         }
 
     def statistics(self) -> dict[str, dict]:
@@ -139,7 +139,9 @@ class LipsyncClient:
 
     # Avatars ------------------------------------------------------------------------------
 
-    def avatars(self) -> list[Avatar]:
+    def avatars(self, figures: bool = True) -> list[Avatar]:
+        """Every avatar in the server's repository with its versions' states; `figures`: with
+        the loaded ones' creation figures too (a config call per loaded avatar)."""
         index = self.triton.get_model_repository_index(headers=self.admin_headers, **self._as_json())
         entries = index.get("models", index) if isinstance(index, dict) else index
         found: dict[str, Avatar] = {}
@@ -153,7 +155,7 @@ class LipsyncClient:
                 if entry.get("reason") and entry.get("state") != "READY":
                     item.reasons[int(entry["version"])] = entry["reason"]
         for item in found.values():
-            if item.ready:
+            if figures and item.ready:
                 item.creation = self._creation_reports(item.name)
         return sorted(found.values(), key=lambda a: a.name)
 

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     creates.add_argument("--steps", type=int, default=1000, help="training steps")
     creates.add_argument("--batch", type=int, default=8, help="frames a training step")
     creates.add_argument("--sync-steps", type=int, default=300, help="the sync network's training steps")
-    creates.add_argument("--sync-weight", type=float, default=0.05, help="the sync loss's weight (0: none)")
+    creates.add_argument("--sync-weight", type=float, default=0.0, help="the sync loss's weight (default 0: L1 alone)")
     creates.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     creates.add_argument("--seed", type=int, default=0)
     creates.add_argument("--work", type=Path, default=None, help="where it keeps its work (default: ./NAME-avatar)")

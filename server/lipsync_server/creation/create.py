@@ -70,13 +70,12 @@ def create(request: Request) -> Result:
             f"(left out: {_counts(info.left_out())}); an avatar needs at least {request.min_seconds:g} s"
         )
     features = training.encoder_features(request.work, request.repository)
-    sync = None
-    if request.plan.sync_weight > 0:
-        syncing = Progress("sync network", request.plan.sync_steps, "steps")
-        sync = training.train_sync(
-            request.work, request.plan, features, lambda step, _, loss: syncing.update(step, f"loss {loss:.4f}")
-        )
-        seconds["sync network"] = syncing.finish(f"{request.plan.sync_steps} steps")
+    # The sync network scores the result, and drives the sync loss when the plan weighs one.
+    syncing = Progress("sync network", request.plan.sync_steps, "steps")
+    sync = training.train_sync(
+        request.work, request.plan, features, lambda step, _, loss: syncing.update(step, f"loss {loss:.4f}")
+    )
+    seconds["sync network"] = syncing.finish(f"{request.plan.sync_steps} steps")
     steps = Progress("training", request.plan.steps, "steps")
     unet = training.train(
         request.work, request.plan, features, lambda step, _, loss: steps.update(step, f"loss {loss:.4f}"), sync=sync

@@ -6,13 +6,13 @@
   opening (inner lips apart, over the face's width) follows the speech level (Pearson r), and
   stays closed in the pauses as the real person's does;
 - the person's sync network (sync_network.py): its mean score of the generated mouths with
-  their audio, against its score of the real mouths with theirs.
+  their audio, against its score of the real mouths with theirs and with audio 0.4 s off.
+  Reported, not a gate: no bar is set until it has been measured on networks known good and
+  bad (perf/README.md).
 
 The bars: PSNR MIN_PSNR_DB (a face with the mouth region wrong but the rest right already has
 about 25 dB: below 28 the face itself is off), r MIN_SYNC_R (the issue's target), pause opening at
-most the real frames' plus MAX_PAUSE_OPENING_EXTRA, the sync network's score at least
-MIN_SYNC_SCORE_SHARE of the real mouths' (the network learnt the real ones: a generated mouth
-that moves as they do scores as they do).
+most the real frames' plus MAX_PAUSE_OPENING_EXTRA.
 """
 
 from dataclasses import asdict, dataclass
@@ -34,7 +34,6 @@ from .sync_network import SyncNetwork
 MIN_PSNR_DB = 28.0
 MIN_SYNC_R = 0.7
 MAX_PAUSE_OPENING_EXTRA = 0.02
-MIN_SYNC_SCORE_SHARE = 0.8
 OFF_SYNC_FRAMES = 10  # 0.4 s: audio that does not belong to a mouth
 INNER_LIP_TOP, INNER_LIP_BOTTOM = 13, 14
 PAUSE_LEVEL = mouth_track.CLOSED_LEVEL  # the speech level below which the mouth is closed
@@ -117,15 +116,6 @@ def check(
     if report.pause_opening > report.real_pause_opening + MAX_PAUSE_OPENING_EXTRA:
         report.failed.append(
             f"closed in pauses: opening {report.pause_opening:.3f}, the real person's {report.real_pause_opening:.3f}"
-        )
-    if (
-        report.sync_score is not None
-        and report.real_sync_score is not None
-        and report.sync_score < MIN_SYNC_SCORE_SHARE * report.real_sync_score
-    ):
-        report.failed.append(
-            f"sync network: score {report.sync_score:.2f}, under {MIN_SYNC_SCORE_SHARE:g} of the real mouths' "
-            f"{report.real_sync_score:.2f}"
         )
     return report
 
