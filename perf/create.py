@@ -91,17 +91,15 @@ def seams(work: Path, repo: Path, count: int = 40) -> dict:
     info = dataset.read(work)
     held_out = info.held_out_frames()[:count]
     mask = face_mask()
-    ratios: dict[str, list[float]] = {crop.HARD: [], crop.FEATHERED: []}
+    ratios: dict[str, list[float]] = {"video": [], crop.HARD: [], crop.FEATHERED: []}
     for n in held_out:
         out = quality_gates.generated_face(work, unet, features, n, info.training_frames()[0], mask)
         face = np.clip(np.floor(out.permute(1, 2, 0).numpy() * 255), 0, 255).astype(np.uint8)
-        frame = cv2.imread(str(work / "frames" / f"{n}.jpg"))
-        for paste, found in ratios.items():
-            found.append(seam.seam_ratio(compositing.paste_face(frame, info.rects[n], face, paste), info.rects[n]))
-    untouched = [seam.seam_ratio(cv2.imread(str(work / "frames" / f"{n}.jpg")), info.rects[n]) for n in held_out]
-    return {"frames": len(held_out), "video": float(np.median(untouched))} | {
-        paste: float(np.median(found)) for paste, found in ratios.items()
-    }
+        frame, rect = cv2.imread(str(work / "frames" / f"{n}.jpg")), info.rects[n]
+        ratios["video"].append(seam.seam_ratio(frame, rect))
+        for paste in (crop.HARD, crop.FEATHERED):
+            ratios[paste].append(seam.seam_ratio(compositing.paste_face(frame, rect, face, paste), rect))
+    return {"frames": len(held_out)} | {name: float(np.median(found)) for name, found in ratios.items()}
 
 
 def resumed_equals_straight(work: Path, repo: Path, steps: int, width: int) -> bool:

@@ -51,6 +51,15 @@ class DatasetInfo:
     def held_out_frames(self) -> list[int]:
         return [n for n in self.usable if n >= self.held_out_from]
 
+    def mouth_box(self) -> tuple[int, int, int, int] | None:
+        """The mouth's box in the network's view: the median over the training frames (None:
+        no training frame has one)."""
+        boxes = [self.mouths[n] for n in self.training_frames() if self.mouths[n] is not None]
+        if not boxes:
+            return None
+        x1, y1, x2, y2 = (int(v) for v in np.median(np.array(boxes), axis=0))
+        return x1, y1, x2, y2
+
     def left_out(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for status in self.status:

@@ -62,12 +62,11 @@ class SyncNetwork(nn.Module):
 
 
 def mouth_box(info: dataset.DatasetInfo) -> tuple[int, int, int, int]:
-    """The mouth's box in the network's view: the median over the training frames."""
-    boxes = [info.mouths[n] for n in info.training_frames() if info.mouths[n] is not None]
-    if not boxes:
+    """The box the network reads (DatasetInfo.mouth_box())."""
+    box = info.mouth_box()
+    if box is None:
         raise ValueError("no training frame has a tracked mouth")
-    x1, y1, x2, y2 = (int(v) for v in np.median(np.array(boxes), axis=0))
-    return x1, y1, x2, y2
+    return box
 
 
 def mouths(faces: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:

@@ -154,9 +154,9 @@ def _mouth_weight(info: dataset.DatasetInfo) -> torch.Tensor:
     """MOUTH_WEIGHT inside the mouth's box in the network's view (the median over the training
     frames), 1 elsewhere."""
     weight = torch.ones(1, 1, 320, 320)
-    boxes = [info.mouths[n] for n in info.training_frames() if info.mouths[n] is not None]
-    if boxes:
-        x1, y1, x2, y2 = (int(v) for v in np.median(np.array(boxes), axis=0))
+    box = info.mouth_box()
+    if box is not None:
+        x1, y1, x2, y2 = box
         weight[..., y1:y2, x1:x2] = MOUTH_WEIGHT
     return weight
 
