@@ -120,7 +120,7 @@ def main() -> int:
         swept = sum(level["requests"] for level in results["ensemble"]) * results["frames_per_request"]
         results["steps"] = measure.step_costs(before, client.statistics(), swept)
         results["served"] = {
-            f"{model}/{version}": how for (model, version), how in runtimes.served_from_log(log.read_text()).items()
+            f"{model}/{version}": how for (model, version), how in runtimes.served(server.metrics()).items()
         }
         print("d. audio preprocessing latency over gRPC", flush=True)
         audio_ms = measure.audio_latency_ms(url, 8 * framing.SAMPLES_PER_FRAME, 200)

@@ -77,6 +77,7 @@ def test_a_request_is_refused_while_its_avatar_loads_and_the_client_retries(cata
         ("AVATAR", np.array([[b"c042"]], np.object_), "BYTES"),
         ("START_FRAME", np.array([[0]], np.int64), "INT64"),
     ]
+    before = refused(catalog, "avatar_loading")
     with pytest.raises(InferenceServerException) as error:
         raw.infer(ENSEMBLE, infer_inputs(grpcclient, tensors))
     assert "StatusCode.UNAVAILABLE" in str(error.value.status())
@@ -84,7 +85,12 @@ def test_a_request_is_refused_while_its_avatar_loads_and_the_client_retries(cata
     # Without retries, the client passes the refusal on; with them (the default) it renders.
     with pytest.raises(InferenceServerException):
         client_of(catalog, cold_start_wait_s=0).render(AUDIO, 16000, "c043")
+    assert refused(catalog, "avatar_loading") == before + 2
     assert len(client_of(catalog).render(AUDIO, 16000, "c044")) == FRAMES
+
+
+def refused(server: TritonServer, reason: str) -> float:
+    return server.metrics().total("lipsync_requests_refused_total", reason=reason)
 
 
 def test_the_least_recently_used_avatar_makes_room_and_the_pinned_one_stays(catalog):
@@ -96,6 +102,28 @@ def test_the_least_recently_used_avatar_makes_room_and_the_pinned_one_stays(cata
         client.render(AUDIO, 16000, name)
         assert "demo" in resident(client) and len(resident(client)) <= 3
     assert "unloaded avatar 'c002' (least recently used)" in catalog.log.read_text(errors="replace")
+
+
+def test_loads_evictions_and_resident_avatars_are_in_the_metrics(catalog):
+    client = client_of(catalog)
+    before = catalog.metrics()
+    for name in CATALOG[30:34]:  # four loads: at least two make room
+        assert len(client.render(AUDIO, 16000, name)) == FRAMES
+    after = catalog.metrics()
+
+    def grew(name: str, **labels: str) -> float:
+        return after.total(name, **labels) - before.total(name, **labels)
+
+    assert grew("lipsync_avatar_loads_total", result="loaded") == 4
+    assert grew("lipsync_avatar_load_duration_seconds_count") == 4
+    assert 0 < grew("lipsync_avatar_load_duration_seconds_sum") < 4 * 60
+    assert grew("lipsync_avatar_evictions_total") >= 2
+    assert after.total("lipsync_avatars_resident") == len(resident(client)) == 3
+    # Each resident avatar's process holds its runtime and UNet; an evicted one holds nothing.
+    memory = {s.labels["model"]: s.value for s in after.matching("lipsync_model_memory_bytes")}
+    for name in resident(client) - {"demo"}:
+        assert memory[f"avatar_{name}"] > 50 * 2**20, memory
+    assert memory["avatar_c030"] == 0, memory
 
 
 def test_round_robin_over_more_avatars_than_resident_fails_nothing(catalog):

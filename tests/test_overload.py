@@ -57,9 +57,10 @@ def demo_work(client: LipsyncClient) -> tuple[int, int]:
     return frames, stats["compositor/1"]["requests"]
 
 
-def test_requests_that_would_wait_past_their_bound_are_refused(grpc_url):
+def test_requests_that_would_wait_past_their_bound_are_refused(server, grpc_url):
     client = LipsyncClient(grpc_url)
     assert len(client.render(AUDIO, 16000, "demo")) == FRAMES  # the server has measured its rate
+    busy_before = server.metrics().total("lipsync_requests_refused_total", reason="busy")
     # 8 requests of 36 frames stay under the 400-frame limit: only the wait bound refuses them.
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda start: outcome(client, start, max_wait_s=0.3), range(8)))
@@ -69,6 +70,9 @@ def test_requests_that_would_wait_past_their_bound_are_refused(grpc_url):
     for result in refused:
         assert result.startswith("StatusCode.UNAVAILABLE") and "server busy: expected wait" in result, result
         assert "over what is left of this request's bound" in result and "MAX_WAIT_MS" in result, result
+    # Each refusal is counted once, as busy, by the model that refused it.
+    busy = server.metrics().total("lipsync_requests_refused_total", reason="busy")
+    assert busy - busy_before == len(refused), results
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""What the CPU profile serves each avatar version with, as the server says it in its log, and the
+"""What the CPU profile serves each avatar version with, as the server's metrics say, and the
 quality of a bf16 version against the same version served in fp32 (on a CPU with native bf16)."""
 
 import shutil
@@ -16,15 +16,18 @@ pytestmark = pytest.mark.integration
 
 def test_every_cpu_model_says_what_runs_it(server, grpc_url):
     LipsyncClient(grpc_url).wait_until_ready()
-    seen = runtimes.served_from_log(server.log.read_text(errors="replace"))
-    assert {("audio_encoder", 1), ("avatar_demo", 1), ("avatar_demo", 2)} <= set(seen)
-    assert seen[("audio_encoder", 1)].endswith(" fp32")
+    seen = runtimes.served(server.metrics())
+    assert {("avatar_demo", 1), ("avatar_demo", 2)} <= set(seen)
+    encoder = [how for (model, _), how in seen.items() if model == "audio_encoder"]
+    assert encoder and all(how.endswith(f" {runtimes.FP32}") for how in encoder), seen
     # The demo's versions both reach the bf16 bar: where the CPU has bf16 they run in bf16 on
     # OpenVINO, unless ONNX Runtime in fp32 measured faster here at their first load.
     demo = runtimes.BF16 if runtimes.has_native_bf16() else runtimes.FP32
     for version in (1, 2):
         served = seen[("avatar_demo", version)]
-        assert (served.startswith("OpenVINO") and served.endswith(f" {demo}")) or served.endswith(" fp32"), served
+        assert served in (f"{runtimes.OPENVINO} {demo}", f"{runtimes.ONNXRUNTIME} {runtimes.FP32}"), served
+        memory = server.metrics().total("lipsync_model_memory_bytes", model="avatar_demo", version=str(version))
+        assert memory > 50 * 2**20, memory  # a process with a runtime and a UNet in it
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 import av
 import numpy as np
+import tenacity
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from . import avatar_names, framing, keys, messages, streaming
+from . import avatar_names, framing, keys, messages, streaming, waiting
 from .streaming import Segment
 
 ENSEMBLE = "lipsync"
@@ -106,11 +107,7 @@ class LipsyncClient:
             return False
 
     def wait_until_ready(self, timeout_s: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.is_ready():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"lip-sync server at {self.url} not ready after {timeout_s:.0f} s")
-            time.sleep(0.5)
+        waiting.until(self.is_ready, timeout_s, f"lip-sync server at {self.url} ready", interval_s=0.5)
 
     def health(self) -> dict:
         return {
@@ -413,20 +410,24 @@ class LipsyncClient:
     def _segment(self, render, audio, avatar, version, start_frame, part: Segment, max_wait_s):
         """One segment of a stream or clip (16 kHz audio, `start_frame` the stream's), rendered
         by `render` and retried with backoff while it fails for a passing reason."""
-        deadline, delay = time.monotonic() + self.retry_for_s, 0.25
-        while True:
-            try:
-                return render(
-                    audio, framing.SAMPLE_RATE, avatar, version, start_frame + part.stream_frame, part, max_wait_s
-                )
-            except (InferenceServerException, ConnectionError) as error:
-                if not _passing(error) or time.monotonic() + delay > deadline:
-                    raise
-            if self._cancelled.wait(delay):
-                raise Cancelled("the client was cancelled")
-            with self._lock:
-                self.segments_retried += 1
-            delay = min(2 * delay, 4.0)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_passing),
+            wait=waiting.jittered_backoff(0.25, 4.0),
+            stop=tenacity.stop_before_delay(self.retry_for_s),
+            sleep=self._sleep_unless_cancelled,
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        frame = start_frame + part.stream_frame
+        return retrying(render, audio, framing.SAMPLE_RATE, avatar, version, frame, part, max_wait_s)
+
+    def _sleep_unless_cancelled(self, seconds: float) -> None:
+        if self._cancelled.wait(seconds):
+            raise Cancelled("the client was cancelled")
+
+    def _count_retry(self, _state: tenacity.RetryCallState) -> None:
+        with self._lock:
+            self.segments_retried += 1
 
     def close(self) -> None:
         if self._grpc is not None:
@@ -453,12 +454,14 @@ def infer_inputs(module, tensors: Iterable[tuple[str, np.ndarray, str]]) -> list
     return inputs
 
 
-def _passing(error: InferenceServerException | ConnectionError) -> bool:
+def _passing(error: BaseException) -> bool:
     """Whether a failed request may succeed if sent again: the server was unreachable, busy
     (UNAVAILABLE), too slow (DEADLINE_EXCEEDED), or not serving the pipeline at this moment
     (stopping or starting: the ensemble is not loaded)."""
     if isinstance(error, ConnectionError):
         return True
+    if not isinstance(error, InferenceServerException):
+        return False
     status, message = str(error.status() or ""), error.message() or ""
     if any(code in status for code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "503", "502", "504")):
         return True

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from lipsync import avatar_names, framing
+from lipsync import avatar_names, framing, messages
 from lipsync_server.avatars import tensorrt_plans
 from lipsync_server.avatars.media import AvatarStore
-from lipsync_server.backend import admission, memory, residency, stub, ticket
+from lipsync_server.backend import admission, memory, metrics, residency, stub, ticket
 
 COMPOSITOR = "compositor"
 
@@ -28,6 +28,9 @@ class TritonPythonModel:
         # share one event loop: the count needs no lock.
         self.admission = admission.Admission(int(stub.parameter(config, "max_frames_in_flight")))
         self.board = admission.Board(writer=True)  # for request_validator to refuse early
+        self.metrics = metrics.Metrics(args["model_name"])
+        self.metrics.refusals()
+        self._publish()
         repository = Path(args["model_repository"]).parent
         self.avatars = AvatarStore(repository)
         self.residency = residency.Residency(
@@ -36,6 +39,7 @@ class TritonPythonModel:
             residency.Triton(pb_utils),
             pb_utils.Logger.log_info,
             tensorrt_plans.on_demand(repository),  # GPU profile: a version's missing plan first
+            metrics.ResidencyMetrics(self.metrics),
         )
 
     def finalize(self):
@@ -56,12 +60,15 @@ class TritonPythonModel:
         try:
             checked = stub.ticket(request, self.secret)
         except ticket.TicketError as error:
-            return stub.invalid_arg(str(error))
+            return self._refuse(metrics.BAD_INPUT, stub.invalid_arg(str(error)))
         features = stub.get(request, "AUDIO_FEATURES")
         if checked.first + checked.count > len(features):
-            return stub.invalid_arg(
-                f"AUDIO_FEATURES: {len(features)} frames, but frames {checked.first}.."
-                f"{checked.first + checked.count - 1} are to be made"
+            return self._refuse(
+                metrics.BAD_INPUT,
+                stub.invalid_arg(
+                    f"AUDIO_FEATURES: {len(features)} frames, but frames {checked.first}.."
+                    f"{checked.first + checked.count - 1} are to be made"
+                ),
             )
         name = checked.avatar
         self.residency.begin(name)  # not unloaded while this request needs it
@@ -70,20 +77,26 @@ class TritonPythonModel:
                 left_s = (checked.deadline_ns - time.monotonic_ns()) / 1e9
                 refusal = await self.residency.ensure(name, checked.version, left_s)
             except (LookupError, RuntimeError) as error:
-                return stub.invalid_arg(str(error))
+                return self._refuse(metrics.BAD_INPUT, stub.invalid_arg(str(error)))
+            if refusal:
+                reason = metrics.AVATAR_LOADING if messages.LOADING in refusal else metrics.AVATAR_UNAVAILABLE
+                return self._refuse(reason, stub.unavailable(refusal))
             # Admitted once its avatar is resident: a load's time is not the UNet's service time.
             left_s = (checked.deadline_ns - time.monotonic_ns()) / 1e9
-            refusal = refusal or self.admission.refusal(checked.count, left_s)
+            refusal = self.admission.refusal(checked.count, left_s)
             if refusal:
-                return stub.unavailable(refusal)
-            return await self._admitted(request, checked, features[checked.first : checked.first + checked.count])
+                return self._refuse(metrics.BUSY, stub.unavailable(refusal))
+            response = await self._admitted(request, checked, features[checked.first : checked.first + checked.count])
+            if response.has_error() and response.error().code() == pb_utils.TritonError.UNAVAILABLE:
+                self.metrics.refused(metrics.BUSY)  # the UNet's or the compositor's queue was full
+            return response
         finally:
             self.residency.end(name)
 
     async def _admitted(self, request, checked, features):
         """_faces(), counted in the frames in the works and, when made, in the service rate."""
         self.admission.start(checked.count, time.monotonic())
-        self.board.publish(self.admission.expected_wait_s())
+        self._publish()
         made = False
         try:
             response = await self._faces(request, checked, features)
@@ -91,7 +104,18 @@ class TritonPythonModel:
             return response
         finally:
             self.admission.finish(checked.count, time.monotonic(), made)
-            self.board.publish(self.admission.expected_wait_s())
+            self._publish()
+
+    def _publish(self) -> None:
+        """The expected wait, for request_validator (the board) and for Prometheus."""
+        wait_s = self.admission.expected_wait_s()
+        self.board.publish(wait_s)
+        self.metrics.series(metrics.EXPECTED_WAIT).set(wait_s)
+        self.metrics.series(metrics.FRAMES_IN_FLIGHT).set(self.admission.frames)
+
+    def _refuse(self, reason: str, response):
+        self.metrics.refused(reason)
+        return response
 
     async def _faces(self, request, checked, features):
         name, version = checked.avatar, checked.version

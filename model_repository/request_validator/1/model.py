@@ -8,7 +8,7 @@ import numpy as np
 from lipsync import framing
 from lipsync_server.audio import anti_aliasing, encoder_inputs
 from lipsync_server.avatars.media import AvatarStore
-from lipsync_server.backend import admission, request_rules, stub, ticket
+from lipsync_server.backend import admission, metrics, request_rules, stub, ticket
 from lipsync_server.backend.request_rules import InvalidInput
 
 
@@ -21,6 +21,8 @@ class TritonPythonModel:
         self.clip_max_wait_ms = int(stub.parameter(config, "clip_max_wait_ms"))
         self.avatars = AvatarStore(Path(args["model_repository"]).parent)
         self.board = admission.Board(writer=False)
+        self.metrics = metrics.Metrics(args["model_name"])
+        self.metrics.refusals()
 
     def execute(self, requests):
         return stub.each(requests, self._check)
@@ -54,9 +56,11 @@ class TritonPythonModel:
                 clip_default=self.clip_max_wait_ms,
             )
         except InvalidInput as error:
+            self.metrics.refused(metrics.BAD_INPUT)
             return stub.invalid_arg(str(error))
         wait = self.board.expected_wait_s()
         if wait * 1000 > max_wait_ms:
+            self.metrics.refused(metrics.BUSY)
             return stub.unavailable(admission.too_long(wait, max_wait_ms / 1000, "the work this server has in hand"))
         checked = ticket.Ticket(name, version or 0, start, first, count, arrived + max_wait_ms * 1_000_000, arrived)
         return stub.respond(

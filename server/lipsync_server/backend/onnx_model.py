@@ -15,9 +15,10 @@ process per resident avatar version.
 from pathlib import Path
 
 import numpy as np
+import psutil
 import triton_python_backend_utils as pb_utils
 
-from . import runtime_choice, runtimes, stub
+from . import metrics, runtime_choice, runtimes, stub
 
 
 class TritonPythonModel:
@@ -42,6 +43,26 @@ class TritonPythonModel:
         self.session = runtimes.open_session(folder / "model.onnx", runtime, precision, threads, fixed_batch)
         name, version = args["model_name"], args["model_version"]
         pb_utils.Logger.log_info(runtimes.loaded(name, version, self.session.description, why_runtime, why_precision))
+        self.metrics = metrics.Metrics(name)
+        self.runtime_info = self.metrics.series(
+            metrics.RUNTIME_INFO, version=version, runtime=runtime, precision=precision
+        )
+        self.memory = self.metrics.series(metrics.MODEL_MEMORY, version=version)
+        self.process = psutil.Process()
+        self._report()
+
+    def finalize(self):
+        # Triton keeps a series after its model unloads: an unloaded version runs nothing and
+        # holds nothing. (A reload of the same version starts the new process before this one
+        # ends: the new one reports again after its next run.)
+        self.runtime_info.set(0)
+        self.memory.set(0)
+
+    def _report(self) -> None:
+        """What runs this version, and this process's resident memory: the model, its runtime and
+        the buffers of the largest batch run so far. After every run: it costs microseconds."""
+        self.runtime_info.set(1)
+        self.memory.set(self.process.memory_info().rss)
 
     def check_graph(self, config: dict, tensors: list[runtimes.Tensor], args: dict) -> None:
         """Raises TritonModelException if the graph is not what the model serves (subclasses)."""
@@ -73,6 +94,7 @@ class TritonPythonModel:
             results = [self._run_one(request_arrays, names) for request_arrays, names in zip(arrays, wanted)]
         for i, response in zip(served, results):
             responses[i] = response
+        self._report()
         return responses
 
     def _wanted(self, request) -> list[str]:

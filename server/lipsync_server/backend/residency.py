@@ -79,6 +79,18 @@ class Triton:
         self.pb_utils.unload_model(model)
 
 
+class Events:
+    """What residency tells the metrics (backend/metrics.py): nothing, by default."""
+
+    def loaded(self, seconds: float) -> None: ...
+
+    def load_failed(self) -> None: ...
+
+    def evicted(self) -> None: ...
+
+    def resident(self, count: int) -> None: ...
+
+
 class Residency:
     def __init__(
         self,
@@ -87,10 +99,12 @@ class Residency:
         triton: Triton,
         log: Callable[[str], None],
         prepare: Callable[[str], None] | None = None,
+        events: Events | None = None,
     ):
         self.repository = Path(repository)
         self.budget, self.triton, self.log = budget, triton, log
         self.prepare = prepare  # run before a load (the GPU profile: build missing plans)
+        self.events = events or Events()
         self.resident: OrderedDict[str, None] = OrderedDict()  # least recently used first
         self.in_flight: Counter[str] = Counter()
         self.loading: dict[str, asyncio.Future] = {}
@@ -100,6 +114,7 @@ class Residency:
         for avatar in sorted(budget.pinned):  # loaded by the server at start
             if (self.repository / avatar_names.model_name(avatar) / "config.pbtxt").is_file():
                 self.resident[avatar] = None
+        self.events.resident(len(self.resident))
 
     def begin(self, avatar: str) -> None:
         """A request for `avatar` is in flight until end(): it may not be unloaded."""
@@ -150,6 +165,7 @@ class Residency:
         """Resident and the most recently used."""
         self.resident[avatar] = None
         self.resident.move_to_end(avatar)
+        self.events.resident(len(self.resident))
 
     async def _load(self, avatar: str, model: str) -> None:
         loop = asyncio.get_running_loop()
@@ -165,9 +181,12 @@ class Residency:
                         await loop.run_in_executor(None, self.prepare, model)
                     await loop.run_in_executor(None, self.triton.load, model)
                 except Exception as error:
+                    self.events.load_failed()
                     raise self._failed(avatar, files, str(error)) from None
                 self._mark_resident(avatar)
-                self.log(f"loaded avatar {avatar!r} on demand in {time.monotonic() - started:.1f} s")
+                seconds = time.monotonic() - started
+                self.events.loaded(seconds)
+                self.log(f"loaded avatar {avatar!r} on demand in {seconds:.1f} s")
         finally:
             del self.loading[avatar]
 
@@ -199,6 +218,8 @@ class Residency:
         for avatar in victims:
             del self.resident[avatar]
             self.unloading[avatar] = asyncio.get_running_loop().create_future()
+            self.events.evicted()
+        self.events.resident(len(self.resident))
         return victims
 
     async def _unload(self, avatar: str) -> None:

@@ -7,7 +7,6 @@ default on such CPUs is bf16, so fp32 is always asked for explicitly.
 """
 
 import functools
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,16 +91,18 @@ def open_session(
 
 
 def loaded(model: str, version: str, description: str, why_runtime: str, why_precision: str) -> str:
-    """The line a CPU model logs when it loads (read back by served_from_log)."""
+    """The line a CPU model logs when it loads: what runs it, and why."""
     return f"{model} version {version}: {description} (runtime: {why_runtime}; precision: {why_precision})"
 
 
-LOADED = re.compile(r"(\w+) version (\d+): ((?:OpenVINO|ONNX Runtime) [\w.]+ (fp32|bf16)) \(runtime: ")
-
-
-def served_from_log(log_text: str) -> dict[tuple[str, int], str]:
-    """(model, version) -> "OpenVINO 2026.4.1 bf16", as a server's log says; the latest load wins."""
-    return {(m[1], int(m[2])): m[3] for m in LOADED.finditer(log_text)}
+def served(metrics) -> dict[tuple[str, int], str]:
+    """(model, version) -> "openvino bf16": what runs each loaded CPU model version, as a server's
+    metrics say (lipsync_model_runtime_info; `metrics`: a launcher.scrape.Scrape)."""
+    return {
+        (s.labels["model"], int(s.labels["version"])): f"{s.labels['runtime']} {s.labels['precision']}"
+        for s in metrics.matching("lipsync_model_runtime_info")
+        if s.value == 1
+    }
 
 
 def graph_tensors(path: Path) -> list[Tensor]:

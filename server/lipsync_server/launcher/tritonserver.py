@@ -27,7 +27,7 @@ from lipsync_server.avatars.repository import default_repository
 from lipsync_server.backend import ticket
 from lipsync_server.backend.admission import board_path
 
-from . import drain, processes, startup
+from . import drain, processes, scrape, startup
 from .keys import for_server, server_flags, source, write_key_file
 from .profiles import CPU, PROFILE_ENV, Profile
 
@@ -199,6 +199,11 @@ class TritonServer:
         """Lets requests in flight finish and refuses new ones (lipsync/drain.py)."""
         address = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         drain.drain(f"{address}:{self.http_port}", self.admin_key, timeout)
+
+    def metrics(self) -> scrape.Scrape:
+        """What its metrics port says now."""
+        address = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return scrape.scrape(f"{address}:{self.metrics_port}")
 
     def crashed_stubs(self) -> list[int]:
         """Model processes (python-backend stubs) of this server that died: Triton 24.x neither
