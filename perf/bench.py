@@ -37,6 +37,7 @@ from lipsync_server.avatars.media import AvatarMedia, media_dir
 from lipsync_server.backend import runtime_choice, runtimes
 from lipsync_server.demo import synthetic
 from lipsync_server.launcher.tritonserver import TritonServer
+from lipsync_server.model_configs import set_parameters
 from lipsync_server.networks import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,14 +219,7 @@ def onnx_runtime_copy(target: Path) -> Path:
         target / "avatar_demo" / "configs" / "cpu.pbtxt",
         target / "audio_encoder" / "configs" / "cpu.pbtxt",
     ]:
-        text = config.read_text()
-        text = text.replace(
-            'key: "runtime" value: { string_value: "auto" }', 'key: "runtime" value: { string_value: "onnxruntime" }'
-        )
-        text = text.replace(
-            'key: "precision" value: { string_value: "auto" }', 'key: "precision" value: { string_value: "fp32" }'
-        )
-        config.write_text(text)
+        set_parameters(config, runtime="onnxruntime", precision="fp32")
     return target
 
 

@@ -15,7 +15,6 @@ The report names the CPU; figures are compared within one run.
 
 import argparse
 import json
-import re
 import shutil
 import statistics
 import sys
@@ -29,9 +28,10 @@ import numpy as np
 from lipsync import framing
 from lipsync.client import LipsyncClient
 from lipsync_server.demo import synthetic
-from lipsync_server.demo.catalog import link_avatar, set_parameter
+from lipsync_server.demo.catalog import link_avatar
 from lipsync_server.launcher import processes
 from lipsync_server.launcher.tritonserver import TritonServer
+from lipsync_server.model_configs import set_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
@@ -57,7 +57,7 @@ def main() -> int:
     results["start_s"] = {"1 avatar": start_time(one), "200 avatars": start_time(many)}
 
     repository = catalog(work / "main", [*names, "whole"], resident=args.avatars + 2, load_wait_s=60)
-    set_parameter(repository / "avatar_whole" / "configs" / "cpu.pbtxt", "frames_per_run", "0")
+    set_parameters(repository / "avatar_whole" / "configs" / "cpu.pbtxt", frames_per_run="0")
     with TritonServer.on_free_ports(repository, log=args.output / "server.log") as server:
         client = LipsyncClient(f"127.0.0.1:{server.grpc_port}")
         client.wait_until_ready()
@@ -106,8 +106,7 @@ def catalog(folder: Path, names: list[str], resident: int, load_wait_s: float = 
     for name in names:
         link_avatar(repository, "demo", name, versions=[1])
     generator = repository / "face_generator" / "config.pbtxt"
-    set_parameter(generator, "max_resident_avatars", str(resident))
-    set_parameter(generator, "load_wait_s", str(load_wait_s))
+    set_parameters(generator, max_resident_avatars=str(resident), load_wait_s=str(load_wait_s))
     return repository
 
 
@@ -118,16 +117,8 @@ def start_time(repository: Path) -> float:
 
 
 def memory_mb(server: TritonServer) -> dict[str, float]:
-    pids = processes.tree(server.running.pid)
-    return {"rss": sum(processes.rss_kb(p) for p in pids) / 1024, "pss": sum(_pss_kb(p) for p in pids) / 1024}
-
-
-def _pss_kb(pid: int) -> int:
-    try:
-        found = re.search(r"^Pss:\s+(\d+)", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M)
-    except OSError:
-        return 0
-    return int(found[1]) if found else 0
+    pid = server.running.pid
+    return {"rss": processes.tree_memory_mb(pid), "pss": processes.tree_memory_mb(pid, proportional=True)}
 
 
 def throughput(client: LipsyncClient, speech: np.ndarray, names: list[str], requests: int) -> float:

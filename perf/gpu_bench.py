@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def compositor_jpeg_quality() -> int:
-    """The compositor's JPEG quality, read from its config (the benchmark has no protobuf parser)."""
+    """The compositor's JPEG quality, read from its config without protobuf: the GPU machine that
+    runs this has PyTorch, not tritonclient's model-config protobuf."""
     config = (ROOT / "model_repository" / "compositor" / "config.pbtxt").read_text()
     found = re.search(r'key: "jpeg_quality" value: \{ string_value: "(\d+)"', config)
     if found is None:

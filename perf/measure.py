@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import np_to_triton_dtype
 
 from lipsync import framing
 from lipsync.client import LipsyncClient, infer_inputs
@@ -212,17 +213,14 @@ def audio_latency_ms(url: str, samples: int, count: int) -> list[float]:
 
 
 def _infer(client, model: str, values: dict, output: str) -> np.ndarray:
-    inputs = infer_inputs(grpcclient, ((name, value, _dtype(value)) for name, value in values.items()))
+    tensors = ((name, value, np_to_triton_dtype(value.dtype)) for name, value in values.items())
+    inputs = infer_inputs(grpcclient, tensors)
     return client.infer(model, inputs).as_numpy(output)
-
-
-def _dtype(value: np.ndarray) -> str:
-    return {np.dtype(np.float32): "FP32", np.dtype(np.int32): "INT32", np.dtype(np.int64): "INT64"}[value.dtype]
 
 
 def server_rss_mb(pid: int) -> float:
     """Resident memory of tritonserver and every process below it (the python-backend stubs)."""
-    return sum(processes.rss_kb(p) for p in processes.tree(pid)) / 1024
+    return processes.tree_memory_mb(pid)
 
 
 def shm_mb() -> float:

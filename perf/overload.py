@@ -7,6 +7,9 @@ whatever the server does, as users would, each accepting at most --max-wait-s of
 admission; the client may retry, behind a load balancer on another replica), or lost (any other
 error or a wrong frame count). Passes when nothing is lost and the served p99 is within the
 bound plus one request's own service time. Writes out/bench/overload.json.
+
+With --cluster URL it drives a running `make cluster` through its nginx instead, and adds what the
+cluster's Prometheus saw of it: busy refusals and the highest expected wait, per replica.
 """
 
 import argparse
@@ -23,6 +26,7 @@ from tritonclient.utils import InferenceServerException
 from lipsync import framing
 from lipsync.client import LipsyncClient
 from lipsync_server.demo import synthetic
+from lipsync_server.launcher import prometheus
 from lipsync_server.launcher.tritonserver import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +74,39 @@ def one(client: LipsyncClient, max_wait_s: float) -> tuple[str, float, str]:
     return outcome, time.monotonic() - started, detail
 
 
+def drive(client: LipsyncClient, args) -> tuple[float, float, float, list[tuple[str, float, str]]]:
+    """(service time alone, sustainable rate, offered rate, each request's outcome)."""
+    alone = service_time(client)
+    rate = sustainable_rate(client, 20.0)
+    offered = args.factor * rate
+    print(
+        f"sustainable {rate:.3f} requests/s ({rate * FRAMES:.1f} frames/s); "
+        f"offering {offered:.3f} for {args.seconds:.0f} s",
+        flush=True,
+    )
+    with ThreadPoolExecutor(256) as pool:
+        pending, start = [], time.monotonic()
+        while (elapsed := time.monotonic() - start) < args.seconds:
+            pending.append(pool.submit(one, client, args.max_wait_s))
+            time.sleep(max(0.0, len(pending) / offered - elapsed))
+        return alone, rate, offered, [p.result() for p in pending]
+
+
+def prometheus_view(url: str, seconds: float) -> dict[str, dict[str, float]]:
+    """Per replica, over the last `seconds`: busy refusals and the highest expected wait, as the
+    cluster's Prometheus recorded them (after two more scrapes)."""
+    time.sleep(2.5)
+    window = f"{int(seconds) + 5}s"
+    return {
+        "busy_refusals": prometheus.by_pod(
+            url, f'sum by (pod) (increase(lipsync_requests_refused_total{{reason="busy"}}[{window}]))'
+        ),
+        "highest_expected_wait_s": prometheus.by_pod(
+            url, f"max by (pod) (max_over_time(lipsync_expected_wait_seconds[{window}]))"
+        ),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0, help="duration of the overload")
@@ -81,24 +118,18 @@ def main() -> int:
         help="each request's queueing bound (MAX_WAIT_MS); 1 s: a live segment's",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench")
+    parser.add_argument("--cluster", metavar="HOST:PORT", help="a running `make cluster`'s gRPC address")
+    parser.add_argument("--prometheus", default="http://127.0.0.1:9090", help="that cluster's Prometheus")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
-    with TritonServer.on_free_ports(ROOT / "model_repository", log=args.output / "overload-server.log") as server:
-        client = LipsyncClient(f"127.0.0.1:{server.grpc_port}")
-        alone = service_time(client)
-        rate = sustainable_rate(client, 20.0)
-        offered = args.factor * rate
-        print(
-            f"sustainable {rate:.3f} requests/s ({rate * FRAMES:.1f} frames/s); "
-            f"offering {offered:.3f} for {args.seconds:.0f} s",
-            flush=True,
-        )
-        with ThreadPoolExecutor(256) as pool:
-            pending, start = [], time.monotonic()
-            while (elapsed := time.monotonic() - start) < args.seconds:
-                pending.append(pool.submit(one, client, args.max_wait_s))
-                time.sleep(max(0.0, len(pending) / offered - elapsed))
-            results = [p.result() for p in pending]
+    if args.cluster:
+        started = time.time()
+        alone, rate, offered, results = drive(LipsyncClient(args.cluster), args)
+        seen = prometheus_view(args.prometheus, time.time() - started)
+    else:
+        with TritonServer.on_free_ports(ROOT / "model_repository", log=args.output / "overload-server.log") as server:
+            alone, rate, offered, results = drive(LipsyncClient(f"127.0.0.1:{server.grpc_port}"), args)
+        seen = {}
     outcomes = {kind: [r for r in results if r[0] == kind] for kind in ("served", "rejected", "lost")}
     seconds = {kind: [r[1] for r in rows] for kind, rows in outcomes.items()}
     bound = args.max_wait_s + alone
@@ -121,6 +152,7 @@ def main() -> int:
         },
         "lost_details": sorted({r[2] for r in outcomes["lost"]}),
         "rejection_message": outcomes["rejected"][0][2] if outcomes["rejected"] else None,
+        **({"prometheus": seen} if seen else {}),
     }
     (args.output / "overload.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

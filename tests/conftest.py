@@ -18,6 +18,7 @@ from lipsync_server.avatars.media import AvatarMedia, media_dir
 from lipsync_server.creation import face_models
 from lipsync_server.demo import talking_head
 from lipsync_server.launcher.tritonserver import TritonServer
+from lipsync_server.model_configs import set_parameters
 from lipsync_server.networks.unet import LipSyncUNet
 
 import reference
@@ -64,10 +65,7 @@ def server(tmp_path_factory):
 
 def force_fp32(avatar_folder: Path) -> None:
     """Sets the avatar's CPU config to `precision: fp32`, as a user who wants float output does."""
-    config = avatar_folder / "configs" / "cpu.pbtxt"
-    auto = 'key: "precision" value: { string_value: "auto" }'
-    assert auto in config.read_text()
-    config.write_text(config.read_text().replace(auto, auto.replace("auto", "fp32")))
+    set_parameters(avatar_folder / "configs" / "cpu.pbtxt", precision="fp32")
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,9 @@ from tritonclient.utils import InferenceServerException
 
 from lipsync import framing
 from lipsync.client import ENSEMBLE, LipsyncClient, infer_inputs
-from lipsync_server.demo.catalog import link_avatar, set_parameter
+from lipsync_server.demo.catalog import link_avatar
 from lipsync_server.launcher.tritonserver import TritonServer
+from lipsync_server.model_configs import set_parameters
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +33,7 @@ def catalog_repository(folder: Path) -> Path:
     for name in CATALOG:
         link_avatar(repository, "demo", name, versions=[2])
     config = repository / "face_generator" / "config.pbtxt"
-    set_parameter(config, "max_resident_avatars", "3")
-    set_parameter(config, "load_wait_s", "1")
+    set_parameters(config, max_resident_avatars="3", load_wait_s="1")
     return repository
 
 

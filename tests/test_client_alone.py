@@ -1,7 +1,10 @@
 """The client distribution installed alone, as an application would (`pip install ./client` in a
-fresh environment): none of the server's libraries come with it, and its `lipsync` command
-renders against the running server the frames the server's own client gets."""
+fresh environment, with the newest versions it allows: numpy 2 and the newest tritonclient, where
+the server pins numpy 1 and tritonclient 2.52): none of the server's libraries come with it, its
+own tests pass there, and its `lipsync` command renders and streams against the running server
+the frames the server's own client gets."""
 
+import importlib.metadata
 import io
 import os
 import subprocess
@@ -11,6 +14,7 @@ from pathlib import Path
 import av
 import pytest
 import soundfile
+from packaging.version import Version
 
 from lipsync.client import LipsyncClient
 
@@ -36,11 +40,40 @@ def client_env(tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("client-only") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(ROOT / "client")],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{ROOT / 'client'}[web]", "pytest"],
         check=True,
         timeout=600,
     )
     return venv / "bin"
+
+
+def version_in(client_env: Path, distribution: str) -> Version:
+    shown = subprocess.run(
+        [str(client_env / "python"), "-c", f"import importlib.metadata as m; print(m.version({distribution!r}))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Version(shown.stdout.strip())
+
+
+def test_the_client_takes_numpy_2_and_newer_tritonclients_than_the_server(client_env):
+    assert version_in(client_env, "numpy").major >= 2
+    assert version_in(client_env, "tritonclient") > Version(importlib.metadata.version("tritonclient"))
+
+
+def test_the_clients_own_tests_pass_in_its_environment(client_env):
+    """The tests of the client's logic that need no server: stream segmentation and the web
+    gateway's checks (no conftest: it is the server's)."""
+    tests = [str(ROOT / "tests" / name) for name in ("test_streaming_plan.py", "test_web_gateway.py")]
+    ran = subprocess.run(
+        [str(client_env / "python"), "-m", "pytest", "-q", "--noconftest", "-p", "no:cacheprovider", *tests],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert ran.returncode == 0 and " passed" in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
 
 
 def test_the_client_installs_without_the_servers_libraries(client_env):
@@ -72,6 +105,11 @@ def test_the_client_alone_renders_against_the_server(client_env, urls, speech, t
     subprocess.run([*command, "-o", str(movie)], env=env, check=True, timeout=300)
     with av.open(io.BytesIO(movie.read_bytes())) as container:
         assert sum(1 for _ in container.decode(video=0)) == len(expected)
+
+    streamed = tmp_path / "frames-streamed"
+    command = [lipsync, "--url", urls["grpc"], "stream", str(wav), "--avatar", "demo", "-o", str(streamed)]
+    subprocess.run(command, env=env, check=True, timeout=300)
+    assert [p.read_bytes() for p in sorted(streamed.glob("*.jpg"))] == expected  # streaming is exact
 
     listed = subprocess.run([lipsync, "--url", urls["grpc"], "avatars"], env=env, capture_output=True, text=True)
     assert listed.returncode == 0 and listed.stdout.startswith("demo\t"), listed.stderr

@@ -3,15 +3,16 @@ parts): a live stream through nginx spreads its segments over both replicas, and
 replica is killed in the middle, the stream still ends with every frame, identical to a
 single server's render."""
 
+import json
 import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from lipsync import framing
+from lipsync import framing, waiting
 from lipsync.client import LipsyncClient
 from lipsync.keys import ADMIN
 from lipsync_server.demo import synthetic
@@ -19,6 +20,9 @@ from lipsync_server.launcher.cluster import Cluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "perf"))
 import failover  # noqa: E402  (the drill `make failover` reports on)
+import overload  # noqa: E402  (`make overload`: one request of its open loop)
+
+DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "triton-lipsync.json"
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +46,10 @@ def test_nginx_passes_grpc_and_http_and_the_admin_key_is_still_needed(cluster):
 
 
 def wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    try:
+        return waiting.until(condition, timeout, "the replicas' change")
+    except TimeoutError:
+        return False
 
 
 def test_a_draining_replica_leaves_the_rotation_and_comes_back_when_ready(cluster):
@@ -65,6 +67,42 @@ def test_a_draining_replica_leaves_the_rotation_and_comes_back_when_ready(cluste
         admin.load_model(ensemble, headers=ADMIN.headers(replica.admin_key, "http"))
     assert wait_for(lambda: cluster.up == [True, True]), cluster.up
     assert [pod for _, pod, _ in cluster.changes] == ["replica-1", "replica-1"]
+
+
+def test_overload_shows_in_prometheus_as_busy_refusals_and_expected_wait(cluster):
+    """Bursts of requests that accept 0.3 s of waiting, through nginx, until the cluster's
+    Prometheus has seen both replicas busy: every busy refusal a client got is counted there,
+    the recording rules and the autoscaler's metrics have their series, and every query of the
+    dashboard answers."""
+    client = LipsyncClient(cluster.grpc_url)
+    for _ in range(2):  # both replicas have measured their rate: the wait bound applies
+        client.render(overload.AUDIO, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION)
+    refused = 0
+
+    def burst_until_seen() -> bool:
+        nonlocal refused
+        with ThreadPoolExecutor(12) as pool:
+            outcomes = list(pool.map(lambda _: overload.one(client, 0.3), range(12)))
+        assert not [o for o in outcomes if o[0] == "lost"], outcomes
+        refused += sum(o[0] == "rejected" and "server busy" in o[2] for o in outcomes)
+        waits = cluster.prometheus.by_pod("max_over_time(lipsync_expected_wait_seconds[10m])")
+        return refused > 0 and len(waits) == 2 and all(wait > 0 for wait in waits.values())
+
+    waiting.until(burst_until_seen, timeout_s=300, what="both replicas' expected wait in Prometheus", interval_s=0)
+    counted = waiting.until(
+        lambda: cluster.prometheus.query('sum(lipsync_requests_refused_total{reason="busy"}) == ' + str(refused)),
+        timeout_s=30,
+        what=f"the {refused} busy refusals in Prometheus",
+    )
+    assert counted
+    for recorded in ("lipsync:expected_wait_seconds:avg1m", "lipsync:busy_refusals:rate1m"):
+        pods = waiting.until(lambda name=recorded: cluster.prometheus.by_pod(name), 30, recorded)
+        assert set(pods) == {"replica-1", "replica-2"}, pods
+    dashboard = json.loads(DASHBOARD.read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            cluster.prometheus.query(target["expr"].replace("$namespace", "local"))  # raises if it fails
+    assert cluster.prometheus.query('lipsync:refusals_by_reason:rate1m{namespace="local", reason="busy"}')
 
 
 def test_a_replica_killed_mid_stream_loses_no_frame(cluster):

@@ -157,16 +157,36 @@ def test_avatar_creation_jobs_run_the_create_command_on_a_gpu_with_both_claims(m
     assert (second.width, second.steps, str(second.work)) == (32, 1000, "/videos/work/bob")
 
 
-def test_the_autoscaler_scales_on_the_adapter_metric():
+def test_the_autoscaler_scales_on_the_expected_wait_and_busy_refusals():
     documents = render(KEYED)
     (hpa,) = [d for d in documents if d["kind"] == "HorizontalPodAutoscaler"]
-    (metric,) = hpa["spec"]["metrics"]
-    assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == "lipsync_queue_time_per_request_us"
+    targets = {m["pods"]["metric"]["name"]: m["pods"]["target"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}
+    assert targets == {
+        "lipsync_expected_wait_seconds": {"type": "AverageValue", "averageValue": "250m"},
+        "lipsync_busy_refusals_per_second": {"type": "AverageValue", "averageValue": "100m"},
+    }
     (rules,) = [d for d in documents if d["kind"] == "ConfigMap"]
-    (rule,) = yaml.safe_load(rules["data"]["config.yaml"])["rules"]
-    assert rule["name"]["as"] == "lipsync_queue_time_per_request_us"
-    assert "nv_inference_queue_duration_us" in rule["metricsQuery"]
-    assert "nv_inference_request_success" in rule["metricsQuery"]
+    served = {rule["name"]["as"]: rule for rule in yaml.safe_load(rules["data"]["config.yaml"])["rules"]}
+    assert set(served) == set(targets)
+
+
+@pytest.mark.parametrize(
+    ("metric", "recorded"),
+    [
+        ("lipsync_expected_wait_seconds", "lipsync:expected_wait_seconds:avg1m"),
+        ("lipsync_busy_refusals_per_second", "lipsync:busy_refusals:rate1m"),
+    ],
+)
+def test_the_adapter_computes_what_the_tested_recording_rules_compute(metric, recorded):
+    """The adapter's query, with its placeholders as it fills them for a namespace's pods, is the
+    recording rule's expression that promtool tests (rules_test.yml)."""
+    (rules,) = [d for d in render(KEYED) if d["kind"] == "ConfigMap"]
+    (rule,) = [r for r in yaml.safe_load(rules["data"]["config.yaml"])["rules"] if r["name"]["as"] == metric]
+    query = rule["metricsQuery"].replace("<<.GroupBy>>", "namespace, pod").replace(",<<.LabelMatchers>>", "")
+    query = query.replace("{<<.LabelMatchers>>}", "")
+    groups = yaml.safe_load((PROMETHEUS / "rules.yml").read_text())["groups"]
+    expressions = {r["record"]: r["expr"] for group in groups for r in group["rules"] if "record" in r}
+    assert " ".join(query.split()) == " ".join(expressions[recorded].split())
 
 
 @pytest.mark.parametrize(

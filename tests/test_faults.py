@@ -12,10 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from lipsync import framing
+from lipsync import framing, waiting
 from lipsync.client import LipsyncClient
 from lipsync_server.launcher import processes
 
@@ -43,18 +44,13 @@ def stub_pids(launcher: Launcher, model: str) -> list[int]:
     """Live python-backend stubs serving `model` under this launcher's tritonserver (other
     servers, such as the session's, run stubs for the same model names)."""
     pids = []
-    for entry in Path("/proc").iterdir():
+    for process in processes.tree(launcher.process.pid):
         try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-            if not command[0].endswith(b"triton_python_backend_stub") or not any(
-                f"/{model}/".encode() in a for a in command
-            ):
-                continue
-            grandparent = processes.state_and_parent(processes.state_and_parent(int(entry.name))[1])[1]
-            if grandparent == launcher.process.pid:
-                pids.append(int(entry.name))
-        except (OSError, ValueError):
+            command = process.cmdline()
+        except psutil.Error:
             continue
+        if command and command[0].endswith("triton_python_backend_stub") and any(f"/{model}/" in a for a in command):
+            pids.append(process.pid)
     return pids
 
 
@@ -74,8 +70,8 @@ def test_model_control_needs_the_admin_key(launcher, protocol):
 def shared_memory_regions(launcher: Launcher) -> set[Path]:
     """The python-backend shared-memory regions of this launcher's tritonserver (named by the
     prefix on its command line)."""
-    (server,) = processes.children(launcher.process.pid)
-    arguments = (Path("/proc") / str(server) / "cmdline").read_bytes().decode().split("\0")
+    (server,) = psutil.Process(launcher.process.pid).children()
+    arguments = server.cmdline()
     prefix = next(a.rsplit("=", 1)[1] for a in arguments if "shm-region-prefix-name=" in a)
     return set(Path("/dev/shm").glob(prefix + "*"))
 
@@ -95,10 +91,7 @@ def validated(launcher: Launcher) -> int:
 
 
 def wait_for(condition, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "the server did not get there"
-        time.sleep(0.05)
+    waiting.until(condition, timeout_s, "the server getting there", interval_s=0.05)
 
 
 def test_killed_model_process_fails_its_requests_and_the_server_serves_again(launcher):

@@ -23,6 +23,7 @@ from onnx import TensorProto, helper
 from lipsync_server.avatars import tensorrt_plans
 from lipsync_server.launcher import container
 from lipsync_server.launcher.startup import startup_models
+from lipsync_server.model_configs import set_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTS = tomllib.loads((ROOT / "deploy" / "image-facts.toml").read_text())
@@ -181,7 +182,7 @@ def catalog(tmp_path: Path, avatars: dict[str, list[str]], pinned: str) -> Path:
         (repository / model).mkdir(parents=True)
         shutil.copy(source / model / "config.pbtxt", repository / model)
     config = repository / "face_generator" / "config.pbtxt"
-    config.write_text(config.read_text().replace('string_value: "demo"', f'string_value: "{pinned}"'))
+    set_parameters(config, pinned_avatars=pinned)
     tiny_graph(repository / "audio_encoder" / "1" / "model.onnx")
     for name, versions in avatars.items():
         (repository / f"avatar_{name}").mkdir()

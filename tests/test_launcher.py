@@ -16,14 +16,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from keyed import admin_headers
 from tritonclient.utils import InferenceServerException
 
+from lipsync import waiting
 from lipsync.keys import ADMIN, INFERENCE
-from lipsync_server.launcher import processes
 from lipsync_server.launcher.container import server_from_environment
 from lipsync_server.launcher.profiles import CPU, GPU
 from lipsync_server.launcher.tritonserver import TritonServer
@@ -52,22 +53,24 @@ class TritonPythonModel:
 
 
 def wait_for(url: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"{url} not ready within {timeout:.0f} s")
+    waiting.until(lambda: answers_200(url), timeout, f"{url} ready", interval_s=0.3)
+
+
+def answers_200(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def wait_for_line(launcher: Launcher, text: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while text not in (log := launcher.log.read_text(errors="replace")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return log
+    """The log once it holds `text`, or as it is after `timeout`."""
+    try:
+        waiting.until(lambda: text in launcher.log.read_text(errors="replace"), timeout, text, interval_s=0.2)
+    except TimeoutError:
+        pass
+    return launcher.log.read_text(errors="replace")
 
 
 def upload(launcher: Launcher, protocol: str, marker: Path, headers: dict | None = None) -> None:
@@ -168,7 +171,7 @@ def test_a_burst_of_stop_signals_stops_the_launcher_and_frees_its_ports(number, 
         time.sleep(0.05 * round_)
         for _ in range(300):
             os.kill(launched.process.pid, number)
-        servers = list(processes.children(launched.process.pid))  # tritonserver, in a session of its own
+        servers = [p.pid for p in psutil.Process(launched.process.pid).children()]  # tritonserver, own session
         try:
             assert launched.process.wait(45) == 0
         finally:

@@ -21,7 +21,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_bad_input_is_counted_where_it_is_refused(server, grpc_url):
     before = server.metrics().total("lipsync_requests_refused_total", model="request_validator", reason="bad_input")
     with pytest.raises(InferenceServerException):
-        LipsyncClient(grpc_url).render(np.zeros(16000, np.float32), 12345, "demo")  # no such sample rate
+        LipsyncClient(grpc_url).render(np.zeros(16000, np.float32), 16000, "nosuchavatar")
     after = server.metrics().total("lipsync_requests_refused_total", model="request_validator", reason="bad_input")
     assert after == before + 1
 

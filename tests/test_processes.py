@@ -1,24 +1,26 @@
-"""/proc reading that the launcher's supervision and the benchmarks rely on."""
+"""The process facts the launcher's supervision and the benchmarks rely on (psutil)."""
 
 import os
 import subprocess
-import time
 
+import psutil
+
+from lipsync import waiting
 from lipsync_server.launcher import processes
+from lipsync_server.launcher.tritonserver import _status
 
 
-def test_children_states_tree_and_memory():
+def test_a_dead_unreaped_child_is_a_zombie_and_the_tree_and_its_memory_are_counted():
     alive = subprocess.Popen(["sleep", "30"])
     dead = subprocess.Popen(["true"])
     try:
-        deadline = time.monotonic() + 5
-        while processes.children(os.getpid()).get(dead.pid) != "Z" and time.monotonic() < deadline:
-            time.sleep(0.05)
-        children = processes.children(os.getpid())
-        assert children[dead.pid] == "Z" and children[alive.pid] in "SR"  # died, not reaped: a zombie
-        assert processes.state_and_parent(alive.pid)[1] == os.getpid()
-        assert {os.getpid(), alive.pid} <= set(processes.tree(os.getpid()))
-        assert processes.rss_kb(os.getpid()) > 1000 and processes.rss_kb(dead.pid) == 0
+        child = psutil.Process(dead.pid)
+        waiting.until(lambda: _status(child) == psutil.STATUS_ZOMBIE, 5, "the finished child a zombie")
+        assert _status(psutil.Process(alive.pid)) in (psutil.STATUS_SLEEPING, psutil.STATUS_RUNNING)
+        assert {os.getpid(), alive.pid} <= {p.pid for p in processes.tree(os.getpid())}
+        alone = psutil.Process().memory_info().rss / 2**20
+        assert processes.tree_memory_mb(os.getpid()) > alone > 1
+        assert 0 < processes.tree_memory_mb(os.getpid(), proportional=True) < processes.tree_memory_mb(os.getpid())
     finally:
         alive.kill()
         alive.wait()

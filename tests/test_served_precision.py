@@ -10,6 +10,7 @@ from lipsync.client import LipsyncClient
 from lipsync_server.avatars import quality
 from lipsync_server.backend import runtimes
 from lipsync_server.demo import synthetic
+from lipsync_server.model_configs import set_parameters
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +36,7 @@ def demo_bf16(server, grpc_url) -> str:
     """The demo avatar again, forced to OpenVINO in bf16 by its config. Returns its name."""
     copy = server.repository / "avatar_demobf16"
     shutil.copytree(server.repository / "avatar_demo", copy)
-    config = copy / "configs" / "cpu.pbtxt"
-    text = config.read_text()
-    for key, value in (("runtime", "openvino"), ("precision", "bf16")):
-        auto = f'key: "{key}" value: {{ string_value: "auto" }}'
-        assert auto in text
-        text = text.replace(auto, auto.replace("auto", value))
-    config.write_text(text)
+    set_parameters(copy / "configs" / "cpu.pbtxt", runtime="openvino", precision="bf16")
     LipsyncClient(grpc_url).load_avatar("demobf16")
     return "demobf16"
 

@@ -9,6 +9,7 @@ import pytest
 from lipsync.avatar_names import AvatarNameError
 from lipsync_server.launcher.startup import startup_models
 from lipsync_server.launcher.tritonserver import TritonServer
+from lipsync_server.model_configs import set_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ["audio_encoder", "compositor", "face_generator", "lipsync", "lipsync_faces", "mel", "request_validator"]
@@ -23,7 +24,7 @@ def repository_with(tmp_path: Path, avatars: list[str], pinned: str) -> Path:
         (repository / f"avatar_{name}").mkdir()
         shutil.copy(ROOT / "model_repository" / "avatar_demo" / "config.pbtxt", repository / f"avatar_{name}")
     config = repository / "face_generator" / "config.pbtxt"
-    config.write_text(config.read_text().replace('string_value: "demo"', f'string_value: "{pinned}"'))
+    set_parameters(config, pinned_avatars=pinned)
     return repository
 
 

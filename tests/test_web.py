@@ -272,7 +272,8 @@ def test_any_version_gets_an_answer(gateway):
 
 
 def peak_rss_mb(pid: int) -> tuple[float, float]:
-    """(resident now, peak resident) of a process, in MB."""
+    """(resident now, peak resident) of a process, in MB: the kernel's own peak (VmHWM), which
+    psutil does not read and sampling would miss."""
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
     return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
 

@@ -13,6 +13,8 @@ series from the start rather than none.
 Importable only inside a Triton stub. The README's "Metrics" section lists them all.
 """
 
+from typing import Any
+
 import triton_python_backend_utils as pb_utils
 
 REFUSED = "lipsync_requests_refused_total"
@@ -55,8 +57,8 @@ class Metrics:
 
     def __init__(self, model: str):
         self.model = model
-        self._families: dict[str, object] = {}
-        self._series: dict[tuple, object] = {}
+        self._families: dict[str, Any] = {}
+        self._series: dict[tuple, Any] = {}
 
     def series(self, name: str, **labels: str):
         key = (name, *sorted(labels.items()))
@@ -86,6 +88,7 @@ class ResidencyMetrics:
         for result in (LOADED, FAILED):
             metrics.series(AVATAR_LOADS, result=result)
         metrics.series(AVATAR_EVICTIONS)
+        metrics.series(AVATAR_LOAD_DURATION)
 
     def loaded(self, seconds: float) -> None:
         self.metrics.series(AVATAR_LOADS, result=LOADED).increment(1)

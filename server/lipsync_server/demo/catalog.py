@@ -1,8 +1,7 @@
 """Large catalogs made cheaply, for tests and benchmarks: avatars that share another avatar's
-weights and media through hard links (no copies), and config parameters changed in place."""
+weights and media through hard links (no copies)."""
 
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -15,15 +14,3 @@ def link_avatar(repository: Path, source: str, name: str, versions: list[int]) -
     target = Path(repository) / f"avatar_{name}"
     shutil.copytree(origin, target, copy_function=os.link, ignore=shutil.ignore_patterns("__pycache__", *dropped))
     return target
-
-
-def set_parameter(config: Path, key: str, value: str) -> None:
-    """Sets `parameters { key: ... }` in a config.pbtxt, as a new file: the old one may be a
-    hard link shared with other avatars."""
-    text, found = re.subn(
-        rf'(key: "{key}" value: {{ string_value: )"[^"]*"', rf'\1"{value}"', config.read_text(encoding="utf-8")
-    )
-    if found != 1:
-        raise ValueError(f"{config}: no parameter {key}")
-    config.unlink()
-    config.write_text(text, encoding="utf-8")

@@ -13,6 +13,7 @@ import time
 
 import tritonclient.http as httpclient
 
+from lipsync import waiting
 from lipsync.client import ENSEMBLE, RAW_ENSEMBLE
 from lipsync.keys import ADMIN
 
@@ -24,16 +25,17 @@ def drain(http_address: str, admin_key: str | None, timeout: float = 30.0) -> bo
     server could not be drained (it should be stopped all the same)."""
     client = httpclient.InferenceServerClient(http_address, network_timeout=timeout)
     headers = ADMIN.headers(admin_key, "http") or None
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+
+    def gone() -> bool:  # unloading is asynchronous: an ensemble is gone once its state leaves UNLOADING
+        states = {e["name"]: e.get("state") for e in client.get_model_repository_index(headers=headers)}
+        return not any(states.get(e) in ("READY", "UNLOADING") for e in ENSEMBLES)
+
     try:
         for ensemble in ENSEMBLES:
             client.unload_model(ensemble, headers=headers)
-        # Unloading is asynchronous: an ensemble is gone once its state leaves UNLOADING.
-        while time.monotonic() < deadline:
-            states = {e["name"]: e.get("state") for e in client.get_model_repository_index(headers=headers)}
-            if not any(states.get(e) in ("READY", "UNLOADING") for e in ENSEMBLES):
-                return True
-            time.sleep(0.2)
+        return waiting.until(gone, max(0.0, timeout - (time.monotonic() - started)), "the ensembles unloaded", 0.2)
+    except TimeoutError:
         return False
     except Exception as error:
         print(f"lipsync-server drain: {error}", file=sys.stderr)

@@ -10,8 +10,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
+
+import psutil
+
+from lipsync import waiting
 
 from . import processes
 
@@ -106,24 +109,23 @@ class Nginx:
         (self.work / "upstreams.conf").write_text(upstreams(self.grpc, self.http, up))
         if not self.process or self.process.poll() is not None:
             return
-        old = set(processes.children(self.process.pid))
+        master = psutil.Process(self.process.pid)
+        old = master.children()
         self.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + timeout
-        while old & set(processes.children(self.process.pid)) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        psutil.wait_procs(old, timeout=timeout)
 
     def stop(self) -> None:
         processes.stop(self.process, signal.SIGQUIT)  # graceful: workers finish their requests
 
     def _wait_listening(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process and self.process.poll() is not None:
-                log = (self.work / "nginx-error.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"nginx exited with code {self.process.returncode}: {log}")
-            try:
-                socket.create_connection((self.host, self.grpc_port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise TimeoutError(f"nginx did not listen on {self.host}:{self.grpc_port} within {timeout:.0f} s")
+        waiting.until(self._listening, timeout, f"nginx listening on {self.host}:{self.grpc_port}")
+
+    def _listening(self) -> bool:
+        if self.process and self.process.poll() is not None:
+            log = (self.work / "nginx-error.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"nginx exited with code {self.process.returncode}: {log}")
+        try:
+            socket.create_connection((self.host, self.grpc_port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False

@@ -1,58 +1,29 @@
-"""Process facts read from Linux's /proc: who is whose parent, and in what state; and stopping
-a process the launcher started.
-
-The launcher uses them to find model processes that died under tritonserver, the benchmarks to
-add up the memory of tritonserver and its model processes, the fault tests to find a server's
-own stubs.
-"""
+"""Processes the launcher started: the memory of a process with everything below it (psutil), and
+stopping one gracefully."""
 
 import signal
 import subprocess
-from pathlib import Path
 
-PROC = Path("/proc")
-
-
-def state_and_parent(pid: int) -> tuple[str, int]:
-    """(state letter, parent pid) of a process; OSError or ValueError when it is gone."""
-    # The command name in parentheses may hold spaces or ')': split after its last ')'.
-    state, parent = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[:2]
-    return state, int(parent)
+import psutil
 
 
-def children(pid: int) -> dict[int, str]:
-    """Direct children of `pid` and their states ('Z': died, not yet reaped)."""
-    found = {}
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            try:
-                state, parent = state_and_parent(int(entry.name))
-            except (OSError, ValueError):
-                continue
-            if parent == pid:
-                found[int(entry.name)] = state
-    return found
+def tree(pid: int) -> list[psutil.Process]:
+    """`pid` and every process below it (tritonserver and its python-backend stubs)."""
+    top = psutil.Process(pid)
+    return [top, *top.children(recursive=True)]
 
 
-def tree(pid: int) -> list[int]:
-    """`pid` and every process below it."""
-    found, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(children(current))
-    return found
-
-
-def rss_kb(pid: int) -> int:
-    """Resident memory of one process (0 when it is gone)."""
-    try:
-        for line in (PROC / str(pid) / "status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+def tree_memory_mb(pid: int, proportional: bool = False) -> float:
+    """Resident memory of `pid` and every process below it; `proportional`: PSS, shared pages
+    divided among the processes that share them (slower to read). Processes that end meanwhile
+    count for nothing."""
+    total = 0
+    for process in tree(pid):
+        try:
+            total += process.memory_full_info().pss if proportional else process.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20
 
 
 def stop(process: subprocess.Popen | None, graceful: int = signal.SIGTERM, timeout: float = 15.0) -> None:

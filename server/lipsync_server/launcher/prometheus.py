@@ -5,10 +5,12 @@ Helm chart ships (deploy/prometheus/rules.yml), loopback only. Replicas are labe
 import json
 import shutil
 import subprocess
-import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from lipsync import waiting
 
 from . import processes
 
@@ -42,6 +44,24 @@ def config(targets: dict[str, str], rules: Path) -> str:
     )
 
 
+def query(url: str, expression: str) -> list[dict]:
+    """An instant query's result vector: [{"metric": {...}, "value": [time, "number"]}, ...]."""
+    address = f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+    try:
+        with urllib.request.urlopen(address, timeout=10) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as error:  # a query Prometheus cannot parse: 400 with the reason
+        body = json.load(error)
+    if body.get("status") != "success":
+        raise RuntimeError(f"prometheus query {expression!r} failed: {body.get('error', body)}")
+    return body["data"]["result"]
+
+
+def by_pod(url: str, expression: str) -> dict[str, float]:
+    """{pod: value} of an instant query."""
+    return {row["metric"].get("pod", ""): float(row["value"][1]) for row in query(url, expression)}
+
+
 class Prometheus:
     def __init__(self, work: Path, host: str, port: int):
         self.work, self.host, self.port = work, host, port
@@ -70,29 +90,22 @@ class Prometheus:
         self._wait_ready()
 
     def query(self, expression: str) -> list[dict]:
-        """An instant query's result vector: [{"metric": {...}, "value": [time, "number"]}, ...]."""
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = json.load(response)
-        if body.get("status") != "success":
-            raise RuntimeError(f"prometheus query {expression!r} failed: {body}")
-        return body["data"]["result"]
+        return query(self.url, expression)
 
     def by_pod(self, expression: str) -> dict[str, float]:
-        return {row["metric"].get("pod", ""): float(row["value"][1]) for row in self.query(expression)}
+        return by_pod(self.url, expression)
 
     def stop(self) -> None:
         processes.stop(self.process)
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process and self.process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with code {self.process.returncode}: see {self.work}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError(f"prometheus was not ready within {timeout:.0f} s")
+        waiting.until(self._ready, timeout, "prometheus ready", interval_s=0.2)
+
+    def _ready(self) -> bool:
+        if self.process and self.process.poll() is not None:
+            raise RuntimeError(f"prometheus exited with code {self.process.returncode}: see {self.work}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False

@@ -22,12 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from lipsync.keys import ADMIN, INFERENCE
 from lipsync_server.avatars.repository import default_repository
 from lipsync_server.backend import ticket
 from lipsync_server.backend.admission import board_path
 
-from . import drain, processes, scrape, startup
+from . import drain, scrape, startup
 from .keys import for_server, server_flags, source, write_key_file
 from .profiles import CPU, PROFILE_ENV, Profile
 
@@ -208,7 +210,8 @@ class TritonServer:
     def crashed_stubs(self) -> list[int]:
         """Model processes (python-backend stubs) of this server that died: Triton 24.x neither
         restarts nor reaps them, so they stay behind as zombies, and their models fail."""
-        return [pid for pid, state in processes.children(self.running.pid).items() if state == "Z"]
+        children = psutil.Process(self.running.pid).children()
+        return [child.pid for child in children if _status(child) == psutil.STATUS_ZOMBIE]
 
     def supervise(self, stopping: Callable[[], bool], poll_s: float = 1.0) -> int:
         """Serves until the server exits or `stopping()` turns true (then drains and stops it);
@@ -304,3 +307,10 @@ def serve(
         print(f"administrator key from {source(ADMIN, keys[0])}: every API but health and inference", flush=True)
         print(f"inference key from {source(INFERENCE, keys[1])}: inference over HTTP", flush=True)
     return server.supervise(stopping)
+
+
+def _status(process: psutil.Process) -> str:
+    try:
+        return process.status()
+    except psutil.NoSuchProcess:  # reaped meanwhile
+        return psutil.STATUS_DEAD
