@@ -16,6 +16,7 @@
 # make bench-gpu - UNet + compositing + nvJPEG frames/s on a CUDA machine (perf/gpu_bench.py)
 # make perf-analyzer - perf_analyzer concurrency sweep, CSV in out/perf/
 # make overload - twice the sustainable rate for 60 s: nothing lost, served p99 within the wait bound
+#                (CLUSTER=127.0.0.1:8001: through a running `make cluster`, with what its Prometheus saw)
 # make soak   - 1000 mixed requests: no failures, flat RSS and /dev/shm (perf/soak.py)
 # make loadtest - Locust live streams (200 ms chunks over HTTP): how many the server keeps up with, per demo version
 PYTHON ?= python3
@@ -116,7 +117,7 @@ bench-gpu: setup
 	$(PY) perf/gpu_bench.py
 
 overload: artifacts
-	$(PY) perf/overload.py
+	$(PY) perf/overload.py $(if $(CLUSTER),--cluster $(CLUSTER))
 
 soak: artifacts
 	$(PY) perf/soak.py

@@ -44,7 +44,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 
-from lipsync import framing
+from lipsync import framing, waiting
 from lipsync.agent.app import VIDEO_SIZE, Agent
 from lipsync.client import LipsyncClient
 from lipsync.pipecat_service import METADATA_KEY, LipsyncAvatarService
@@ -314,11 +314,7 @@ def microphone_speech(path: Path) -> Path:
 def until(condition, what: str, timeout_s: float = 600.0) -> None:
     """Waits for `condition()` (polled), or fails naming `what` (a guard against a hang: a slow
     machine shows a reply late, not wrongly)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
-        time.sleep(0.05)
+    waiting.until(condition, timeout_s, what, interval_s=0.05)
 
 
 def face_inferences(grpc_url: str) -> int:

@@ -26,7 +26,7 @@ import measure
 import numpy as np
 from playwright.sync_api import Page, sync_playwright
 
-from lipsync import framing
+from lipsync import framing, waiting
 from lipsync.client import LipsyncClient
 from lipsync.web.gateway import FLAG_HELD
 from lipsync_server.demo import synthetic, training
@@ -60,14 +60,15 @@ class Gateway:
         lipsync = str(Path(sys.executable).parent / "lipsync")
         command = [lipsync, "--url", self.grpc_url, "web", "--port", str(self.port)]
         self.process = subprocess.Popen(command, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url, timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError(f"the gateway did not answer at {self.url}: see {self.log}")
+        waiting.until(self._answers, 30, f"the gateway answering at {self.url} (see {self.log})", interval_s=0.2)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url, timeout=1):
+                return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -102,11 +103,7 @@ def write_wav(path: Path, audio: np.ndarray) -> Path:
 def wait_until(page: Page, expression: str, timeout_s: float = 30.0) -> None:
     """Polls a JavaScript expression until it is true. (Playwright's wait_for_function evaluates
     its predicate in the page, which the page's Content Security Policy rightly forbids.)"""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"still false after {timeout_s:.0f} s: {expression}")
-        time.sleep(0.05)
+    waiting.until(lambda: page.evaluate(expression), timeout_s, expression, interval_s=0.05)
 
 
 def open_page(page: Page, gateway: Gateway, query: str) -> None:

@@ -1,6 +1,7 @@
 """A server's Prometheus metrics as its metrics port serves them (Triton's and the pipeline's own,
 backend/metrics.py), parsed by prometheus_client: what the benchmarks and the tests read back."""
 
+import re
 import urllib.request
 from dataclasses import dataclass
 
@@ -16,8 +17,11 @@ class Sample:
 
 class Scrape:
     def __init__(self, text: str):
+        # prometheus_client names every counter's samples `<name>_total`; Triton's counters
+        # (nv_inference_count) are served, and stored by Prometheus, without the suffix.
+        counters = set(re.findall(r"^# TYPE (\S+) counter$", text, re.M))
         self.samples = [
-            Sample(s.name, dict(s.labels), float(s.value))
+            Sample(family.name if family.name in counters else s.name, dict(s.labels), float(s.value))
             for family in text_string_to_metric_families(text)
             for s in family.samples
         ]

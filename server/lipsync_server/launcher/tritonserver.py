@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from lipsync import waiting
 from lipsync.keys import ADMIN, INFERENCE
 from lipsync_server.avatars.repository import default_repository
 from lipsync_server.backend import ticket
@@ -159,21 +159,19 @@ class TritonServer:
 
     def wait_ready(self, timeout: float = 180.0, stopping: Callable[[], bool] = lambda: False) -> bool:
         """True once the server is ready; False if `stopping()` turned true first."""
-        deadline = time.monotonic() + timeout
-        url = f"http://{self.host}:{self.http_port}/v2/health/ready"
-        while time.monotonic() < deadline:
-            if stopping():
-                return False
-            if self.process and self.process.poll() is not None:
-                raise RuntimeError(f"tritonserver exited with code {self.process.returncode} before it was ready")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"tritonserver was not ready within {timeout:.0f} s")
+        outcome = waiting.until(
+            lambda: "ready" if self._ready() else "stopping" if stopping() else None, timeout, "tritonserver ready", 0.5
+        )
+        return outcome == "ready"
+
+    def _ready(self) -> bool:
+        if self.process and self.process.poll() is not None:
+            raise RuntimeError(f"tritonserver exited with code {self.process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"http://{self.host}:{self.http_port}/v2/health/ready", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
 
     def stop(self, timeout: float = 40.0) -> int:
         """Drains, then SIGTERM; SIGKILL if the server does not exit in time."""
