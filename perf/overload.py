@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import measure
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
@@ -135,6 +136,7 @@ def main() -> int:
     bound = args.max_wait_s + alone
     served_p99 = float(np.percentile(seconds["served"], 99)) if seconds["served"] else 0.0
     report = {
+        "cpu": measure.cpu(),
         "frames_per_request": FRAMES,
         "service_time_alone_s": alone,
         "max_wait_s": args.max_wait_s,

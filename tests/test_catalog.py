@@ -13,7 +13,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from lipsync import framing
+from lipsync import framing, waiting
 from lipsync.client import ENSEMBLE, LipsyncClient, infer_inputs
 from lipsync_server.demo.catalog import link_avatar
 from lipsync_server.launcher.tritonserver import TritonServer
@@ -118,12 +118,18 @@ def test_loads_evictions_and_resident_avatars_are_in_the_metrics(catalog):
     assert grew("lipsync_avatar_load_duration_seconds_count") == 4
     assert 0 < grew("lipsync_avatar_load_duration_seconds_sum") < 4 * 60
     assert grew("lipsync_avatar_evictions_total") >= 2
-    assert after.total("lipsync_avatars_resident") == len(resident(client)) == 3
-    # Each resident avatar's process holds its runtime and UNet; an evicted one holds nothing.
+    assert after.total("lipsync_avatars_resident") == 3  # the budget: the demo and the last two
+    waiting.until(lambda: len(resident(client)) == 3, 60, "Triton's ready avatars down to the budget")
+    # Each resident avatar's process holds its runtime and UNet; an evicted one, once its process
+    # has ended (an unload finishes after the load it made room for), holds nothing.
     memory = {s.labels["model"]: s.value for s in after.matching("lipsync_model_memory_bytes")}
     for name in resident(client) - {"demo"}:
         assert memory[f"avatar_{name}"] > 50 * 2**20, memory
-    assert memory["avatar_c030"] == 0, memory
+    waiting.until(
+        lambda: catalog.metrics().total("lipsync_model_memory_bytes", model="avatar_c030") == 0,
+        60,
+        "the evicted avatar's memory at 0",
+    )
 
 
 def test_round_robin_over_more_avatars_than_resident_fails_nothing(catalog):
