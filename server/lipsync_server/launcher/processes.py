@@ -1,8 +1,9 @@
-"""Processes the launcher started: the memory of a process with everything below it (psutil), and
-stopping one gracefully."""
+"""Processes the launcher started: whether one answers yet, the memory of one with everything below
+it (psutil), and stopping one gracefully."""
 
 import signal
 import subprocess
+import urllib.request
 
 import psutil
 
@@ -24,6 +25,17 @@ def tree_memory_mb(pid: int, proportional: bool = False) -> float:
         except psutil.Error:
             pass
     return total / 2**20
+
+
+def answering(process: subprocess.Popen | None, url: str, timeout: float = 1.0) -> bool:
+    """Whether `url`, served by `process`, answers 200 now; RuntimeError once the process has exited."""
+    if process is not None and process.poll() is not None:
+        raise RuntimeError(f"the process serving {url} exited with code {process.returncode}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def stop(process: subprocess.Popen | None, graceful: int = signal.SIGTERM, timeout: float = 15.0) -> None:

@@ -99,13 +99,5 @@ class Prometheus:
         processes.stop(self.process)
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
-        waiting.until(self._ready, timeout, "prometheus ready", interval_s=0.2)
-
-    def _ready(self) -> bool:
-        if self.process and self.process.poll() is not None:
-            raise RuntimeError(f"prometheus exited with code {self.process.returncode}: see {self.work}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        ready = f"{self.url}/-/ready"
+        waiting.until(lambda: processes.answering(self.process, ready), timeout, f"prometheus ready ({self.work})", 0.2)

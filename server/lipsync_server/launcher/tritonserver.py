@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from lipsync_server.avatars.repository import default_repository
 from lipsync_server.backend import ticket
 from lipsync_server.backend.admission import board_path
 
-from . import drain, scrape, startup
+from . import drain, processes, scrape, startup
 from .keys import for_server, server_flags, source, write_key_file
 from .profiles import CPU, PROFILE_ENV, Profile
 
@@ -159,19 +158,12 @@ class TritonServer:
 
     def wait_ready(self, timeout: float = 180.0, stopping: Callable[[], bool] = lambda: False) -> bool:
         """True once the server is ready; False if `stopping()` turned true first."""
-        outcome = waiting.until(
-            lambda: "ready" if self._ready() else "stopping" if stopping() else None, timeout, "tritonserver ready", 0.5
-        )
-        return outcome == "ready"
+        url = f"http://{self.host}:{self.http_port}/v2/health/ready"
 
-    def _ready(self) -> bool:
-        if self.process and self.process.poll() is not None:
-            raise RuntimeError(f"tritonserver exited with code {self.process.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(f"http://{self.host}:{self.http_port}/v2/health/ready", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        def state() -> str | None:
+            return "ready" if processes.answering(self.process, url, 2.0) else "stopping" if stopping() else None
+
+        return waiting.until(state, timeout, "tritonserver ready", 0.5) == "ready"
 
     def stop(self, timeout: float = 40.0) -> int:
         """Drains, then SIGTERM; SIGKILL if the server does not exit in time."""
