@@ -107,17 +107,17 @@ def test_the_least_recently_used_avatar_makes_room_and_the_pinned_one_stays(cata
 def test_loads_evictions_and_resident_avatars_are_in_the_metrics(catalog):
     client = client_of(catalog)
     before = catalog.metrics()
-    for name in CATALOG[30:34]:  # four loads: at least two make room
+    for name in CATALOG[30:33]:  # three loads into a budget of three: c032 at least makes room
         assert len(client.render(AUDIO, 16000, name)) == FRAMES
     after = catalog.metrics()
 
     def grew(name: str, **labels: str) -> float:
         return after.total(name, **labels) - before.total(name, **labels)
 
-    assert grew("lipsync_avatar_loads_total", result="loaded") == 4
-    assert grew("lipsync_avatar_load_duration_seconds_count") == 4
-    assert 0 < grew("lipsync_avatar_load_duration_seconds_sum") < 4 * 60
-    assert grew("lipsync_avatar_evictions_total") >= 2
+    assert grew("lipsync_avatar_loads_total", result="loaded") == 3
+    assert grew("lipsync_avatar_load_duration_seconds_count") == 3
+    assert 0 < grew("lipsync_avatar_load_duration_seconds_sum") < 3 * 60
+    assert grew("lipsync_avatar_evictions_total") >= 1  # c030, for c032 (and any the budget held before)
     assert after.total("lipsync_avatars_resident") == 3  # the budget: the demo and the last two
     waiting.until(lambda: len(resident(client)) == 3, 60, "Triton's ready avatars down to the budget")
     # Each resident avatar's process holds its runtime and UNet; an evicted one, once its process
