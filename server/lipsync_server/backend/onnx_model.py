@@ -60,7 +60,8 @@ class TritonPythonModel:
 
     def _report(self) -> None:
         """What runs this version, and this process's resident memory: the model, its runtime and
-        the buffers of the largest batch run so far. After every run: it costs microseconds."""
+        the buffers of the largest batch run so far. After every run: two small messages to the
+        server and one read of the process's statm, next to a run of milliseconds or more."""
         self.runtime_info.set(1)
         self.memory.set(self.process.memory_info().rss)
 
