@@ -25,6 +25,7 @@ from tritonclient.utils import InferenceServerException
 
 from lipsync import waiting
 from lipsync.keys import ADMIN, INFERENCE
+from lipsync_server.launcher import processes
 from lipsync_server.launcher.container import server_from_environment
 from lipsync_server.launcher.profiles import CPU, GPU
 from lipsync_server.launcher.tritonserver import TritonServer
@@ -53,15 +54,7 @@ class TritonPythonModel:
 
 
 def wait_for(url: str, timeout: float = 120.0) -> None:
-    waiting.until(lambda: answers_200(url), timeout, f"{url} ready", interval_s=0.3)
-
-
-def answers_200(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    waiting.until(lambda: processes.answering(None, url, 2.0), timeout, f"{url} ready", interval_s=0.3)
 
 
 def wait_for_line(launcher: Launcher, text: str, timeout: float = 30.0) -> str:

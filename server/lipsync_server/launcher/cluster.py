@@ -13,14 +13,13 @@ import os
 import signal
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from lipsync.client import ENSEMBLE
 from lipsync.keys import ADMIN, INFERENCE
 
-from . import nginx, prometheus
+from . import nginx, processes, prometheus
 from .keys import for_server
 from .nginx import Nginx
 from .prometheus import Prometheus
@@ -30,14 +29,9 @@ from .tritonserver import StopSignals, TritonServer, free_port
 def ready(server: TritonServer, timeout: float = 0.5) -> bool:
     """Whether a replica serves the pipeline now."""
     base = f"http://{server.host}:{server.http_port}/v2"
-    try:
-        for path in ("/health/ready", f"/models/{ENSEMBLE}/ready"):
-            with urllib.request.urlopen(base + path, timeout=timeout) as response:
-                if response.status != 200:
-                    return False
-        return True
-    except OSError:
-        return False
+    return all(
+        processes.answering(None, base + path, timeout) for path in ("/health/ready", f"/models/{ENSEMBLE}/ready")
+    )
 
 
 class Cluster:
