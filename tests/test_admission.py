@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lipsync_server.backend import ticket
-from lipsync_server.backend.admission import Admission, Board, ServiceRate
+from lipsync_server.backend.admission import Admission, Board, ServiceRate, bound_ms
 
 
 def test_service_rate_is_frames_per_second_of_busy_time():
@@ -49,15 +49,38 @@ def measured(frames_per_s: float, max_frames: int = 400) -> Admission:
     return admission
 
 
-def test_a_request_is_refused_when_the_work_ahead_exceeds_its_bound():
+def test_a_request_is_refused_when_the_work_ahead_and_its_own_would_end_past_its_bound():
     admission = measured(20.0)
-    assert admission.refusal(25, max_wait_s=1.0) is None  # nothing in the works
+    assert admission.refusal(25, max_wait_s=0.5) is None  # nothing in the works: taken, however long
     admission.start(25, 2.0)
     assert admission.expected_wait_s() == pytest.approx(1.25)
-    assert admission.refusal(25, max_wait_s=2.0) is None
-    why = admission.refusal(25, max_wait_s=1.0)
-    assert why is not None and why.startswith("server busy: expected wait 1.2 s (25 frames ahead at 20.0 frames/s)")
-    assert "is over what is left of this request's bound (1.0 s, MAX_WAIT_MS)" in why
+    assert admission.refusal(25, max_wait_s=2.5) is None  # done in 2.5 s
+    why = admission.refusal(25, max_wait_s=2.0)  # it could start in time, but not be done
+    assert why is not None and why.startswith("server busy: this request's 25 frames would be done in 2.50 s")
+    assert "(25 frames ahead at 20.0 frames/s), past what is left of its bound (2.00 s, MAX_WAIT_MS)" in why
+
+
+@pytest.mark.parametrize("frames_per_s", [30.0, 40.0, 100.0])
+@pytest.mark.parametrize("segment_frames", [5, 10, 25])
+def test_a_lone_sessions_pipelined_segments_each_due_when_the_one_before_has_played_are_never_refused(
+    frames_per_s, segment_frames
+):
+    """A session renders a reply as segments sent at once, segment k due (its first frame shown)
+    when segment k - 1 has played: k segments later, plus the first one's own time. At a rate of
+    at least 25 frames/s each is done in time, so none is refused, however many are in flight."""
+    admission = measured(frames_per_s, max_frames=10_000)
+    own_s = segment_frames / frames_per_s
+    for k in range(40):
+        due_s = own_s + k * segment_frames / 25
+        assert admission.refusal(segment_frames, max_wait_s=due_s) is None, k
+        admission.start(segment_frames, 2.0)
+
+
+def test_a_segment_that_cannot_be_done_before_it_is_due_is_refused():
+    admission = measured(20.0, max_frames=10_000)
+    admission.start(25, 2.0)  # 1.25 s of work ahead
+    assert admission.refusal(5, max_wait_s=1.0) is not None  # due before the work ahead is done
+    assert admission.refusal(5, max_wait_s=1.5) is None
 
 
 def test_the_frame_limit_holds_whatever_the_bound():
@@ -91,15 +114,21 @@ def board_folder(tmp_path, monkeypatch) -> Path:
 
 def test_the_board_carries_the_wait_to_other_processes_of_the_server(board_folder):
     reader = Board(writer=False)
-    assert reader.expected_wait_s() == 0.0  # face_generator not started yet
+    assert reader.read() == (0.0, None)  # face_generator not started yet
     writer = Board(writer=True)
-    writer.publish(2.5)
-    assert reader.expected_wait_s() == 2.5
-    writer.close()  # face_generator unloaded: no wait
-    assert reader.expected_wait_s() == 0.0
+    writer.publish(50, 20.0)
+    assert reader.read() == (50.0, 20.0)
+    writer.close()  # face_generator unloaded: no work
+    assert reader.read() == (0.0, None)
     again = Board(writer=True)  # and loaded again: the same file, which the reader still maps
-    again.publish(1.5)
-    assert reader.expected_wait_s() == 1.5
+    again.publish(30, None)
+    assert reader.read() == (30.0, None)
+
+
+def test_a_bound_not_given_is_the_default_queueing_then_the_requests_own_time():
+    assert bound_ms(250, 1000, 25, 20.0) == 250  # MAX_WAIT_MS as given
+    assert bound_ms(None, 1000, 25, 20.0) == 2250
+    assert bound_ms(None, 1000, 25, None) == 1000  # nothing measured yet
 
 
 def test_the_boards_name_is_the_servers_secret(board_folder, monkeypatch):

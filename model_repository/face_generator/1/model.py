@@ -109,7 +109,7 @@ class TritonPythonModel:
     def _publish(self) -> None:
         """The expected wait, for request_validator (the board) and for Prometheus."""
         wait_s = self.admission.expected_wait_s()
-        self.board.publish(wait_s)
+        self.board.publish(self.admission.frames, self.admission.rate.frames_per_s)
         self.metrics.series(metrics.EXPECTED_WAIT).set(wait_s)
         self.metrics.series(metrics.FRAMES_IN_FLIGHT).set(self.admission.frames)
 

@@ -49,19 +49,19 @@ class TritonPythonModel:
             frames = starts.shape[1] + 2  # one per encoder window, and the first and last again
             given_first, given_count = _optional(request, "FIRST_FRAME"), _optional(request, "FRAME_COUNT")
             first, count = request_rules.frame_range(given_first, given_count, frames)
-            max_wait_ms = request_rules.max_wait_ms(
-                _optional(request, "MAX_WAIT_MS"),
-                segment=given_first is not None or given_count is not None,
-                segment_default=self.segment_max_wait_ms,
-                clip_default=self.clip_max_wait_ms,
-            )
+            given_wait_ms = _optional(request, "MAX_WAIT_MS")
+            request_rules.check_max_wait_ms(given_wait_ms)
         except InvalidInput as error:
             self.metrics.refused(metrics.BAD_INPUT)
             return stub.invalid_arg(str(error))
-        wait = self.board.expected_wait_s()
-        if wait * 1000 > max_wait_ms:
+        ahead, frames_per_s = self.board.read()
+        segment = given_first is not None or given_count is not None
+        queueing_ms = self.segment_max_wait_ms if segment else self.clip_max_wait_ms
+        max_wait_ms = admission.bound_ms(given_wait_ms, queueing_ms, count, frames_per_s)
+        refusal = admission.too_late(ahead, count, frames_per_s, max_wait_ms / 1000) if ahead else None
+        if refusal:
             self.metrics.refused(metrics.BUSY)
-            return stub.unavailable(admission.too_long(wait, max_wait_ms / 1000, "the work this server has in hand"))
+            return stub.unavailable(refusal)
         checked = ticket.Ticket(name, version or 0, start, first, count, arrived + max_wait_ms * 1_000_000, arrived)
         return stub.respond(
             CHECKED_AUDIO=anti_aliasing.band_limit(audio, rate),

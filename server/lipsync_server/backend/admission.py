@@ -1,10 +1,12 @@
-"""Admission by expected wait: a request is taken only if the frames already in the works will be
-done within the wait its caller accepts, at the rate this server is measured to make frames.
+"""Admission by deadline: a request is taken only if the frames already in the works and its own
+will be done by the time its caller needs them (its MAX_WAIT_MS from when it arrived), at the rate
+this server is measured to make frames.
 
 Frames are served first come, first served (the UNet's batcher takes queued chunks in order), so
-a request's wait is the frames ahead of it over the service rate. Refusing at once, rather than
-queueing for longer than the caller can use, keeps the latency of what is served bounded under
-overload and lets the client try another replica while there is still time.
+a request is done when the frames ahead of it and its own are made: their count over the service
+rate. Counting its own frames is what lets a live session's pipelined segments, each due when the
+one before it has played, all be taken, while a request that would finish too late to be shown is
+refused at once: it costs nothing, and the client can try another replica while there is time.
 """
 
 import hashlib
@@ -19,7 +21,7 @@ from pathlib import Path
 from . import ticket
 
 BOARD_DIRECTORY = Path("/dev/shm")
-SIZE = struct.calcsize("d")
+BOARD = struct.Struct("dd")  # frames in the works, the service rate (frames/s; 0: not measured)
 
 
 class ServiceRate:
@@ -63,13 +65,11 @@ class Admission:
 
     def expected_wait_s(self) -> float:
         """Until the frames already in the works are done (0 before any rate is measured)."""
-        if not self.frames or not self.rate.frames_per_s:
-            return 0.0
-        return self.frames / self.rate.frames_per_s
+        return work_s(self.frames, self.rate.frames_per_s)
 
     def refusal(self, count: int, max_wait_s: float) -> str | None:
-        """Why a request of `count` frames that can still wait `max_wait_s` is not taken now, or
-        None. A request is always taken when nothing is in the works, however long."""
+        """Why a request of `count` frames that must be done within `max_wait_s` is not taken
+        now, or None. A request is always taken when nothing is in the works, however long."""
         if not self.frames:
             return None
         if self.frames + count > self.max_frames:
@@ -77,10 +77,7 @@ class Admission:
                 f"server busy: {self.frames} frames in flight, {count} more would pass "
                 f"the limit of {self.max_frames}; retry later"
             )
-        wait = self.expected_wait_s()
-        if wait > max_wait_s:
-            return too_long(wait, max_wait_s, f"{self.frames} frames ahead at {self.rate.frames_per_s:.1f} frames/s")
-        return None
+        return too_late(self.frames, count, self.rate.frames_per_s, max_wait_s)
 
     def start(self, count: int, now: float) -> None:
         self.rate.busy(now)
@@ -95,10 +92,27 @@ class Admission:
             self.rate.idle()
 
 
-def too_long(wait_s: float, max_wait_s: float, why: str) -> str:
+def work_s(frames: float, frames_per_s: float | None) -> float:
+    """How long `frames` take at the measured rate (0 before any rate is measured)."""
+    return frames / frames_per_s if frames and frames_per_s else 0.0
+
+
+def bound_ms(given_ms: int | None, queueing_ms: int, count: int, frames_per_s: float | None) -> int:
+    """A request's bound: MAX_WAIT_MS as given, or by default `queueing_ms` of waiting and then
+    its own frames' time (how long a request without a deadline of its own may take)."""
+    return given_ms if given_ms is not None else queueing_ms + round(work_s(count, frames_per_s) * 1000)
+
+
+def too_late(ahead: float, count: int, frames_per_s: float | None, max_wait_s: float) -> str | None:
+    """Why a request of `count` frames behind `ahead` frames would not be done within
+    `max_wait_s`, or None."""
+    done_s = work_s(ahead + count, frames_per_s)
+    if done_s <= max_wait_s:
+        return None
     return (
-        f"server busy: expected wait {wait_s:.1f} s ({why}) is over what is left of this request's "
-        f"bound ({max(max_wait_s, 0.0):.1f} s, MAX_WAIT_MS); retry later or on another replica"
+        f"server busy: this request's {count} frames would be done in {done_s:.2f} s ({ahead:.0f} frames ahead "
+        f"at {frames_per_s or 0:.1f} frames/s), past what is left of its bound ({max(max_wait_s, 0.0):.2f} s, "
+        "MAX_WAIT_MS); retry later or on another replica"
     )
 
 
@@ -110,8 +124,9 @@ def board_path(server_pid: int, key: bytes) -> Path:
 
 
 class Board:
-    """The expected wait, published by face_generator for request_validator, another process of
-    the same server, to refuse a request before its audio is processed: 8 bytes in shared memory,
+    """The frames in the works and the service rate, published by face_generator for request_validator,
+    another process of the same server, to refuse a request before its audio is processed and to
+    give a request without MAX_WAIT_MS its default bound: 16 bytes in shared memory,
     named after the server's process (the parent of every model process) and its secret. The
     writer creates it exclusively (never following a link), or, after a reload of face_generator,
     takes it only if it is still this user's own regular file; the reader maps it read-only. The
@@ -123,7 +138,7 @@ class Board:
         self.writer = writer
         if writer:
             self._create()
-            self.publish(0.0)
+            self.publish(0, None)
 
     def _create(self) -> None:
         try:
@@ -135,27 +150,28 @@ class Board:
                 os.close(descriptor)
                 raise PermissionError(f"{self.path} is not this server's admission board") from None
         try:
-            os.ftruncate(descriptor, SIZE)
-            self._map = mmap.mmap(descriptor, SIZE)
+            os.ftruncate(descriptor, BOARD.size)
+            self._map = mmap.mmap(descriptor, BOARD.size)
         finally:
             os.close(descriptor)
 
-    def publish(self, wait_s: float) -> None:
+    def publish(self, frames: int, frames_per_s: float | None) -> None:
         if self.writer and self._map is not None:
-            struct.pack_into("d", self._map, 0, wait_s)
+            BOARD.pack_into(self._map, 0, frames, frames_per_s or 0.0)
 
-    def expected_wait_s(self) -> float:
-        """The wait as of face_generator's last start or finish of a request; 0 before it starts.
-        It is not aged: the frames of requests between this check and face_generator (in the
-        audio steps) are not in it, and a refusal here costs no audio processing, while one at
-        face_generator comes after it (the comparison: perf/README.md, issue 16)."""
+    def read(self) -> tuple[float, float | None]:
+        """(frames in the works, frames/s or None) as of face_generator's last start or finish of
+        a request; none before it starts. It is not aged: the frames of requests between this
+        check and face_generator (in the audio steps) are not in it, and a refusal here costs no
+        audio processing, while one at face_generator comes after it."""
         if self._map is None and not self._open():
-            return 0.0
-        return struct.unpack_from("d", self._map, 0)[0] if self._map is not None else 0.0
+            return 0.0, None
+        frames, frames_per_s = BOARD.unpack_from(self._map, 0) if self._map is not None else (0.0, 0.0)
+        return frames, frames_per_s or None
 
     def close(self) -> None:
-        """Publishes no wait (this model is going) and unmaps."""
-        self.publish(0.0)
+        """Publishes no work (this model is going) and unmaps."""
+        self.publish(0, None)
         if self._map is not None:
             self._map.close()
             self._map = None
@@ -167,7 +183,7 @@ class Board:
         except OSError:  # not made yet
             return False
         try:
-            self._map = mmap.mmap(descriptor, SIZE, prot=mmap.PROT_READ)
+            self._map = mmap.mmap(descriptor, BOARD.size, prot=mmap.PROT_READ)
             return True
         except (OSError, ValueError):  # not yet sized by the writer
             return False

@@ -107,10 +107,7 @@ def frame_range(first: int | None, count: int | None, frames: int) -> tuple[int,
     return first, count
 
 
-def max_wait_ms(given: int | None, segment: bool, segment_default: int, clip_default: int) -> int:
-    """The queueing a request accepts: MAX_WAIT_MS, or the default for a stream segment or a clip."""
-    if given is None:
-        return segment_default if segment else clip_default
-    if not 1 <= given <= MAX_WAIT_MS:
+def check_max_wait_ms(given: int | None) -> None:
+    """MAX_WAIT_MS, when given: the time from arrival by which the request's frames must be done."""
+    if given is not None and not 1 <= given <= MAX_WAIT_MS:
         raise InvalidInput(f"MAX_WAIT_MS: must be 1-{MAX_WAIT_MS} milliseconds, got {given}")
-    return given
