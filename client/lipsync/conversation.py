@@ -9,16 +9,27 @@
     talk.interrupt()                      # the user speaks: nothing of the reply after this
     await talk.close()
 
-The avatar's loop position advances by one with every frame shown, speaking or idle, so the face
-never jumps. Between replies it is idle: the network's output for silence at each of the avatar's
+The voice is the clock. Once a reply starts, its audio plays at its own rate, 40 ms a slot, with
+no silence put in whatever the server does: a slot whose picture is not rendered in time shows the
+nearest picture of the reply that is (or the one before) and counts as late, and a picture that
+comes after its slot is never shown. Only audio the text-to-speech has not sent yet holds a reply
+(the picture before, with silence: Frame.shown HELD).
+
+A reply starts as a video player does after buffering: at the earliest slot from which, at the
+pace this session measures the server rendering for it (lipsync.pace), every later slot will be
+on time, and never more than MAX_START_S after its first audio. It is rendered as one stream of
+lead-in silence, the reply and trailing silence: its frames are those of render() of that audio
+(exact segments, lipsync.streaming), the lead-in gives its first frame the idle face's context and
+the trail closes the mouth. Its first segment is one 5-frame block, so that its first frame comes
+one small request after its audio; each carries its deadline (MAX_WAIT_MS: until its first slot),
+so the server renders it in time or refuses it at once, and then its slots are late.
+
+The avatar's loop position advances by one with every slot, speaking or idle, so the face never
+jumps. Between replies it is idle: the network's output for silence at each of the avatar's
 frames, rendered once per avatar and version (IdleFrames, shared by the sessions open at once) and
-shown again on every pass, so a session that only listens costs no inference. A reply starts a few
-frames after its first audio arrives (PREROLL_FRAMES, its first frames being rendered meanwhile)
-at the position it will be shown at, and is rendered as one stream of lead-in silence, the reply
-and trailing silence: its frames are those of render() of that audio (exact segments,
-lipsync.streaming), the lead-in gives its first frame the idle face's context and the trail closes
-the mouth. Rendering runs at most `render_ahead_s` ahead of what is shown; interrupt() drops what
-is queued and cancels what is in flight.
+shown again on every pass, so a session that only listens costs no inference. Rendering runs at
+most `render_ahead_s` ahead of what is shown; interrupt() drops what is queued and cancels what is
+in flight.
 """
 
 import asyncio
@@ -30,9 +41,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from tritonclient.utils import InferenceServerException
 
 from . import framing, streaming
-from .client import LipsyncClient, StreamResampler
+from .client import Cancelled, LipsyncClient, StreamResampler
+from .pace import Pace
 from .streaming import Segment
 
 log = logging.getLogger(__name__)
@@ -42,12 +55,22 @@ FRAME_SAMPLES = framing.SAMPLES_PER_FRAME  # 640: a frame's audio at 16 kHz
 LEAD_FRAMES = streaming.CONTEXT_FRAMES
 # Frames after a reply's last audio that still show it (its encoder context reaches 8 windows on).
 CLOSING_FRAMES = framing.CONTEXT + 1
-# Frames from a reply's first audio to its first frame on screen: the first segment's time.
+# Slots from a reply's first audio to the loop position its first frame is rendered for. If it
+# cannot start by then, the idle picture before that position is held until it can.
 PREROLL_FRAMES = 5
-IDLE_BLOCK_FRAMES = 25  # idle frames rendered per request
+MAX_START_S = 1.0  # a reply starts at most this long after its first audio, on time or not
+IDLE_BLOCK_FRAMES = 8  # idle frames rendered per request: a reply's segment, for the pace it measures
 # Idle frames made when the session starts; an avatar of more frames has the rest rendered as the
 # loop first reaches them, while no reply is being rendered.
 IDLE_PREFILL_FRAMES = 250
+
+
+# What a slot shows (Frame.shown):
+RENDERED = "rendered"  # the picture rendered for this slot
+SUBSTITUTED = "substituted"  # a reply's slot whose picture was late: another of the reply's, with this slot's audio
+HELD = (
+    "held"  # the picture before, with silence, and the loop waits: the reply has not started or its audio has not come
+)
 
 
 @dataclass
@@ -56,7 +79,24 @@ class Frame:
     jpeg: bytes
     audio: np.ndarray  # float32 [640] at 16 kHz: what plays while this frame is shown
     speaking: bool
-    held: bool = False  # the frame before, shown again (with silence) while this one is late
+    shown: str = RENDERED
+
+    @property
+    def held(self) -> bool:
+        """Not the picture rendered for this slot (held or substituted)."""
+        return self.shown != RENDERED
+
+
+@dataclass
+class ReplyReport:
+    """What a reply's listener got: its slots, the late ones, and how soon it was seen."""
+
+    slots: int = 0
+    late: int = 0  # slots that showed another picture (SUBSTITUTED)
+    held: int = 0  # slots the reply waited for its own audio: silence put into the voice
+    refused: int = 0  # segments the server refused as too late to be shown
+    first_frame_s: float | None = None  # from its first audio to its first rendered picture shown
+    interrupted: bool = False
 
 
 class IdleFrames:
@@ -76,12 +116,13 @@ class IdleFrames:
     def index(self, position: int) -> int:
         return framing.pingpong(position, self.loop_frames)
 
-    def ensure(self, first: int, count: int) -> None:
-        """Renders the avatar's frames first .. first + count - 1 (clipped) that are missing."""
+    def ensure(self, first: int, count: int) -> int:
+        """Renders the avatar's frames first .. first + count - 1 (clipped) that are missing;
+        returns how many it rendered."""
         with self._rendering:
             missing = [i for i in range(first, min(first + count, self.loop_frames)) if i not in self.frames]
             if not missing:
-                return
+                return 0
             start, end = missing[0], missing[-1] + 1
             # Positions loop_period + i show frame i; the segment's first LEAD_FRAMES are context only.
             period = max(1, 2 * self.loop_frames - 2)
@@ -90,6 +131,7 @@ class IdleFrames:
             rate, version = framing.SAMPLE_RATE, self.version
             jpegs = self.client.render(audio, rate, self.avatar, version, period + start, part, 30.0)
             self.frames.update(zip(range(start, end), jpegs))
+            return len(jpegs)
 
     def learn_loop(self) -> None:
         """Asks the server for the avatar's frame count (one frame of silence, rendered), once."""
@@ -138,12 +180,15 @@ class Reply:
 
     start: int  # the loop position its first shown frame has
     client: LipsyncClient
+    first_audio: float  # event-loop time its first audio came
     audio: np.ndarray = field(default_factory=lambda: np.zeros(LEAD_FRAMES * FRAME_SAMPLES, np.float32))
     last: int | None = None  # the last stream frame shown, once the reply has ended
     failed: BaseException | None = None
     emitted: int = LEAD_FRAMES  # stream frames sent for rendering so far
     frames: dict[int, bytes] = field(default_factory=dict)  # stream frame -> JPEG
-    in_flight: int = 0
+    in_flight: dict[int, tuple[int, float]] = field(default_factory=dict)  # first stream frame -> (count, expected)
+    playing: bool = False  # its first slot has been shown
+    report: ReplyReport = field(default_factory=ReplyReport)
 
     @property
     def ended(self) -> bool:
@@ -160,6 +205,23 @@ class Reply:
     def stream_frame(self, position: int) -> int:
         return LEAD_FRAMES + position - self.start
 
+    def has_audio(self, index: int) -> bool:
+        """Whether stream frame `index`'s own audio has come (or the reply has ended)."""
+        return self.ended or self.audio.size >= (index + 1) * FRAME_SAMPLES
+
+    def on_hand(self) -> int:
+        """Its frames rendered without a gap from the first shown: how far ahead it is."""
+        count = 0
+        while LEAD_FRAMES + count in self.frames:
+            count += 1
+        return count
+
+    def substitute(self, index: int) -> bytes | None:
+        """The rendered picture nearest stream frame `index` (the earlier one on a tie)."""
+        if not self.frames:
+            return None
+        return self.frames[min(self.frames, key=lambda k: (abs(k - index), k))]
+
     def frame_audio(self, index: int) -> np.ndarray:
         chunk = self.audio[index * FRAME_SAMPLES : (index + 1) * FRAME_SAMPLES]
         return np.pad(chunk, (0, FRAME_SAMPLES - chunk.size))
@@ -172,25 +234,31 @@ class Conversation:
         avatar: str,
         version: int | None = None,
         render_ahead_s: float = 2.0,
-        max_in_flight: int = 3,
-        segment_frames: int = 25,
+        max_in_flight: int = 1,
+        segment_frames: int = 8,
         **client_options,
     ):
         """`render_ahead_s`: how far rendering may run ahead of the frame on screen (what an
-        interruption throws away at most). `segment_frames`: frames a request renders at most
-        (whole seconds keep a CPU server's per-request costs small; the first request is one
-        5-frame block whatever this is). `max_in_flight`: requests under way at once, so that the
-        server's stages overlap.
+        interruption throws away at most). `segment_frames`: frames a request renders (a reply's
+        first is one 5-frame block). `max_in_flight`: requests under way at once.
+        The defaults are what renders fastest for one session on a CPU server: one UNet call a
+        request (face_generator's frames_per_unet_request, 8) and one request at a time; a
+        larger segment's UNet calls, or requests in flight together, queue behind each other on
+        its cores and come slower (perf/README.md). A GPU server overlaps them: raise both.
         `client_options`: LipsyncClient's (keys, protocol, retries)."""
         self.url, self.avatar, self.version = url, avatar, version
         self.client_options = client_options
         self.render_ahead = round(render_ahead_s * framing.FPS)
         self.max_in_flight, self.segment_frames = max_in_flight, segment_frames
         self.idle = IdleFrames.shared(url, avatar, version, client_options)
+        self.pace = Pace()
         self.position = LEAD_FRAMES  # far enough into the loop that a reply's lead-in has positions too
         self.replies: deque[Reply] = deque()  # the one being shown first, then those queued after it
+        self.reports: deque[ReplyReport] = deque(maxlen=100)  # replies shown, the latest last
         self.error: BaseException | None = None  # why the last reply that failed could not be shown
         self.last_shown = b""
+        self._errors: deque[BaseException] = deque(maxlen=10)  # not yet taken (take_error)
+        self._next_slot: float | None = None  # event-loop time of the next slot, when played out in real time
         self._resampler: tuple[int, StreamResampler] | None = None
         self._changed = asyncio.Event()
         self._idle_filling = False
@@ -199,10 +267,17 @@ class Conversation:
 
     async def start(self) -> None:
         """Learns the avatar's loop and renders its idle frames (the first IDLE_PREFILL_FRAMES)
-        that no other open session has made."""
+        that no other open session has made; the session's pace is first measured on them."""
         await asyncio.to_thread(self.idle.learn_loop)
+        loop = asyncio.get_running_loop()
         for first in range(0, min(self.idle.loop_frames, IDLE_PREFILL_FRAMES), IDLE_BLOCK_FRAMES):
-            await asyncio.to_thread(self.idle.ensure, first, IDLE_BLOCK_FRAMES)
+            sent = loop.time()
+            self.pace.sent(sent)
+            made = await asyncio.to_thread(self.idle.ensure, first, IDLE_BLOCK_FRAMES)
+            if made:
+                self.pace.done(made, sent, loop.time())
+            else:
+                self.pace.lost()
 
     # Input ------------------------------------------------------------------------------------
 
@@ -234,13 +309,15 @@ class Conversation:
         """Drops every reply: no frame or sample of them is shown after this, the avatar idles
         from the next frame on, and their segments in flight are cancelled on the server."""
         while self.replies:
-            self._drop(self.replies.popleft())
+            reply = self.replies.popleft()
+            reply.report.interrupted = True
+            self._drop(reply)
         self._resampler = None
         self._changed.set()
 
     @property
     def speaking(self) -> bool:
-        return bool(self.replies) and self.position >= self.replies[0].start
+        return bool(self.replies) and self.replies[0].playing
 
     @property
     def ahead_s(self) -> float:
@@ -250,25 +327,34 @@ class Conversation:
             frames -= min(max(0, self.replies[0].stream_frame(self.position) - LEAD_FRAMES), frames)
         return frames / framing.FPS
 
+    def take_error(self) -> BaseException | None:
+        """The oldest failure not taken yet of a reply that could not be shown (for a framework's
+        error path), or None."""
+        return self._errors.popleft() if self._errors else None
+
     def _begin_reply(self) -> None:
         start = self.position + PREROLL_FRAMES
         if self.replies:  # after the one queued before it, which has ended
             before = self.replies[-1]
             assert before.last is not None
             start = max(start, before.start + before.last - LEAD_FRAMES + 1)
-        reply = Reply(start, LipsyncClient(self.url, **self.client_options))
+        loop = asyncio.get_running_loop()
+        reply = Reply(start, LipsyncClient(self.url, **self.client_options), loop.time())
         self.replies.append(reply)
         self._spawn(self._render(reply))
 
     def _fail(self, reply: Reply, error: BaseException) -> None:
         if reply in self.replies:
             reply.failed = self.error = error
+            self._errors.append(error)
             log.warning("a reply cannot be shown, the avatar idles: %s", error)
         self._changed.set()
 
     def _drop(self, reply: Reply) -> None:
         reply.client.cancel()
         reply.frames.clear()
+        if reply.playing or reply.report.interrupted:
+            self.reports.append(reply.report)
 
     # Rendering --------------------------------------------------------------------------------
 
@@ -281,67 +367,199 @@ class Conversation:
             self._fail(reply, error)
 
     async def _send_segments(self, reply: Reply) -> None:
+        loop = asyncio.get_running_loop()
         while reply in self.replies and reply.failed is None:
             received = reply.audio.size
             ready = streaming.ready_frames(received)
             known = ready if reply.last is None else min(ready, reply.last + 1)
             limit = min(known, reply.stream_frame(self.position) + self.render_ahead)
-            # Held back by render-ahead alone, it waits for room for a whole segment rather than
-            # sending a frame a request as each frame is shown (a request's cost on a CPU server).
-            room_needed = 1 if limit == known else max(1, min(self.segment_frames, self.render_ahead // 2))
-            if limit - reply.emitted >= room_needed and reply.in_flight < self.max_in_flight:
-                # The first segment is one block: the reply's first frame is what keeps it waiting.
-                size = streaming.BLOCK_FRAMES if reply.emitted == LEAD_FRAMES else self.segment_frames
+            size = self._segment_size(reply)
+            # Audio coming in real time is sent a block at a time (what keeps its start within
+            # MAX_START_S: a frame needs 0.49 s of audio after it); held back by render-ahead,
+            # a whole segment (a request's cost on a CPU server); at the end, the rest.
+            if limit == known:
+                room_needed = 1 if reply.ended else streaming.BLOCK_FRAMES
+            else:
+                room_needed = max(1, min(size, self.render_ahead // 2))
+            if limit - reply.emitted >= room_needed and len(reply.in_flight) < self.max_in_flight:
                 upto = min(limit, reply.emitted + size)
-                part = streaming.segment(reply.emitted, upto, received)
+                # Only the audio its frames depend on: the encoder's work grows with what is sent.
+                part = streaming.segment(reply.emitted, upto, min(received, streaming.samples_needed(upto)))
                 audio = reply.audio[part.begin : part.end]
-                reply.emitted, reply.in_flight = upto, reply.in_flight + 1
-                self._spawn(self._render_segment(reply, audio, part))
+                reply.emitted = upto
+                due = self._due(reply, part.stream_frame)
+                now = loop.time()
+                if due is not None and due <= now:  # its first slot has passed: late whatever happens
+                    continue
+                expected = now + (self.pace.latency_s(part.count) or 0.0)
+                reply.in_flight[part.stream_frame] = (part.count, expected)
+                self._spawn(self._render_segment(reply, audio, part, None if due is None else due - now))
                 continue
             if reply.last is not None and reply.emitted > reply.last:
                 return
             self._changed.clear()
             await self._changed.wait()
 
-    async def _render_segment(self, reply: Reply, audio: np.ndarray, part: Segment) -> None:
-        client = reply.client
+    def _segment_size(self, reply: Reply) -> int:
+        """Frames of its next request: one block first, then segment_frames."""
+        return streaming.BLOCK_FRAMES if reply.emitted == LEAD_FRAMES else self.segment_frames
+
+    def _due(self, reply: Reply, index: int) -> float | None:
+        """Event-loop time stream frame `index` of `reply` is shown at the latest (the reply
+        starting at most MAX_START_S after its first audio); None without a real-time playout."""
+        if self._next_slot is None:
+            return None
+        shown_from_start = (index - LEAD_FRAMES) / framing.FPS
+        if reply.playing:
+            return self._next_slot + (reply.start - self.position) / framing.FPS + shown_from_start
+        latest_start = max(
+            reply.first_audio + MAX_START_S, self._next_slot + (reply.start - self.position) / framing.FPS
+        )
+        return latest_start + shown_from_start
+
+    async def _render_segment(self, reply: Reply, audio: np.ndarray, part: Segment, bound_s: float | None) -> None:
+        """One segment. With a bound (a real-time playout) it is sent once: the server renders
+        it in time or refuses it at once, and then its slots are late."""
+        client, loop = reply.client, asyncio.get_running_loop()
+        sent = loop.time()
+        self.pace.sent(sent)
+        start = reply.start - LEAD_FRAMES
         try:
-            jpegs = await asyncio.to_thread(
-                client._segment, client.render, audio, self.avatar, self.version, reply.start - LEAD_FRAMES, part, None
-            )
+            if bound_s is None:
+                jpegs = await asyncio.to_thread(
+                    client._segment, client.render, audio, self.avatar, self.version, start, part, None
+                )
+            else:
+                jpegs = await asyncio.to_thread(
+                    client.render,
+                    audio,
+                    framing.SAMPLE_RATE,
+                    self.avatar,
+                    self.version,
+                    start + part.stream_frame,
+                    part,
+                    bound_s,
+                )
             if len(jpegs) != part.count:
                 raise RuntimeError(f"the server returned {len(jpegs)} of the segment's {part.count} frames")
+            self.pace.done(part.count, sent, loop.time())
             if reply in self.replies:
                 reply.frames.update(zip(range(part.stream_frame, part.stream_frame + part.count), jpegs))
-        except Exception as error:  # cancelled by interrupt(), or a reply that cannot be shown
+        except Cancelled:
+            self.pace.lost()
+        except InferenceServerException as error:
+            self.pace.lost()
+            if bound_s is not None and "UNAVAILABLE" in str(error.status()):  # too late to be shown
+                reply.report.refused += 1
+                log.info("a segment of %d frames was refused, its slots will be late: %s", part.count, error.message())
+            else:
+                self._fail(reply, error)
+        except Exception as error:  # a reply that cannot be shown
+            self.pace.lost()
             self._fail(reply, error)
         finally:
-            reply.in_flight -= 1
+            reply.in_flight.pop(part.stream_frame, None)
             self._changed.set()
 
     # Output -----------------------------------------------------------------------------------
 
     async def frames(self, realtime: bool = True) -> AsyncIterator[Frame]:
-        """The frames to show, 25 a second (`realtime`), or each as soon as it is known (tests,
-        files). A frame not rendered when its time comes is shown late, the one before it held
-        meanwhile with silence: audio and video never part."""
+        """The frames to show, 25 a second (`realtime`: the voice is the clock, see the module's
+        text), or each as soon as it is rendered, every reply frame waited for (tests, files)."""
         loop = asyncio.get_running_loop()
         started, shown = loop.time(), 0
         while True:
             if realtime:  # the slot first, then its frame: what interrupt() dropped is not shown
-                await asyncio.sleep(max(0.0, started + shown / framing.FPS - loop.time()))
-            frame = await self._next_frame(wait=not realtime)
-            if frame is None:  # late: hold the last frame, with silence
-                frame = Frame(self.position, self.last_shown, np.zeros(FRAME_SAMPLES, np.float32), self.speaking, True)
+                self._next_slot = started + shown / framing.FPS
+                await asyncio.sleep(max(0.0, self._next_slot - loop.time()))
+                frame = self._slot(loop.time())
             else:
-                self.last_shown = frame.jpeg
+                frame = await self._next_frame()
+            if frame.shown != HELD:
                 self.position += 1
                 self._changed.set()  # the render-ahead bound moves with the position
+            self.last_shown = frame.jpeg
             shown += 1
             yield frame
 
-    async def _next_frame(self, wait: bool) -> Frame | None:
-        """The frame at the current position; None if it is not rendered yet (`wait`: once it is)."""
+    def _slot(self, now: float) -> Frame:
+        """What the slot due now shows."""
+        silence = np.zeros(FRAME_SAMPLES, np.float32)
+        while True:
+            reply = self.replies[0] if self.replies else None
+            if reply is None or self.position < reply.start:
+                idle = self._idle_frame()
+                return idle if idle is not None else Frame(self.position, self.last_shown, silence, False, HELD)
+            index = reply.stream_frame(self.position)
+            if reply.failed is not None or (reply.last is not None and index > reply.last):
+                self._drop(self.replies.popleft())  # over, or it cannot be shown: idle from here
+                continue
+            if not reply.playing:
+                if not self._may_start(reply, now):
+                    return Frame(self.position, self.last_shown, silence, False, HELD)
+                reply.playing = True
+            if not reply.has_audio(index):  # the speech itself is late: the reply waits for it
+                reply.report.held += 1
+                return Frame(self.position, self.last_shown, silence, True, HELD)
+            for late in [k for k in reply.frames if k < index]:  # never shown after its slot
+                del reply.frames[late]
+            reply.report.slots += 1
+            jpeg = reply.frames.pop(index, None)
+            if jpeg is not None:
+                if reply.report.first_frame_s is None:
+                    reply.report.first_frame_s = now - reply.first_audio
+                return Frame(self.position, jpeg, reply.frame_audio(index), True)
+            reply.report.late += 1
+            substitute = reply.substitute(index) or self.last_shown
+            return Frame(self.position, substitute, reply.frame_audio(index), True, SUBSTITUTED)
+
+    def _may_start(self, reply: Reply, now: float) -> bool:
+        """Whether every slot of `reply` from now on will be on time at the session's pace (or
+        it has waited MAX_START_S since its first audio), as a player decides it has buffered
+        enough: each segment in flight, and the next one to send, must come a slot before its
+        first frame's slot; the next one waits for its audio (at the rate it has come so far)
+        and for the request before it. A server slower than real time must also make the
+        frames known so far before the last of them is due."""
+        if now >= reply.first_audio + MAX_START_S:
+            return True
+        on_hand = reply.on_hand()
+        if not on_hand:
+            return False
+        if reply.last is not None and LEAD_FRAMES + on_hand > reply.last:
+            return True
+        frames_per_s = self.pace.frames_per_s
+        if frames_per_s is None:
+            return False
+
+        def slot(index: int) -> float:  # when stream frame `index` is shown if the reply starts now, less a slot
+            return now + (index - LEAD_FRAMES - 1) / framing.FPS
+
+        if any(expected > slot(first) for first, (_, expected) in reply.in_flight.items()):
+            return False
+        following = reply.emitted
+        if reply.last is not None and following > reply.last:
+            return True
+        size = self._segment_size(reply)
+        needed = min(following + streaming.BLOCK_FRAMES, (reply.last + 1) if reply.ended else following + size)
+        busy_until = max([now, *(expected for _, expected in reply.in_flight.values())])
+        done = max(busy_until, self._audio_ready(reply, needed, now)) + (self.pace.latency_s(size) or 0.0)
+        if done > slot(following):
+            return False
+        known = reply.last + 1 if reply.last is not None else streaming.ready_frames(reply.audio.size)
+        return done + max(0, known - following - size) / frames_per_s <= slot(known - 1)
+
+    def _audio_ready(self, reply: Reply, frames: int, now: float) -> float:
+        """When the reply's first `frames` stream frames can be rendered, at the rate its audio
+        has come since its first."""
+        needed = streaming.samples_needed(frames)
+        if reply.ended or reply.audio.size >= needed:
+            return now
+        came = reply.audio.size - LEAD_FRAMES * FRAME_SAMPLES
+        rate = came / max(now - reply.first_audio, 1e-3)
+        return now + (needed - reply.audio.size) / max(rate, 1.0)
+
+    async def _next_frame(self) -> Frame:
+        """The frame at the current position, once it is rendered."""
         while True:
             reply = self.replies[0] if self.replies else None
             if reply is not None and self.position >= reply.start:
@@ -350,16 +568,21 @@ class Conversation:
                     self._drop(self.replies.popleft())  # over, or it cannot be shown: idle from here
                     continue
                 if index in reply.frames:
+                    reply.playing = True
                     return Frame(self.position, reply.frames.pop(index), reply.frame_audio(index), True)
             else:
-                self._prefetch_idle()
-                idle = self.idle.frames.get(self.idle.index(self.position))
+                idle = self._idle_frame()
                 if idle is not None:
-                    return Frame(self.position, idle, np.zeros(FRAME_SAMPLES, np.float32), False)
-            if not wait:
-                return None
+                    return idle
             self._changed.clear()
             await self._changed.wait()
+
+    def _idle_frame(self) -> Frame | None:
+        """The idle face at the current position, if it is rendered (the next ones are
+        rendered meanwhile)."""
+        self._prefetch_idle()
+        jpeg = self.idle.frames.get(self.idle.index(self.position))
+        return None if jpeg is None else Frame(self.position, jpeg, np.zeros(FRAME_SAMPLES, np.float32), False)
 
     def _prefetch_idle(self) -> None:
         """Renders the idle frames the loop reaches next, once, a block ahead."""

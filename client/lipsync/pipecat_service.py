@@ -81,7 +81,11 @@ class LipsyncAvatarService(FrameProcessor):
         async for shown in self.talk.frames():
             # Decoded on a thread: the event loop also feeds the transport's audio every 10 ms.
             image = OutputImageRawFrame(*await asyncio.to_thread(self._rgb, shown.jpeg), "RGB")
-            image.metadata[METADATA_KEY] = {"position": shown.position, "speaking": shown.speaking}
+            image.metadata[METADATA_KEY] = {
+                "position": shown.position,
+                "speaking": shown.speaking,
+                "shown": shown.shown,
+            }
             image.sync_with_audio = self.sync_with_audio
             await self.push_frame(image)
             pcm = (np.clip(shown.audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
