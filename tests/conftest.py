@@ -15,6 +15,7 @@ from lipsync.client import LipsyncClient
 from lipsync.keys import ADMIN, INFERENCE
 from lipsync_server import cli as server_cli
 from lipsync_server.avatars.media import AvatarMedia, media_dir
+from lipsync_server.backend import deliberate_delay
 from lipsync_server.creation import face_models
 from lipsync_server.demo import talking_head
 from lipsync_server.launcher.tritonserver import TritonServer
@@ -37,6 +38,12 @@ def key_files(tmp_path_factory) -> Path:
         os.environ[kind.file_env] = str(folder / kind.file_name)
         os.environ.pop(kind.env, None)
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def deliberate_delays_allowed() -> None:
+    """The servers the tests start may serve a model slowed on purpose (backend.deliberate_delay)."""
+    os.environ[deliberate_delay.ALLOWED_ENV] = "1"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -84,7 +84,11 @@ async def run_pipeline(
 
     async def drive():
         await started.wait()
-        await script(worker, recorder)
+        try:
+            await script(worker, recorder)
+        except BaseException:  # the pipeline is cancelled, and the failure is the test's
+            await runner.cancel()
+            raise
         await worker.queue_frame(EndFrame())
 
     runner = WorkerRunner()

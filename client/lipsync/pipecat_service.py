@@ -8,9 +8,12 @@ out, in sync at 25 frames a second (`pip install "./client[pipecat]"`).
 
 It consumes the TTS service's audio frames (any sample rate, faster than real time) and pushes
 OutputImageRawFrame (RGB, scaled to `video_size` if given) and OutputAudioRawFrame (16 kHz mono)
-for each frame of a lipsync.conversation.Conversation. An InterruptionFrame (the user started speaking) drops the
-reply at once: the avatar idles from the next frame, and no frame or sample of the reply follows.
-EndFrame and CancelFrame stop it. Every other frame passes through.
+for each frame of a lipsync.conversation.Conversation: the voice plays on at its own rate, and a
+picture rendered late is replaced (metadata[METADATA_KEY]["shown"]). An InterruptionFrame (the user
+started speaking) drops the reply at once: the avatar idles from the next frame, and no frame or
+sample of the reply follows. A reply that cannot be shown (the server refused it, or is gone) is
+reported upstream as an ErrorFrame (push_error), as Pipecat's own video services do; the avatar
+idles meanwhile. EndFrame and CancelFrame stop it. Every other frame passes through.
 """
 
 import asyncio
@@ -34,8 +37,9 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from . import framing
 from .conversation import Conversation
 
-# Each picture's metadata[METADATA_KEY]: its loop position and whether it shows the reply (for
-# observers measuring the service).
+# Each picture's metadata[METADATA_KEY]: its loop position, whether it shows the reply, and what
+# it shows (lipsync.conversation's RENDERED, SUBSTITUTED or HELD), for observers measuring the
+# service.
 METADATA_KEY = "lipsync"
 
 

@@ -20,14 +20,14 @@ def parameter(path: Path, key: str) -> str:
     return config.parameters[key].string_value
 
 
-def set_parameters(path: Path, **values: str) -> None:
-    """Sets existing `parameters` of the config at `path`, written as a new file: the old one may
-    be a hard link shared with other avatars."""
+def set_parameters(path: Path, new: bool = False, **values: str) -> None:
+    """Sets existing `parameters` of the config at `path` (`new`: parameters it does not have
+    yet), written as a new file: the old one may be a hard link shared with other avatars."""
     path = Path(path)
     config = read(path)
-    missing = sorted(set(values) - set(config.parameters))
-    if missing:
-        raise KeyError(f"{path}: no parameter {', '.join(missing)}")
+    wrong = sorted(set(values) & set(config.parameters)) if new else sorted(set(values) - set(config.parameters))
+    if wrong:
+        raise KeyError(f"{path}: {'already has' if new else 'no'} parameter {', '.join(wrong)}")
     for key, value in values.items():
         config.parameters[key].string_value = value
     path.unlink()

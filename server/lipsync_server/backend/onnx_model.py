@@ -12,13 +12,14 @@ it runs, while its speed per item hardly does (perf/README.md), and a server hol
 process per resident avatar version.
 """
 
+import time
 from pathlib import Path
 
 import numpy as np
 import psutil
 import triton_python_backend_utils as pb_utils
 
-from . import metrics, runtime_choice, runtimes, stub
+from . import deliberate_delay, metrics, runtime_choice, runtimes, stub
 
 
 class TritonPythonModel:
@@ -31,6 +32,10 @@ class TritonPythonModel:
         precision, why_precision = self.precision(config, folder)
         threads = int(stub.parameter(config, "threads"))
         self.frames_per_run = int(stub.parameter(config, "frames_per_run"))
+        try:
+            self.delay_per_item_s = deliberate_delay.seconds_per_frame(config)
+        except ValueError as error:
+            raise pb_utils.TritonModelException(f"{args['model_name']}: {error}") from None
         runtime = stub.parameter(config, "runtime")
         why_runtime = "the config's runtime parameter"
         # One item a run is always exactly one: the runtime may compile for that shape.
@@ -127,6 +132,8 @@ class TritonPythonModel:
     def _run(self, names: list[str], arrays: list[np.ndarray]) -> list[np.ndarray]:
         """The named outputs for these inputs, in runs of at most frames_per_run items."""
         size = len(arrays[0])
+        if self.delay_per_item_s:
+            time.sleep(self.delay_per_item_s * size)
         step = self.frames_per_run or size
         if step >= size:
             return self.session.run(names, dict(zip(self.inputs, arrays)))
