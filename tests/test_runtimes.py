@@ -69,7 +69,7 @@ def test_the_faster_runtime_is_measured_once_and_remembered(tmp_path, monkeypatc
     runtime, precision, how = runtime_choice.fastest(TRAINED, runtimes.FP32, threads=2, batch=2)
     assert runtime in runtimes.RUNTIMES and precision == "fp32"
     assert how.startswith("measured now") and "onnxruntime" in how
-    assert list(json.loads((tmp_path / "cpu-runtimes.json").read_text()).values()) == [runtime]
+    assert list(json.loads((tmp_path / "cpu-runtimes.json").read_text()).values()) == [f"{runtime} {precision}"]
     again = runtime_choice.fastest(TRAINED, runtimes.FP32, threads=2, batch=2)
     assert again[:2] == (runtime, precision) and again[2].startswith("measured before")
     # Another network shape, batch or thread count is measured on its own.
@@ -94,14 +94,26 @@ def test_avatars_of_one_network_share_the_measurement(tmp_path, monkeypatch):
     assert runtime_choice.fastest(other, runtimes.FP32, threads=2, batch=1)[2].startswith("measured before")
 
 
-@pytest.mark.parametrize("winner", runtimes.RUNTIMES)
-def test_asked_for_bf16_a_runtime_without_it_runs_fp32(winner, tmp_path, monkeypatch):
-    """ONNX Runtime has no bf16 on CPU: where it wins against OpenVINO's bf16, fp32 is served."""
+@pytest.mark.parametrize("winner", ["onnxruntime fp32", "openvino fp32", "openvino bf16"])
+def test_where_bf16_is_allowed_the_faster_of_bf16_and_fp32_is_served(winner, tmp_path, monkeypatch):
+    """bf16 allowed is not bf16 served: ONNX Runtime has no bf16 on CPU, and on some CPUs and
+    graphs OpenVINO's fp32 is the faster. What was measured fastest is what runs."""
     monkeypatch.setenv(ENV_CACHE, str(tmp_path))
-    key = runtime_choice._key(TRAINED, runtimes.BF16, 2, 8, False)
+    key = runtime_choice._key(TRAINED, "bf16 or fp32", 2, 8, False)
     (tmp_path / "cpu-runtimes.json").write_text(json.dumps({key: winner}))
-    runtime, precision, _ = runtime_choice.fastest(TRAINED, runtimes.BF16, threads=2, batch=8)
-    assert (runtime, precision) == (winner, runtimes.BF16 if winner == runtimes.OPENVINO else runtimes.FP32)
+    runtime, precision, _ = runtime_choice.fastest(TRAINED, runtimes.BF16, threads=2, batch=8, or_fp32=True)
+    assert f"{runtime} {precision}" == winner
+
+
+def test_a_precision_asked_for_is_kept_where_the_runtime_has_it():
+    assert set(runtime_choice.candidates(runtimes.BF16).values()) == {
+        (runtimes.ONNXRUNTIME, runtimes.FP32),  # it has no bf16
+        (runtimes.OPENVINO, runtimes.BF16),
+    }
+    assert set(runtime_choice.candidates(runtimes.FP32, or_fp32=True).values()) == {
+        (runtimes.ONNXRUNTIME, runtimes.FP32),
+        (runtimes.OPENVINO, runtimes.FP32),
+    }
 
 
 @pytest.mark.parametrize(

@@ -189,12 +189,18 @@ class LipsyncClient:
         start_frame: int = 0,
         segment: Segment | None = None,
         max_wait_s: float | None = None,
+        frame_size: tuple[int, int] | None = None,
     ) -> list[bytes]:
         """JPEG frames (25 fps) of `avatar` speaking `audio` (mono float32 in [-1, 1]); `segment`
-        renders part of a stream (see stream()). `max_wait_s`: the longest the request may queue
-        on the server; one that would wait longer is refused at once with UNAVAILABLE ("server
-        busy: expected wait ..."). Default: the server's (20 s for a clip, 1 s for a segment)."""
-        frames, _ = self.render_in_loop(audio, sample_rate, avatar, version, start_frame, segment, max_wait_s)
+        renders part of a stream (see stream()). `max_wait_s`: the time from its arrival by
+        which the request's frames must be done; one that the work ahead and its own frames
+        would take past it is refused at once with UNAVAILABLE ("server busy: ..."). Default:
+        the server's (it may queue 20 s for a clip, 1 s for a segment, then take its own time).
+        `frame_size`: (width, height) of the frames; default, or larger than the avatar's own:
+        its own (frames are made smaller, never larger)."""
+        frames, _ = self.render_in_loop(
+            audio, sample_rate, avatar, version, start_frame, segment, max_wait_s, frame_size
+        )
         return frames
 
     def render_in_loop(
@@ -206,11 +212,21 @@ class LipsyncClient:
         start_frame: int = 0,
         segment: Segment | None = None,
         max_wait_s: float | None = None,
+        frame_size: tuple[int, int] | None = None,
     ) -> tuple[list[bytes], int]:
         """render(), and the avatar's frame count: its loop walks frames 0 .. count - 1 and back
         (framing.pingpong), which a client following the loop between requests needs."""
         answer = self._infer(
-            ENSEMBLE, ("FRAMES", "LOOP_FRAMES"), audio, sample_rate, avatar, version, start_frame, segment, max_wait_s
+            ENSEMBLE,
+            ("FRAMES", "LOOP_FRAMES"),
+            audio,
+            sample_rate,
+            avatar,
+            version,
+            start_frame,
+            segment,
+            max_wait_s,
+            frame_size,
         )
         return [bytes(jpeg) for jpeg in answer["FRAMES"].reshape(-1)], int(answer["LOOP_FRAMES"].reshape(-1)[0])
 
@@ -246,8 +262,9 @@ class LipsyncClient:
         `chunks` flushes the rest. Frames are identical to rendering the whole clip at once
         (for audio at 16 kHz; other rates are resampled here, chunk by chunk, first). A frame
         needs streaming.LOOKAHEAD_SECONDS (0.49 s) of audio past its start. A segment the server
-        cannot start within `max_wait_s` (default: the server's, 1 s) is refused at once and
-        retried (see retry_for_s), behind a load balancer on another replica."""
+        cannot make within `max_wait_s` (default: the server's: 1 s of queueing, then its own
+        frames' time) is refused at once and retried (see retry_for_s), behind a load balancer
+        on another replica."""
         return self._stream(self.render, chunks, sample_rate, avatar, version, start_frame, max_in_flight, max_wait_s)
 
     def stream_faces(
@@ -266,7 +283,7 @@ class LipsyncClient:
         )
 
     def _infer(
-        self, model, outputs, audio, sample_rate, avatar, version, start_frame, segment, max_wait_s
+        self, model, outputs, audio, sample_rate, avatar, version, start_frame, segment, max_wait_s, frame_size=None
     ) -> dict[str, np.ndarray]:
         module = grpcclient if self.protocol == "grpc" else httpclient
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1)
@@ -287,6 +304,8 @@ class LipsyncClient:
                 tensors.append((name, np.array([[number]], np.int64), "INT64"))
         if max_wait_s is not None:
             tensors.append(("MAX_WAIT_MS", np.array([[max(1, round(max_wait_s * 1000))]], np.int64), "INT64"))
+        if frame_size is not None:
+            tensors.append(("FRAME_SIZE", np.array([frame_size], np.int64), "INT64"))
         deadline = time.monotonic() + self.cold_start_wait_s
         while True:
             if self._cancelled.is_set():
@@ -389,8 +408,9 @@ class LipsyncClient:
         `max_in_flight` at once, yielding frames in order. Each request carries the audio context
         its frames depend on (the segments stream() sends), so the frames are those of one
         request for the whole clip, as many and identical (for 16 kHz audio; other rates are
-        resampled here first, to the length the server's resampling gives). Each request may
-        queue up to `max_wait_s` on the server: a clip is not live, its chunks can wait."""
+        resampled here first, to the length the server's resampling gives). Each request's
+        frames must be done within `max_wait_s` on the server: a clip is not live, its chunks can
+        wait."""
         if sample_rate != framing.SAMPLE_RATE:
             resampler = StreamResampler(sample_rate)
             audio = np.concatenate([resampler.push(np.asarray(audio, np.float32)), resampler.push(None)])

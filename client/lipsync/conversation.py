@@ -33,6 +33,7 @@ in flight.
 """
 
 import asyncio
+import functools
 import logging
 import math
 import threading
@@ -106,8 +107,10 @@ class IdleFrames:
     so these are the frames a long silence renders at any position (no seam when speech starts or
     stops). The sessions open at once on one server, avatar and version share them (shared())."""
 
-    def __init__(self, client: LipsyncClient, avatar: str, version: int | None):
-        self.client, self.avatar, self.version = client, avatar, version
+    def __init__(
+        self, client: LipsyncClient, avatar: str, version: int | None, frame_size: tuple[int, int] | None = None
+    ):
+        self.client, self.avatar, self.version, self.frame_size = client, avatar, version, frame_size
         self.loop_frames = 0  # the avatar's frame count, from the first render
         self.frames: dict[int, bytes] = {}  # avatar frame index -> JPEG
         self.users = 0  # sessions sharing these frames
@@ -129,7 +132,7 @@ class IdleFrames:
             audio = np.zeros(streaming.samples_needed(LEAD_FRAMES + end - start), np.float32)
             part = Segment(0, audio.size, LEAD_FRAMES, end - start, LEAD_FRAMES)
             rate, version = framing.SAMPLE_RATE, self.version
-            jpegs = self.client.render(audio, rate, self.avatar, version, period + start, part, 30.0)
+            jpegs = self.client.render(audio, rate, self.avatar, version, period + start, part, 30.0, self.frame_size)
             self.frames.update(zip(range(start, end), jpegs))
             return len(jpegs)
 
@@ -141,20 +144,22 @@ class IdleFrames:
             audio = np.zeros(streaming.samples_needed(LEAD_FRAMES + 1), np.float32)
             part = Segment(0, audio.size, LEAD_FRAMES, 1, LEAD_FRAMES)
             _, self.loop_frames = self.client.render_in_loop(
-                audio, framing.SAMPLE_RATE, self.avatar, self.version, 0, part, 30.0
+                audio, framing.SAMPLE_RATE, self.avatar, self.version, 0, part, 30.0, self.frame_size
             )
 
     @classmethod
-    def shared(cls, url: str, avatar: str, version: int | None, client_options: dict) -> "IdleFrames":
-        """The idle frames of the sessions open on this server, avatar and version (and client
-        options: keys); new ones if there are none. release() when the session ends: they are
+    def shared(
+        cls, url: str, avatar: str, version: int | None, frame_size: tuple[int, int] | None, client_options: dict
+    ) -> "IdleFrames":
+        """The idle frames of the sessions open on this server, avatar, version and frame size
+        (and client options: keys); new ones if there are none. release() when the session ends: they are
         kept while a session uses them, so a session opened after every other has closed sees a
         version imported since (the latest, where `version` is None)."""
-        key = (url, avatar, version, repr(sorted(client_options.items())))
+        key = (url, avatar, version, frame_size, repr(sorted(client_options.items())))
         with _SHARED_LOCK:
             idle = _SHARED.get(key)
             if idle is None:
-                idle = _SHARED[key] = cls(LipsyncClient(url, **client_options), avatar, version)
+                idle = _SHARED[key] = cls(LipsyncClient(url, **client_options), avatar, version, frame_size)
             idle.users += 1
             return idle
 
@@ -236,6 +241,7 @@ class Conversation:
         render_ahead_s: float = 2.0,
         max_in_flight: int = 1,
         segment_frames: int = 8,
+        frame_size: tuple[int, int] | None = None,
         **client_options,
     ):
         """`render_ahead_s`: how far rendering may run ahead of the frame on screen (what an
@@ -245,12 +251,15 @@ class Conversation:
         request (face_generator's frames_per_unet_request, 8) and one request at a time; a
         larger segment's UNet calls, or requests in flight together, queue behind each other on
         its cores and come slower (perf/README.md). A GPU server overlaps them: raise both.
+        `frame_size`: (width, height) the server makes the frames at, if smaller than the
+        avatar's own (what the session is shown at: pasting and encoding cost less).
         `client_options`: LipsyncClient's (keys, protocol, retries)."""
         self.url, self.avatar, self.version = url, avatar, version
         self.client_options = client_options
         self.render_ahead = round(render_ahead_s * framing.FPS)
         self.max_in_flight, self.segment_frames = max_in_flight, segment_frames
-        self.idle = IdleFrames.shared(url, avatar, version, client_options)
+        self.frame_size = frame_size
+        self.idle = IdleFrames.shared(url, avatar, version, frame_size, client_options)
         self.pace = Pace()
         self.position = LEAD_FRAMES  # far enough into the loop that a reply's lead-in has positions too
         self.replies: deque[Reply] = deque()  # the one being shown first, then those queued after it
@@ -426,8 +435,9 @@ class Conversation:
         start = reply.start - LEAD_FRAMES
         try:
             if bound_s is None:
+                render = functools.partial(client.render, frame_size=self.frame_size)
                 jpegs = await asyncio.to_thread(
-                    client._segment, client.render, audio, self.avatar, self.version, start, part, None
+                    client._segment, render, audio, self.avatar, self.version, start, part, None
                 )
             else:
                 jpegs = await asyncio.to_thread(

@@ -60,7 +60,8 @@ class LipsyncAvatarService(FrameProcessor):
         own keep them for a non-live video loop). `conversation_options`: Conversation's
         (render_ahead_s, keys, ...)."""
         super().__init__()
-        self.talk = Conversation(url, avatar, version, **conversation_options)
+        # The server makes the pictures at that size (no larger than the avatar's own).
+        self.talk = Conversation(url, avatar, version, frame_size=video_size, **conversation_options)
         self.video_size, self.sync_with_audio = video_size, sync_with_audio
         self._playing: asyncio.Task | None = None
 

@@ -1,4 +1,6 @@
-"""Pastes generated faces into the avatar's frames along its loop and JPEG-encodes them."""
+"""Pastes generated faces into the avatar's frames along its loop and JPEG-encodes them, at the
+size the request asked for (the ticket's: the frame and its crop square scaled, the face pasted
+into that)."""
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,9 +40,13 @@ class TritonPythonModel:
         except (OSError, ValueError) as error:
             return stub.internal(f"avatar {name!r} media unreadable: {error}")
 
+        size = checked.frame_size
+
         def frame(i):
             index = framing.pingpong(start + i, len(media))
-            composed = compositing.paste_face(media.background(index), media.rects[index], faces[i], media.paste)
+            background = media.background(index, size)
+            rect = compositing.scaled_rect(media.rects[index], media.frame_size, size)
+            composed = compositing.paste_face(background, rect, faces[i], media.paste)
             return compositing.encode_jpeg(composed, self.quality)
 
         try:

@@ -47,6 +47,21 @@ def _feather_mask(width: int, height: int) -> np.ndarray:
     return mask
 
 
+def scaled_rect(rect, frame_size: tuple[int, int], size: tuple[int, int] | None):
+    """The crop square `rect` of a frame of `frame_size` in that frame scaled to `size` (None:
+    unscaled), its corners rounded to the nearest pixel."""
+    if size is None:
+        return rect
+    sx, sy = size[0] / frame_size[0], size[1] / frame_size[1]
+    x1, y1, x2, y2 = (int(v) for v in rect)
+    return (
+        round(x1 * sx),
+        round(y1 * sy),
+        max(round(x2 * sx), round(x1 * sx) + 1),
+        max(round(y2 * sy), round(y1 * sy) + 1),
+    )
+
+
 def encode_jpeg(frame_rgb: np.ndarray, quality: int) -> bytes:
     """Baseline JPEG with 4:2:0 chroma, byte for byte what Pillow writes (both run libjpeg-turbo
     with its standard tables); OpenCV's encoder takes the array directly, about a third faster."""

@@ -13,12 +13,14 @@ faces.npy is the inner 320x320 of each crop resized to 328x328, precomputed so t
 never decodes a frame to build the network's input.
 """
 
+import functools
 import itertools
 import json
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from lipsync.avatar_names import model_name
@@ -53,10 +55,10 @@ class FrameCache:
 
     def __init__(self, max_frames: int):
         self.max_frames = max_frames
-        self._frames: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._frames: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[int, int], decode) -> np.ndarray:
+    def get(self, key: tuple, decode) -> np.ndarray:
         with self._lock:
             frame = self._frames.get(key)
             if frame is not None:
@@ -117,9 +119,20 @@ class AvatarMedia:
             except ValueError as error:
                 raise ValueError(f"frame {path.name}: {error}") from None
 
-    def background(self, index: int) -> np.ndarray:
-        """Frame `index`, decoded to RGB."""
-        return self.cache.get((self._id, index), lambda: self._decode(index))
+    @functools.cached_property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of its frames: the first one's header."""
+        from PIL import Image
+
+        with Image.open(self.frame_paths[0]) as image:
+            return image.size
+
+    def background(self, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Frame `index`, decoded to RGB (`size`: scaled to (width, height), area-averaged)."""
+        full = self.cache.get((self._id, index), lambda: self._decode(index))
+        if size is None or size == (full.shape[1], full.shape[0]):
+            return full
+        return self.cache.get((self._id, index, size), lambda: cv2.resize(full, size, interpolation=cv2.INTER_AREA))
 
     def _decode(self, index: int) -> np.ndarray:
         from PIL import Image

@@ -42,8 +42,10 @@ class TritonPythonModel:
         fixed_batch = 1 if self.frames_per_run == 1 else 0
         if runtime == "auto":
             batch = self.frames_per_run or max(1, int(config.get("max_batch_size", 1)))
+            # A precision the config names is kept where the runtime has it; `auto` is timed too.
+            either = stub.parameter(config, "precision") == "auto"
             runtime, precision, why_runtime = runtime_choice.fastest(
-                folder / "model.onnx", precision, threads, batch, fixed=bool(fixed_batch)
+                folder / "model.onnx", precision, threads, batch, fixed=bool(fixed_batch), or_fp32=either
             )
         self.session = runtimes.open_session(folder / "model.onnx", runtime, precision, threads, fixed_batch)
         name, version = args["model_name"], args["model_version"]

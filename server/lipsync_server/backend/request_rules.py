@@ -107,6 +107,25 @@ def frame_range(first: int | None, count: int | None, frames: int) -> tuple[int,
     return first, count
 
 
+MIN_FRAME_SIDE = 16
+MAX_FRAME_SIDE = 16384
+
+
+def frame_size(given: np.ndarray | None, avatar_size: tuple[int, int]) -> tuple[int, int]:
+    """FRAME_SIZE as (width, height), or (0, 0) for the avatar's own size: when absent, and when
+    it asks for more than the avatar's own (frames are made smaller, never larger)."""
+    if given is None:
+        return 0, 0
+    if given.shape != (2,):
+        raise InvalidInput(f"FRAME_SIZE: expected [width, height], got shape {list(given.shape)}")
+    width, height = (int(v) for v in given)
+    if not (MIN_FRAME_SIDE <= width <= MAX_FRAME_SIDE and MIN_FRAME_SIDE <= height <= MAX_FRAME_SIDE):
+        raise InvalidInput(f"FRAME_SIZE: {width}x{height}: each side must be {MIN_FRAME_SIDE}-{MAX_FRAME_SIDE} pixels")
+    if width >= avatar_size[0] or height >= avatar_size[1]:
+        return 0, 0
+    return width, height
+
+
 def check_max_wait_ms(given: int | None) -> None:
     """MAX_WAIT_MS, when given: the time from arrival by which the request's frames must be done."""
     if given is not None and not 1 <= given <= MAX_WAIT_MS:
