@@ -12,6 +12,7 @@
 # make bench-catalog - many avatars: start time, memory per avatar, cold start, round robin, eviction (perf/catalog.py)
 # make bench-web - the web page's live mode in headless Chromium: speech-to-picture latency (perf/web_latency.py)
 # make bench-agent - the example agent over WebRTC in headless Chromium: first frame, barge-in, sync, bitrate (perf/agent.py)
+# make bench-conversations - N Pipecat conversations on one server: voice stretch, late slots, first frame (perf/conversations.py)
 # make bench-ort - ONNX Runtime settings for the UNet side by side (perf/ort_sweep.py)
 # make bench-gpu - UNet + compositing + nvJPEG frames/s on a CUDA machine (perf/gpu_bench.py)
 # make perf-analyzer - perf_analyzer concurrency sweep, CSV in out/perf/
@@ -30,7 +31,7 @@ ifeq ($(ARTIFACT_SOURCES),)
 $(error scripts/artifact_sources.py listed no sources: run it to see why)
 endif
 
-.PHONY: demo test test-unit tools lint train serve cluster failover web agent bench-web bench-agent bench-create bench bench-catalog bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
+.PHONY: demo test test-unit tools lint train serve cluster failover web agent bench-web bench-agent bench-conversations bench-create bench bench-catalog bench-ort bench-gpu overload soak perf-analyzer loadtest setup artifacts clean
 
 setup: $(STAMPS)/venv
 artifacts: $(STAMPS)/artifacts
@@ -100,6 +101,9 @@ bench-web: artifacts tools
 
 bench-agent: artifacts tools
 	$(PY) perf/agent.py
+
+bench-conversations: artifacts tools
+	$(PY) perf/conversations.py
 
 bench-create: artifacts
 	$(PY) perf/create.py

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import np_to_triton_dtype
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from lipsync import framing
 from lipsync.client import LipsyncClient, infer_inputs
@@ -128,20 +128,36 @@ def sequential_fps(audio: np.ndarray, encoder, unet, media: AvatarMedia, frames:
     return frames / (time.perf_counter() - start)
 
 
+# A sweep measures the server saturated: every request of a level may wait for all the others.
+SWEEP_MAX_WAIT_S = 600.0
+
+
 def ensemble_sweep(url: str, audio: np.ndarray, levels: list[int], requests: int, repeats: int) -> list[dict]:
     """(b) The ensemble end to end over gRPC: at each concurrency at least `requests` requests
     (whole rounds of one per client), every level run `repeats` times, interleaved, so that the
-    report can state the spread between the runs."""
+    report can state the spread between the runs. Each request's bound (MAX_WAIT_MS) is
+    SWEEP_MAX_WAIT_S; one the server refuses all the same is counted and the run goes on."""
     client = LipsyncClient(url)
     client.render(audio[: framing.SAMPLE_RATE], framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION)  # warm-up
     runs: dict[int, list[float]] = {level: [] for level in levels}
     latencies: dict[int, list[float]] = {level: [] for level in levels}
+    refused: dict[int, int] = dict.fromkeys(levels, 0)
     for _ in range(repeats):
         for level in levels:
 
             def one(_, level=level):
                 t = time.perf_counter()
-                count = len(client.render(audio, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION))
+                try:
+                    count = len(
+                        client.render(
+                            audio, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION, max_wait_s=SWEEP_MAX_WAIT_S
+                        )
+                    )
+                except InferenceServerException as error:
+                    if "UNAVAILABLE" not in str(error.status()):
+                        raise
+                    refused[level] += 1
+                    return 0
                 latencies[level].append(time.perf_counter() - t)
                 return count
 
@@ -154,10 +170,11 @@ def ensemble_sweep(url: str, audio: np.ndarray, levels: list[int], requests: int
             "concurrency": level,
             "fps": float(np.mean(runs[level])),
             "fps_runs": runs[level],
-            "spread": (max(runs[level]) - min(runs[level])) / float(np.mean(runs[level])),
+            "spread": (max(runs[level]) - min(runs[level])) / float(np.mean(runs[level])) if any(runs[level]) else 0.0,
             "latency_p50_s": percentile(latencies[level], 50),
             "latency_p99_s": percentile(latencies[level], 99),
             "requests": len(latencies[level]),
+            "refused": refused[level],
         }
         for level in levels
     ]
@@ -237,7 +254,7 @@ def load(url: str, audio: np.ndarray, requests: int, concurrency: int) -> int:
 
     def one(_):
         try:
-            client.render(audio, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION)
+            client.render(audio, framing.SAMPLE_RATE, "demo", synthetic.BENCHMARK_VERSION, max_wait_s=SWEEP_MAX_WAIT_S)
             return 0
         except Exception:
             return 1

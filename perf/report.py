@@ -34,7 +34,7 @@ def _plot(levels: list[dict], path: Path, ceiling: float) -> None:
 def _markdown(r: dict) -> str:
     memory, cpu = r["memory"], r["cpu"]
     rows = "\n".join(
-        f"| {level['concurrency']} | {level['fps']:.2f} | {', '.join(f'{v:.2f}' for v in level['fps_runs'])} | {100 * level['spread']:.1f}% | {level['latency_p50_s']:.2f} | {level['latency_p99_s']:.2f} | {level['requests']} |"
+        f"| {level['concurrency']} | {level['fps']:.2f} | {', '.join(f'{v:.2f}' for v in level['fps_runs'])} | {100 * level['spread']:.1f}% | {level['latency_p50_s']:.2f} | {level['latency_p99_s']:.2f} | {level['requests']} | {level['refused']} |"
         for level in r["ensemble"]
     )
     before = "\n".join(
@@ -87,8 +87,8 @@ Served (from the server's log): {served}.
 
 ## b. Ensemble by concurrency
 
-| concurrent requests | frames/s (mean) | runs | spread | p50 s | p99 s | requests |
-| --- | --- | --- | --- | --- | --- | --- |
+| concurrent requests | frames/s (mean) | runs | spread | p50 s | p99 s | requests | refused |
+| --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
 As served before (ONNX Runtime fp32):

@@ -550,7 +550,9 @@ class Conversation:
         if reply.last is not None and following > reply.last:
             return True
         size = self._segment_size(reply)
-        needed = min(following + streaming.BLOCK_FRAMES, (reply.last + 1) if reply.ended else following + size)
+        needed = following + streaming.BLOCK_FRAMES  # audio comes in, a block is sent
+        if reply.last is not None:
+            needed = min(needed, reply.last + 1)
         busy_until = max([now, *(expected for _, expected in reply.in_flight.values())])
         done = max(busy_until, self._audio_ready(reply, needed, now)) + (self.pace.latency_s(size) or 0.0)
         if done > slot(following):
