@@ -1,5 +1,6 @@
 """The Grafana dashboard as code (deploy/grafana/triton-lipsync.json): every query parses with
-promtool, and every metric it names is one the rules record or the server serves."""
+promtool, and every metric it names is one the rules record, the server serves or the sessions'
+processes (the web gateway, the agent) serve."""
 
 import json
 import re
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from lipsync.client import LipsyncClient
+from lipsync.session_metrics import SessionMetrics
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +55,8 @@ def test_every_query_parses_with_promtool(tmp_path):
 
 def test_every_metric_it_names_exists(server, grpc_url):
     LipsyncClient(grpc_url).wait_until_ready()
-    names = {s.name for s in server.metrics().samples}
+    sessions = SessionMetrics(None).registry.collect()  # the web gateway's and the agent's
+    names = {s.name for s in server.metrics().samples} | {s.name for family in sessions for s in family.samples}
     served = names | {re.sub(r"_(bucket|count|sum)$", "", name) for name in names}  # a histogram's family
     named = {name for query in queries() for name in METRIC.findall(query)}
     histograms = {name for name in named if name.endswith("_bucket")}

@@ -16,11 +16,14 @@ import numpy as np
 import pytest
 import soundfile
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from lipsync import framing
 from lipsync.client import Cancelled, LipsyncClient
 from lipsync.conversation import CLOSING_FRAMES
-from lipsync.web.gateway import FLAG_HELD, FLAG_SPEAKING, FRAME_HEADER, MAX_AHEAD_S
+from lipsync.keys import ADMIN
+from lipsync.session_metrics import ADMIN_HEADER
+from lipsync.web.gateway import FLAG_HELD, FLAG_LATE, FLAG_SPEAKING, FRAME_HEADER, MAX_AHEAD_S
 from lipsync_server.demo import synthetic, training
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "perf"))
@@ -190,6 +193,39 @@ def test_live_mode_takes_a_reply_at_once_and_sends_its_audio_with_its_frames(gat
     positions = [position for position, flags, _, _ in frames if not flags & FLAG_HELD]
     assert positions == list(range(positions[0], positions[0] + len(positions)))  # the loop never jumps
     assert all(Image.open(io.BytesIO(jpeg)).size == (1280, 720) for _, _, jpeg, _ in speaking[::10])
+
+
+def test_the_sessions_metrics_count_what_the_listener_got_for_the_administrator_only(gateway, grpc_url):
+    """After a live reply: its slots, rendered or late, its voice stretch and first frame, on the
+    gateway's /metrics, which answers the administrator key only."""
+    pcm = (synthetic.speech(1.0, framing.SAMPLE_RATE, seed=5) * 32767).astype("<i2")
+    live = {"type": "live", "avatar": "demo", "version": synthetic.TRAINED_VERSION}
+    frames = frames_of(asyncio.run(raw_session(gateway, live, [pcm.tobytes()], last={"type": "stop"})))
+    shown = sum(bool(flags & FLAG_SPEAKING) and not flags & FLAG_HELD for _, flags, _, _ in frames)
+    late = sum(bool(flags & FLAG_LATE) for _, flags, _, _ in frames)
+
+    async def scrape(headers: dict[str, str]) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(gateway.url + "metrics", headers=headers) as response:
+                return response.status, await response.text()
+
+    key = ADMIN.for_client(grpc_url)
+    assert key
+    assert asyncio.run(scrape({}))[0] == 401
+    assert asyncio.run(scrape({ADMIN_HEADER: "a guess"}))[0] == 401
+    status, text = asyncio.run(scrape({"Authorization": f"Bearer {key}"}))
+    assert status == 200
+    values = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert values[("lipsync_sessions_open", ())] == 0  # the page's session has ended
+    slots = {shown: values[("lipsync_reply_slots_total", (("shown", shown),))] for shown in ("rendered", "substituted")}
+    assert slots["rendered"] + slots["substituted"] >= shown and slots["substituted"] >= late
+    assert values[("lipsync_voice_stretch_seconds_count", ())] >= 1
+    assert values[("lipsync_voice_stretch_seconds_sum", ())] == 0  # the whole reply came at once
+    assert values[("lipsync_first_frame_seconds_count", ())] >= 1
 
 
 def test_live_mode_bounds_the_speech_waiting_to_be_shown(gateway):

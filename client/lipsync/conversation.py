@@ -38,7 +38,7 @@ import logging
 import math
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,8 +84,13 @@ class Frame:
 
     @property
     def held(self) -> bool:
-        """Not the picture rendered for this slot (held or substituted)."""
-        return self.shown != RENDERED
+        """The picture before, again, with silence: the loop waited."""
+        return self.shown == HELD
+
+    @property
+    def late(self) -> bool:
+        """Another picture than this slot's, on this slot's own audio."""
+        return self.shown == SUBSTITUTED
 
 
 @dataclass
@@ -264,6 +269,7 @@ class Conversation:
         self.position = LEAD_FRAMES  # far enough into the loop that a reply's lead-in has positions too
         self.replies: deque[Reply] = deque()  # the one being shown first, then those queued after it
         self.reports: deque[ReplyReport] = deque(maxlen=100)  # replies shown, the latest last
+        self.on_reply: Callable[[ReplyReport], None] | None = None  # called with each of them
         self.error: BaseException | None = None  # why the last reply that failed could not be shown
         self.last_shown = b""
         self._errors: deque[BaseException] = deque(maxlen=10)  # not yet taken (take_error)
@@ -364,6 +370,8 @@ class Conversation:
         reply.frames.clear()
         if reply.playing or reply.report.interrupted:
             self.reports.append(reply.report)
+            if self.on_reply is not None:
+                self.on_reply(reply.report)
 
     # Rendering --------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from pipecat.transports.base_transport import TransportParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.workers.runner import WorkerRunner
 
-from .. import framing
+from .. import framing, session_metrics
 from ..pipecat_service import LipsyncAvatarService
 from ..web.guard import origins_for, same_site_only
 from .espeak import EspeakTTSService
@@ -64,12 +64,14 @@ class Agent:
         self.observers = list(observers)
         self.sessions: set[asyncio.Task] = set()
         self.workers: list[PipelineWorker] = []  # the sessions' pipelines, newest last
+        self.metrics = session_metrics.for_server(server_url, keys[0])
 
     def app(self) -> web.Application:
         guard = same_site_only(self.origins, permissions="microphone=(self)")
         app = web.Application(middlewares=[guard], client_max_size=MAX_OFFER_BYTES)
         app.router.add_get("/", self._index)
         app.router.add_post("/api/offer", self._offer)
+        app.router.add_get("/metrics", self.metrics.handle)
         app.router.add_static("/static/", STATIC)
         app.on_shutdown.append(self._shutdown)
         return app
@@ -129,6 +131,7 @@ class Agent:
             admin_key=self.keys[0],
             inference_key=self.keys[1],
         )
+        self.metrics.track(avatar.talk)
         stages = [
             transport.input(),
             VADProcessor(vad_analyzer=SileroVADAnalyzer()),

@@ -32,7 +32,7 @@ import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 from tritonclient.utils import InferenceServerException
 
-from .. import avatar_names, framing
+from .. import avatar_names, framing, session_metrics
 from ..client import Cancelled, LipsyncClient
 from ..conversation import Conversation
 from ..media_io import CONTAINER_NAMES, AudioTooLong, read_audio
@@ -47,7 +47,9 @@ MAX_CHUNK_SECONDS = 1.0
 MAX_AHEAD_S = 120.0
 # A frame to the page: its number, its position in the avatar's loop, FLAG_*, the JPEG's length.
 FRAME_HEADER = struct.Struct(">IIBI")
-FLAG_SPEAKING, FLAG_HELD = 1, 2
+# SPEAKING: it shows the reply; HELD: the frame before, with silence (the loop waited); LATE:
+# another picture than its own, on its own audio (lipsync.conversation: the voice does not wait).
+FLAG_SPEAKING, FLAG_HELD, FLAG_LATE = 1, 2, 4
 
 
 class BadMessage(ValueError):
@@ -118,6 +120,7 @@ class LiveSession:
             admin_key=admin_key,
             inference_key=inference_key,
         )
+        gateway.metrics.track(self.talk)
         self.ending = False
         self.task: asyncio.Task | None = None
 
@@ -154,7 +157,7 @@ class LiveSession:
         try:
             await self.talk.start()
             async for frame in self.talk.frames():
-                flags = FLAG_SPEAKING * frame.speaking | FLAG_HELD * frame.held
+                flags = FLAG_SPEAKING * frame.speaking | FLAG_HELD * frame.held | FLAG_LATE * frame.late
                 await self.ws.send_bytes(frame_message(count, frame.position, flags, frame.jpeg, to_pcm16(frame.audio)))
                 count += 1
                 if self.ending and not self.talk.replies:
@@ -263,6 +266,7 @@ class Gateway:
         self.max_file_seconds = max_file_seconds
         self.sessions: set[LiveSession | FileSession] = set()
         self.sockets: set[web.WebSocketResponse] = set()
+        self.metrics = session_metrics.for_server(server_url, keys[0])
 
     def app(self) -> web.Application:
         guard = same_site_only(self.origins, permissions="microphone=(self)")
@@ -270,6 +274,7 @@ class Gateway:
         app.router.add_get("/", self._index)
         app.router.add_get("/api/avatars", self._avatars)
         app.router.add_get("/ws", self._websocket)
+        app.router.add_get("/metrics", self.metrics.handle)
         app.router.add_static("/static/", STATIC)
         app.on_shutdown.append(self._shutdown)
         return app

@@ -10,7 +10,8 @@ const CHUNK = 3200; // 200 ms of audio per message
 const DECODE_AHEAD = 8; // frames decoded before they are due
 const HEADER = 13; // frame number, loop position (uint32), flags (uint8), JPEG length (uint32)
 const SPEAKING = 1; // flags: the frame shows speech
-const HELD = 2; // flags: the frame before, again (this one was late)
+const HELD = 2; // flags: the frame before, again, with silence (the loop waited)
+const LATE = 4; // flags: another picture than this frame's own (it was late), on its own audio
 const DARK_LEVEL = 60; // a pixel darker than this in every channel is the open mouth's inside
 
 const params = new URLSearchParams(location.search);
@@ -26,6 +27,7 @@ const state = (window.lipsync = {
   drawnIndex: -1,
   samplesSent: 0,
   speakingFrames: 0, // live frames that show speech (not held)
+  lateFrames: 0, // of those, the ones shown with another picture (rendered too late), on their own audio
   speechToPictureMs: null, // from the first speech captured to its first frame shown
   frameInfo: [], // per frame: [loop position, flags]
   syncOffsetsMs: [], // a drawn frame's display after its audio is heard
@@ -104,6 +106,7 @@ function newSession(mode, ctx) {
     drawnIndex: -1,
     samplesSent: 0,
     speakingFrames: 0,
+    lateFrames: 0,
     speechToPictureMs: null,
     frameInfo: [],
     syncOffsetsMs: [],
@@ -263,7 +266,8 @@ function playLive(live, index, flags, pcm) {
   if (live.startAt === null) live.startAt = live.ctx.currentTime + live.buffer;
   if (flags & SPEAKING && !(flags & HELD)) {
     state.speakingFrames += 1;
-    if (live.firstSpeaking === undefined) live.firstSpeaking = index;
+    if (flags & LATE) state.lateFrames += 1;
+    else if (live.firstSpeaking === undefined) live.firstSpeaking = index;
   }
   const at = live.startAt + index / FPS;
   if (at < live.ctx.currentTime || !pcm.length) return; // too late to play: its frame is dropped too
