@@ -1,7 +1,9 @@
-"""`make bench-conversations`: how many conversations one server keeps, as their listeners hear
-and see them.
+"""`make bench-conversations`: how one conversation plays a reply, and how many conversations one
+server keeps, as their listeners hear and see them.
 
-Starts the server (CPU profile, loopback, the trained demo), then for N = 1, 2, 3 ... runs N
+Starts the server (CPU profile, loopback, the trained demo). First one conversation on the idle
+server plays one 8.8 s espeak-ng reply fed at 4x real time, at real time and all at once, and
+is interrupted 3 s into another (the issue's targets). Then for N = 1, 2, 3 ... it runs N
 conversations for --seconds each: N Pipecat pipelines, each the avatar service
 (lipsync.pipecat_service, 640x360 like the example agent) and a sink, all in this process, no
 browser. Each conversation alternates a 6 s espeak-ng reply, fed as a TTS service sends it (24 kHz,
@@ -37,6 +39,7 @@ import numpy as np
 import psutil
 from pipecat.frames.frames import (
     EndFrame,
+    InterruptionFrame,
     OutputAudioRawFrame,
     OutputImageRawFrame,
     TTSAudioRawFrame,
@@ -67,6 +70,12 @@ LISTEN_S = 6.0
 FEED_SPEED = 4.0
 MAX_STRETCH_S = 0.040
 MAX_LATE = 0.01
+ONE_REPLY = (
+    "Hello there. I am the face of this voice agent. When the server is idle, my voice should never stutter, "
+    "and my lips should follow every word I say."
+)
+ONE_REPLY_SPEEDS = {"4x real time": 4.0, "real time": 1.0, "all at once": 0.0}
+INTERRUPT_AFTER_S = 3.0
 SENTENCES = [
     "Thanks for asking. The order left our warehouse this morning and should reach you by Friday.",
     "I can help with that. Your account is active, and the next payment is due on the first.",
@@ -75,9 +84,9 @@ SENTENCES = [
 ]
 
 
-def espeak_reply(text: str, path: Path) -> np.ndarray:
+def espeak_reply(text: str, path: Path, seconds: float | None = REPLY_S) -> np.ndarray:
     """`text` spoken by espeak-ng (written to `path`), resampled to TTS_RATE 16-bit, padded or
-    cut to REPLY_S."""
+    cut to `seconds` (None: as long as it is)."""
     subprocess.run(["espeak-ng", "-w", str(path), "-s", "150", "--", text], check=True)
     with wave.open(str(path)) as source:
         rate, pcm = source.getframerate(), np.frombuffer(source.readframes(source.getnframes()), "<i2")
@@ -85,7 +94,9 @@ def espeak_reply(text: str, path: Path) -> np.ndarray:
     frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
     frame.sample_rate = rate
     out = np.concatenate([f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]])
-    length = int(REPLY_S * TTS_RATE)
+    if seconds is None:
+        return out.astype("<i2")
+    length = int(seconds * TTS_RATE)
     return np.pad(out[:length], (0, max(0, length - out.size))).astype("<i2")
 
 
@@ -149,15 +160,7 @@ async def converse(url: str, count: int, seconds: float, replies: list[np.ndarra
         await asyncio.sleep(phase)
         turn = 0
         while loop.time() + REPLY_S < began + seconds:
-            reply = replies[rng.randrange(len(replies))]
-            await talk.worker.queue_frame(TTSStartedFrame())
-            fed = loop.time()
-            talk.replies.append((time.monotonic(), reply))
-            step = TTS_RATE // 50
-            for k, at in enumerate(range(0, reply.size, step)):
-                await talk.worker.queue_frame(TTSAudioRawFrame(reply[at : at + step].tobytes(), TTS_RATE, 1))
-                await asyncio.sleep(max(0.0, fed + (k + 1) * 0.02 / FEED_SPEED - loop.time()))
-            await talk.worker.queue_frame(TTSStoppedFrame())
+            await feed(talk, replies[rng.randrange(len(replies))], FEED_SPEED)
             turn += 1
             await asyncio.sleep(max(0.0, began + phase + turn * cycle - loop.time()))
 
@@ -173,6 +176,52 @@ async def converse(url: str, count: int, seconds: float, replies: list[np.ndarra
 
     await asyncio.gather(runner.run(), drive())
     return talks
+
+
+async def feed(talk: Conversation, reply: np.ndarray, speed: float) -> None:
+    """`reply` as a TTS service sends it: 20 ms frames at `speed` x real time (0: all at once)."""
+    loop = asyncio.get_running_loop()
+    await talk.worker.queue_frame(TTSStartedFrame())
+    fed = loop.time()
+    talk.replies.append((time.monotonic(), reply))
+    step = TTS_RATE // 50
+    for k, at in enumerate(range(0, reply.size, step)):
+        await talk.worker.queue_frame(TTSAudioRawFrame(reply[at : at + step].tobytes(), TTS_RATE, 1))
+        if speed:
+            await asyncio.sleep(max(0.0, fed + (k + 1) * 0.02 / speed - loop.time()))
+    await talk.worker.queue_frame(TTSStoppedFrame())
+
+
+async def one_reply(url: str, reply: np.ndarray, speed: float, probe, interrupt: bool) -> tuple[dict, float | None]:
+    """One conversation plays `reply` fed at `speed` (`interrupt`: cut INTERRUPT_AFTER_S into it).
+    Returns the reply's figures, and the seconds from the interruption to its last picture."""
+    listener = Listener(probe)
+    service = LipsyncAvatarService(url, "demo", video_size=VIDEO_SIZE)
+    talk = Conversation(listener, PipelineWorker(Pipeline([service, listener]), enable_rtvi=False))
+    runner = WorkerRunner()
+    await runner.add_workers(talk.worker)
+
+    async def drive() -> float | None:
+        while not listener.slots:  # the session has started
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        await feed(talk, reply, speed)
+        cut = None
+        if interrupt:
+            while sum(slot.speaking for slot in listener.slots) < INTERRUPT_AFTER_S * framing.FPS:
+                await asyncio.sleep(0.005)
+            cut = time.monotonic()
+            await talk.worker.queue_frame(InterruptionFrame())
+        await asyncio.sleep(reply.size / TTS_RATE + 2.0)
+        await talk.worker.queue_frame(EndFrame())
+        return cut
+
+    _, cut = await asyncio.gather(runner.run(), drive())
+    figures = reply_figures(talk)
+    if cut is None:
+        return figures[0], None
+    last = max(slot.at for slot in listener.slots if slot.speaking)
+    return figures[0], max(0.0, last - cut)
 
 
 def reply_figures(talk: Conversation) -> list[dict]:
@@ -303,6 +352,17 @@ def row(level: dict) -> str:
     )
 
 
+def one_reply_rows(one: dict) -> str:
+    rows = []
+    for name, f in one["feeds"].items():
+        first = "-" if f["first_frame_s"] is None else f"{1000 * f['first_frame_s']:.0f}"
+        rows.append(
+            f"| fed {name} | {1000 * f['voice_stretch_s']:.0f} | {f['late']} of {f['slots']} | {first} | "
+            f"{f['busy_refusals']:.0f} |"
+        )
+    return "\n".join(rows)
+
+
 def markdown(report: dict) -> str:
     rows = "\n".join(row(level) for level in report["levels"])
     first = report["levels"][0]["steps"]
@@ -316,6 +376,15 @@ def markdown(report: dict) -> str:
 CPU: {cpu["model"]}, {cpu["cores"]} cores ({", ".join(cpu["isa"])}). {report["seconds"]:.0f} s per level; each
 conversation alternates a {REPLY_S:.0f} s espeak-ng reply fed at {FEED_SPEED:.0f}x real time with {LISTEN_S:.0f} s of
 listening, pictures at {VIDEO_SIZE[0]}x{VIDEO_SIZE[1]}.
+
+One conversation on the idle server, one {report["one_reply"]["reply_s"]:.1f} s reply:
+
+| reply | voice stretch (ms) | late slots | first frame (ms) | busy refusals |
+| --- | --- | --- | --- | --- |
+{one_reply_rows(report["one_reply"])}
+
+Interrupted {INTERRUPT_AFTER_S:.0f} s into the reply (fed at {FEED_SPEED:.0f}x): its last picture
+{1000 * (report["one_reply"]["interruption_s"] or 0):.0f} ms after the InterruptionFrame.
 
 **max_conversations: {report["max_conversations"]}** (no voice stretch over {1000 * MAX_STRETCH_S:.0f} ms and at most
 {100 * MAX_LATE:.0f} % late slots).
@@ -345,9 +414,19 @@ def main() -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     replies = [espeak_reply(text, args.output / f"reply{k}.wav") for k, text in enumerate(SENTENCES)]
     probe = probe_box(ROOT / "model_repository", VIDEO_SIZE)
+    single = espeak_reply(ONE_REPLY, args.output / "one-reply.wav", seconds=None)
     levels = []
     with TritonServer.on_free_ports(ROOT / "model_repository", log=args.output / "server.log") as server:
         url = f"127.0.0.1:{server.grpc_port}"
+        one = {}
+        for name, speed in ONE_REPLY_SPEEDS.items():
+            busy = server.metrics().total("lipsync_requests_refused_total", reason="busy")
+            figures, _ = asyncio.run(one_reply(url, single, speed, probe, interrupt=False))
+            figures.pop("on_time")
+            figures["busy_refusals"] = server.metrics().total("lipsync_requests_refused_total", reason="busy") - busy
+            one[name] = figures
+            print(f"one reply, {name}: {figures}", flush=True)
+        _, interruption = asyncio.run(one_reply(url, single, FEED_SPEED, probe, interrupt=True))
         for count in range(1, args.max_conversations + 1):
             levels.append(run_level(server, url, count, args, replies, probe))
             if not levels[-1]["keeps_up"] and count > 1:
@@ -355,6 +434,7 @@ def main() -> None:
     kept = [lv["conversations"] for lv in levels if lv["keeps_up"]]
     report = {
         "cpu": measure.cpu(),
+        "one_reply": {"reply_s": single.size / TTS_RATE, "feeds": one, "interruption_s": interruption},
         "seconds": args.seconds,
         "levels": levels,
         "max_conversations": max(kept, default=0),
