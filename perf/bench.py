@@ -139,7 +139,7 @@ def main() -> int:
     time.sleep(1)
     memory.update(shm_mb_before_server=shm_before, shm_mb_after_server=measure.shm_mb())
     results["memory"] = memory
-    served_now = _as_served(results["served"].get(f"avatar_demo/{synthetic.BENCHMARK_VERSION}", "?"))
+    served_now = results["served"].get(f"avatar_demo/{synthetic.BENCHMARK_VERSION}", "?")
     if served_now != served:
         print(f"note: the server ran {served_now}, this run expected {served}", flush=True)
 
@@ -197,14 +197,15 @@ def expected_served(unet_onnx: Path, batch: int, threads: int) -> str:
     precision, _ = quality.served_precision(
         runtimes.has_native_bf16(), quality.bf16_psnr(unet_onnx.parent), quality.MIN_PSNR_DB
     )
-    runtime, precision, _ = runtime_choice.fastest(unet_onnx, precision, threads, batch, fixed=batch == 1)
+    runtime, precision, _ = runtime_choice.fastest(
+        unet_onnx,
+        precision,
+        threads,
+        batch,
+        fixed=batch == 1,
+        or_fp32=True,  # the avatars' precision: auto
+    )
     return f"{runtime} {precision}"
-
-
-def _as_served(description: str) -> str:
-    """ "OpenVINO 2026.4.1 bf16" (a server's log) as "openvino bf16" (this benchmark's keys)."""
-    runtime = runtimes.OPENVINO if description.startswith("OpenVINO") else runtimes.ONNXRUNTIME
-    return f"{runtime} {description.split()[-1]}"
 
 
 def _runtime(served: str) -> str:

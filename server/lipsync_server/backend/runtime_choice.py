@@ -42,6 +42,7 @@ def fastest(
     is fp32. `or_fp32`: bf16 is allowed, not asked for (the avatars' `precision: auto`), and it is
     not always the faster: OpenVINO's fp32 is timed too. `fixed`: every run has exactly `batch`
     items, as served (runtimes.open_session's fixed_batch)."""
+    or_fp32 = or_fp32 and precision != runtimes.FP32
     key = _key(path, f"{precision} or fp32" if or_fp32 else precision, threads, batch, fixed)
     choices = candidates(precision, or_fp32)
     known = _read().get(key)
