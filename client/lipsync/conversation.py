@@ -20,9 +20,10 @@ pace this session measures the server rendering for it (lipsync.pace), every lat
 on time, and never more than MAX_START_S after its first audio. It is rendered as one stream of
 lead-in silence, the reply and trailing silence: its frames are those of render() of that audio
 (exact segments, lipsync.streaming), the lead-in gives its first frame the idle face's context and
-the trail closes the mouth. Its first segment is one 5-frame block, so that its first frame comes
-one small request after its audio; each carries its deadline (MAX_WAIT_MS: until its first slot),
-so the server renders it in time or refuses it at once, and then its slots are late.
+the trail closes the mouth. Its segments grow from one 5-frame block to a second's frames, so
+that its first frame comes one small request after its audio; each carries its deadline
+(MAX_WAIT_MS: until its first slot), so the server renders it in time or refuses it at once,
+and then its slots are late.
 
 The avatar's loop position advances by one with every slot, speaking or idle, so the face never
 jumps. Between replies it is idle: the network's output for silence at each of the avatar's
@@ -60,7 +61,7 @@ CLOSING_FRAMES = framing.CONTEXT + 1
 # cannot start by then, the idle picture before that position is held until it can.
 PREROLL_FRAMES = 5
 MAX_START_S = 1.0  # a reply starts at most this long after its first audio, on time or not
-IDLE_BLOCK_FRAMES = 8  # idle frames rendered per request: a reply's segment, for the pace it measures
+IDLE_BLOCK_FRAMES = 25  # idle frames rendered per request: a reply's segment, for the pace it measures
 # Idle frames made when the session starts; an avatar of more frames has the rest rendered as the
 # loop first reaches them, while no reply is being rendered.
 IDLE_PREFILL_FRAMES = 250
@@ -245,17 +246,17 @@ class Conversation:
         version: int | None = None,
         render_ahead_s: float = 2.0,
         max_in_flight: int = 1,
-        segment_frames: int = 8,
+        segment_frames: int = 25,
         frame_size: tuple[int, int] | None = None,
         **client_options,
     ):
         """`render_ahead_s`: how far rendering may run ahead of the frame on screen (what an
-        interruption throws away at most). `segment_frames`: frames a request renders (a reply's
-        first is one 5-frame block). `max_in_flight`: requests under way at once.
-        The defaults are what renders fastest for one session on a CPU server: one UNet call a
-        request (face_generator's frames_per_unet_request, 8) and one request at a time; a
-        larger segment's UNet calls, or requests in flight together, queue behind each other on
-        its cores and come slower (perf/README.md). A GPU server overlaps them: raise both.
+        interruption throws away at most). `segment_frames`: frames a request renders at most (a
+        reply's first ones are smaller: _segment_size). `max_in_flight`: requests under way at
+        once. The defaults are what renders fastest for one session on a CPU server: a
+        second's frames a request (one UNet call) and one request at a time, as requests in
+        flight together share its cores and come slower (perf/README.md). A GPU server overlaps
+        them: raise max_in_flight.
         `frame_size`: (width, height) the server makes the frames at, if smaller than the
         avatar's own (what the session is shown at: pasting and encoding cost less).
         `client_options`: LipsyncClient's (keys, protocol, retries)."""
@@ -418,8 +419,12 @@ class Conversation:
             await self._changed.wait()
 
     def _segment_size(self, reply: Reply) -> int:
-        """Frames of its next request: one block first, then segment_frames."""
-        return streaming.BLOCK_FRAMES if reply.emitted == LEAD_FRAMES else self.segment_frames
+        """Frames of its next request: as many as the reply has sent, in whole blocks, from one
+        block to segment_frames (5, 5, 10, 20, 25 ...): its first picture comes one small request
+        after its audio, and each request comes before the frames on hand have played."""
+        sent = reply.emitted - LEAD_FRAMES
+        blocks = sent // streaming.BLOCK_FRAMES * streaming.BLOCK_FRAMES
+        return max(streaming.BLOCK_FRAMES, min(self.segment_frames, blocks))
 
     def _due(self, reply: Reply, index: int) -> float | None:
         """Event-loop time stream frame `index` of `reply` is shown at the latest (the reply
