@@ -117,6 +117,7 @@ class IdleFrames:
         self, client: LipsyncClient, avatar: str, version: int | None, frame_size: tuple[int, int] | None = None
     ):
         self.client, self.avatar, self.version, self.frame_size = client, avatar, version, frame_size
+        self.pace = Pace()  # of the server for these sessions: each one's requests teach it
         self.loop_frames = 0  # the avatar's frame count, from the first render
         self.frames: dict[int, bytes] = {}  # avatar frame index -> JPEG
         self.users = 0  # sessions sharing these frames
@@ -266,7 +267,7 @@ class Conversation:
         self.max_in_flight, self.segment_frames = max_in_flight, segment_frames
         self.frame_size = frame_size
         self.idle = IdleFrames.shared(url, avatar, version, frame_size, client_options)
-        self.pace = Pace()
+        self.pace = self.idle.pace
         self.position = LEAD_FRAMES  # far enough into the loop that a reply's lead-in has positions too
         self.replies: deque[Reply] = deque()  # the one being shown first, then those queued after it
         self.reports: deque[ReplyReport] = deque(maxlen=100)  # replies shown, the latest last
@@ -288,12 +289,9 @@ class Conversation:
         loop = asyncio.get_running_loop()
         for first in range(0, min(self.idle.loop_frames, IDLE_PREFILL_FRAMES), IDLE_BLOCK_FRAMES):
             sent = loop.time()
-            self.pace.sent(sent)
             made = await asyncio.to_thread(self.idle.ensure, first, IDLE_BLOCK_FRAMES)
             if made:
-                self.pace.done(made, sent, loop.time())
-            else:
-                self.pace.lost()
+                self.pace.done(made, loop.time() - sent)
 
     # Input ------------------------------------------------------------------------------------
 
@@ -444,7 +442,6 @@ class Conversation:
         it in time or refuses it at once, and then its slots are late."""
         client, loop = reply.client, asyncio.get_running_loop()
         sent = loop.time()
-        self.pace.sent(sent)
         start = reply.start - LEAD_FRAMES
         try:
             if bound_s is None:
@@ -465,20 +462,18 @@ class Conversation:
                 )
             if len(jpegs) != part.count:
                 raise RuntimeError(f"the server returned {len(jpegs)} of the segment's {part.count} frames")
-            self.pace.done(part.count, sent, loop.time())
+            self.pace.done(part.count, loop.time() - sent)
             if reply in self.replies:
                 reply.frames.update(zip(range(part.stream_frame, part.stream_frame + part.count), jpegs))
         except Cancelled:
-            self.pace.lost()
+            pass
         except InferenceServerException as error:
-            self.pace.lost()
             if bound_s is not None and "UNAVAILABLE" in str(error.status()):  # too late to be shown
                 reply.report.refused += 1
                 log.info("a segment of %d frames was refused, its slots will be late: %s", part.count, error.message())
             else:
                 self._fail(reply, error)
         except Exception as error:  # a reply that cannot be shown
-            self.pace.lost()
             self._fail(reply, error)
         finally:
             reply.in_flight.pop(part.stream_frame, None)

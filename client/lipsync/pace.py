@@ -1,42 +1,34 @@
-"""How fast the server renders for one session, learned from its own requests: frames per second
-of the time it has requests in flight, and a request's latency as a fixed part plus its frames
-at that rate. A session plans by it when a reply can start without a late frame."""
+"""How fast the server renders for the sessions of one process on one server and avatar, learned
+from their own requests: a request's latency as a fixed part plus its frames at a rate, fitted by
+least squares to the latest requests (of several sizes: a reply's first are small). A session
+plans by it when a reply can start without a late frame."""
 
-import math
+import threading
+from collections import deque
 
-SMOOTHING_S = 3.0  # of busy time: the rate follows a server that slows down within seconds
+import numpy as np
+
+WINDOW = 24  # the latest requests: a server that slows down is followed within seconds
 
 
 class Pace:
     def __init__(self) -> None:
         self.frames_per_s: float | None = None
         self.overhead_s = 0.0  # a request's latency beyond its frames at frames_per_s
-        self._in_flight = 0
-        self._busy_since: float | None = None
+        self._samples: deque[tuple[int, float]] = deque(maxlen=WINDOW)
+        self._lock = threading.Lock()  # sessions on several event loops' threads share it
 
-    def sent(self, now: float) -> None:
-        if self._in_flight == 0:
-            self._busy_since = now
-        self._in_flight += 1
-
-    def done(self, frames: int, sent: float, now: float) -> None:
-        """A request of `frames` sent at `sent` answered at `now` (failed ones: lost())."""
-        self._in_flight -= 1
-        assert self._busy_since is not None
-        busy = max(now - self._busy_since, 1e-6)
-        sample = frames / busy
-        weight = 1.0 if self.frames_per_s is None else 1.0 - math.exp(-busy / SMOOTHING_S)
-        self.frames_per_s = (
-            sample if self.frames_per_s is None else self.frames_per_s + weight * (sample - self.frames_per_s)
-        )
-        overhead = max(0.0, (now - sent) - frames / self.frames_per_s)
-        self.overhead_s += 0.3 * (overhead - self.overhead_s) if self.overhead_s else overhead
-        self._busy_since = now if self._in_flight else None
-
-    def lost(self) -> None:
-        self._in_flight -= 1
-        if not self._in_flight:
-            self._busy_since = None
+    def done(self, frames: int, seconds: float) -> None:
+        """A request of `frames` answered `seconds` after it was sent (failed ones say nothing)."""
+        with self._lock:
+            self._samples.append((frames, seconds))
+            sizes, latencies = (np.array(column, np.float64) for column in zip(*self._samples))
+            if np.unique(sizes).size > 1:
+                per_frame, overhead = np.polyfit(sizes, latencies, 1)
+                if per_frame > 0 and overhead >= 0:
+                    self.frames_per_s, self.overhead_s = 1.0 / per_frame, float(overhead)
+                    return
+            self.frames_per_s, self.overhead_s = float(sizes.sum() / latencies.sum()), 0.0
 
     def latency_s(self, frames: int) -> float | None:
         """A request of `frames`' expected latency; None before anything was measured."""
