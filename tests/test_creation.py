@@ -118,9 +118,10 @@ def test_the_crop_is_synctalks_square_and_still_on_a_still_head(tmp_path, tracke
     # While the mouth moves the face mesh's points move a little, and by how much differs between
     # runs and CPUs (the runtime's kernels and threads: a centre's std of 0.87 and 1.03 px in two
     # runs on one AVX-512 BF16 machine, its spread up to 3.5 px of a 232 px square). What a user
-    # would see is jitter or drift: the smoothed crop moves at most one pixel between frames and
-    # stays within 2 % of its side.
+    # would see is jitter or drift. A centre is a rounded corner plus half a rounded side: within
+    # half a pixel of the smoothed one, so between frames it moves by the smoothed motion (under
+    # half a pixel) plus at most one pixel of rounding. And it stays within 2 % of its side.
     centres = (rects[:, :2] + rects[:, 2:]) / 2
     side = rects[0, 2] - rects[0, 0]
-    assert np.abs(np.diff(centres, axis=0)).max() <= 1.0, np.abs(np.diff(centres, axis=0)).max(axis=0)
+    assert np.abs(np.diff(centres, axis=0)).max() <= 1.5, np.abs(np.diff(centres, axis=0)).max(axis=0)
     assert np.ptp(centres, axis=0).max() <= 0.02 * side, (np.ptp(centres, axis=0), side)
