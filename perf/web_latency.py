@@ -3,9 +3,11 @@
 Starts the server (CPU profile, loopback) and the gateway (`lipsync web`), opens the page in
 Debian's Chromium (headless, Playwright) with a fake microphone playing held-out speech, and
 streams it live to the trained demo avatar. The gateway plays it out through a Conversation (25
-frames a second, each with its audio; a frame not rendered in time is held, the one before shown
-again with silence). Reports the time from the first speech captured to its first frame shown,
-the frames shown, held and late, and the offset between a shown frame and its audio. Writes
+frames a second, each with its audio; the voice is the clock: a frame not rendered in time shows
+another picture of the reply on its own audio, and a reply waits, the picture before held with
+silence, only for speech not yet come). Reports the time from the first speech captured to its
+first frame shown, the frames shown, held, late from the server and missed on the page, and the
+offset between a shown frame and its audio. Writes
 out/bench-web/report.md, report.json and page.png. tests/test_web.py uses the same gateway and
 browser helpers.
 """
@@ -172,6 +174,7 @@ def main() -> int:
         "frames": state["framesReceived"],
         "frames_speaking": state["speakingFrames"],
         "frames_held": held_frames(state),
+        "frames_late_from_server": state["lateFrames"],
         "frames_shown": state["framesDrawn"],
         "frames_late": state["framesLate"],
         "sync_offset_ms_max": float(offsets.max()),
@@ -191,8 +194,9 @@ def main() -> int:
         "| --- | --- |",
         f"| speech to picture (first speech captured to its frame shown) | "
         f"{'-' if picture is None else f'{picture:.0f} ms'} |",
-        f"| frames received / showing speech / held (late from the server) | {report['frames']} / "
-        f"{report['frames_speaking']} / {report['frames_held']} |",
+        f"| frames received / showing speech / of those late from the server (another picture, their own "
+        f"audio) / held (the reply waiting for speech) | {report['frames']} / {report['frames_speaking']} / "
+        f"{report['frames_late_from_server']} / {report['frames_held']} |",
         f"| frames shown / missed on the page | {report['frames_shown']} / {report['frames_late']} |",
         f"| largest offset between a shown frame and its audio | {report['sync_offset_ms_max']:.1f} ms |",
     ]
