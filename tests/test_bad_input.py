@@ -79,6 +79,14 @@ BAD = {
         dict(extra=[("MAX_WAIT_MS", np.full((1, 1), -5, np.int64), "INT64")]),
         "MAX_WAIT_MS: must be 1-3600000 milliseconds, got -5",
     ),
+    "frame size of 8 pixels": (
+        dict(extra=[("FRAME_SIZE", np.array([[8, 8]], np.int64), "INT64")]),
+        "FRAME_SIZE: 8x8: each side must be 16-16384 pixels",
+    ),
+    "negative frame size": (
+        dict(extra=[("FRAME_SIZE", np.array([[-640, 360]], np.int64), "INT64")]),
+        "FRAME_SIZE: -640x360: each side must be 16-16384 pixels",
+    ),
     "missing AUDIO": (dict(drop=("AUDIO",)), "missing required input(s) ['AUDIO']"),
     "missing AVATAR": (dict(drop=("AVATAR",)), "missing required input(s) ['AVATAR']"),
     "extra input": (

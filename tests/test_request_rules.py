@@ -91,3 +91,16 @@ def test_wait_bound_range():
     for bad in (0, -1, 3_600_001):
         with pytest.raises(InvalidInput, match=f"MAX_WAIT_MS: must be 1-3600000 milliseconds, got {bad}"):
             check_max_wait_ms(bad)
+
+
+def test_frames_are_made_smaller_never_larger():
+    from lipsync_server.backend.request_rules import frame_size
+
+    assert frame_size(None, (1280, 720)) == (0, 0)  # absent: the avatar's own
+    assert frame_size(np.array([640, 360]), (1280, 720)) == (640, 360)
+    assert frame_size(np.array([1280, 720]), (1280, 720)) == (0, 0)
+    assert frame_size(np.array([1920, 1080]), (1280, 720)) == (0, 0)  # larger: the avatar's own
+    with pytest.raises(InvalidInput, match="FRAME_SIZE: expected \\[width, height\\], got shape \\[3\\]"):
+        frame_size(np.array([1, 2, 3]), (1280, 720))
+    with pytest.raises(InvalidInput, match="FRAME_SIZE: 0x360: each side must be 16-16384 pixels"):
+        frame_size(np.array([0, 360]), (1280, 720))

@@ -77,6 +77,22 @@ def test_content_above_8khz_does_not_reach_the_network(clients, speech, demo_fp3
     assert difference.max() < 0.1 and difference.mean() < 3e-4
 
 
+def test_frames_at_a_smaller_size_are_the_full_frames_scaled(clients, speech, demo_media):
+    """FRAME_SIZE: pasted and encoded at that size, what scaling the full frames gives (up to the
+    crop's rounding and JPEG); never larger than the avatar's own."""
+    audio, client = speech[0][:HALF_SECOND], clients["grpc"]
+    full = client.render(audio, 16000, "demo", synthetic.BENCHMARK_VERSION)
+    small = client.render(audio, 16000, "demo", synthetic.BENCHMARK_VERSION, frame_size=(640, 360))
+    larger = client.render(audio, 16000, "demo", synthetic.BENCHMARK_VERSION, frame_size=(2560, 1440))
+    assert len(small) == len(full) == len(larger)
+    assert all(Image.open(io.BytesIO(jpeg)).size == (640, 360) for jpeg in small)
+    assert larger == full
+    for big, little in zip(full, small):
+        scaled = np.asarray(Image.open(io.BytesIO(big)).convert("RGB").resize((640, 360), Image.Resampling.BOX))
+        error = np.abs(scaled.astype(np.int16) - decode(little))
+        assert error.mean() < 3 and np.percentile(error, 99) < 40, (error.mean(), np.percentile(error, 99))
+
+
 def test_frames_are_background_sized_jpegs_following_the_loop(clients, speech, demo_media):
     start = len(demo_media) - 3  # crosses the end of the loop: 117, 118, 119, 118, ...
     # Version 1 (untrained) pastes a grey patch, unlike the background: the paste is visible.
