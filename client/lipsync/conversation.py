@@ -118,7 +118,7 @@ class Reply:
     failed: BaseException | None = None
     emitted: int = LEAD_FRAMES  # stream frames sent for rendering so far
     frames: dict[int, bytes] = field(default_factory=dict)  # stream frame -> JPEG
-    in_flight: dict[int, tuple[int, float]] = field(default_factory=dict)  # first stream frame -> (count, expected)
+    in_flight: dict[int, float] = field(default_factory=dict)  # first stream frame -> when it is expected
     playing: bool = False  # its first slot has been shown
     report: ReplyReport = field(default_factory=ReplyReport)
 
@@ -328,7 +328,7 @@ class Conversation:
                 if due is not None and due <= now:  # its first slot has passed: late whatever happens
                     continue
                 expected = now + (self.pace.latency_s(part.count) or 0.0)
-                reply.in_flight[part.stream_frame] = (part.count, expected)
+                reply.in_flight[part.stream_frame] = expected
                 self._spawn(self._render_segment(reply, audio, part, None if due is None else due - now))
                 continue
             if reply.last is not None and reply.emitted > reply.last:
@@ -472,7 +472,7 @@ class Conversation:
         def slot(index: int) -> float:  # when stream frame `index` is shown if the reply starts now, less a slot
             return now + (index - LEAD_FRAMES - 1) / framing.FPS
 
-        if any(expected > slot(first) for first, (_, expected) in reply.in_flight.items()):
+        if any(expected > slot(first) for first, expected in reply.in_flight.items()):
             return False
         following = reply.emitted
         if reply.last is not None and following > reply.last:
@@ -481,7 +481,7 @@ class Conversation:
         needed = following + streaming.BLOCK_FRAMES  # audio comes in, a block is sent
         if reply.last is not None:
             needed = min(needed, reply.last + 1)
-        busy_until = max([now, *(expected for _, expected in reply.in_flight.values())])
+        busy_until = max([now, *reply.in_flight.values()])
         done = max(busy_until, self._audio_ready(reply, needed, now)) + (self.pace.latency_s(size) or 0.0)
         if done > slot(following):
             return False
