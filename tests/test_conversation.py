@@ -4,10 +4,12 @@ is the network's output for silence and costs no inference once made (in any ses
 time), and an interruption leaves nothing of the reply on screen."""
 
 import asyncio
+import io
 import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lipsync import framing
 from lipsync.client import LipsyncClient
@@ -113,3 +115,26 @@ def test_after_an_interruption_nothing_of_the_reply_is_shown(grpc_url, speech):
     idle = set(talk.idle.frames.values())
     assert all(f.jpeg in idle and not f.audio.any() for f in after)
     assert not talk.replies
+
+
+def test_played_out_live_every_picture_is_at_the_sessions_frame_size(grpc_url, speech):
+    """A live reply's segments carry the session's frame size as its idle frames do: the server
+    pastes and encodes at that size, and nothing is scaled in the client."""
+    audio = speech[0][: 2 * framing.SAMPLE_RATE]
+
+    async def played() -> list[Frame]:
+        talk = Conversation(grpc_url, "demo", frame_size=(320, 180))
+        await talk.start()
+        talk.say(audio, framing.SAMPLE_RATE)
+        talk.end_of_speech()
+        frames: list[Frame] = []
+        async for frame in talk.frames():  # in real time: each segment has its deadline
+            frames.append(frame)
+            if sum(f.speaking for f in frames) and not frame.speaking and not talk.replies:
+                break
+        await talk.close()
+        return frames
+
+    frames = asyncio.run(played())
+    assert sum(f.speaking for f in frames) >= 2 * framing.FPS
+    assert {Image.open(io.BytesIO(f.jpeg)).size for f in frames} == {(320, 180)}

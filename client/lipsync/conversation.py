@@ -20,8 +20,8 @@ pace this session measures the server rendering for it (lipsync.pace), every lat
 on time, and never more than MAX_START_S after its first audio. It is rendered as one stream of
 lead-in silence, the reply and trailing silence: its frames are those of render() of that audio
 (exact segments, lipsync.streaming), the lead-in gives its first frame the idle face's context and
-the trail closes the mouth. Its segments grow from one 5-frame block to a second's frames, so
-that its first frame comes one small request after its audio; each carries its deadline
+the trail closes the mouth. Its segments grow from 3 frames to a second's frames, so that its
+first frame comes one small request after its audio; each carries its deadline
 (MAX_WAIT_MS: until its first slot), so the server renders it in time or refuses it at once,
 and then its slots are late.
 
@@ -60,6 +60,9 @@ CLOSING_FRAMES = framing.CONTEXT + 1
 # cannot start by then, the idle picture before that position is held until it can.
 PREROLL_FRAMES = 5
 MAX_START_S = 1.0  # a reply starts at most this long after its first audio, on time or not
+# A reply's first request: few frames, so that it waits for less audio (each frame needs 0.49 s
+# after it) and renders sooner; the requests after it grow (_segment_size).
+FIRST_SEGMENT_FRAMES = 3
 IDLE_BLOCK_FRAMES = 25  # idle frames rendered per request: a reply's segment, for the pace it measures
 # Idle frames made when the session starts; an avatar of more frames has the rest rendered as the
 # loop first reaches them, while no reply is being rendered.
@@ -314,7 +317,7 @@ class Conversation:
             # MAX_START_S: a frame needs 0.49 s of audio after it); held back by render-ahead,
             # a whole segment (a request's cost on a CPU server); at the end, the rest.
             if limit == known:
-                room_needed = 1 if reply.ended else streaming.BLOCK_FRAMES
+                room_needed = 1 if reply.ended else min(size, streaming.BLOCK_FRAMES)
             else:
                 room_needed = max(1, min(size, self.render_ahead // 2))
             if limit - reply.emitted >= room_needed and len(reply.in_flight) < self.max_in_flight:
@@ -337,10 +340,13 @@ class Conversation:
             await self._changed.wait()
 
     def _segment_size(self, reply: Reply) -> int:
-        """Frames of its next request: as many as the reply has sent, in whole blocks, from one
-        block to segment_frames (5, 5, 10, 20, 25 ...): its first picture comes one small request
-        after its audio, and each request comes before the frames on hand have played."""
+        """Frames of its next request: FIRST_SEGMENT_FRAMES, then as many as the reply has
+        sent, in whole blocks, from one block to segment_frames (3, 5, 5, 10, 20, 25 ...): its
+        first picture comes one small request after its audio, and each request comes before
+        the frames on hand have played."""
         sent = reply.emitted - LEAD_FRAMES
+        if sent == 0:
+            return FIRST_SEGMENT_FRAMES
         blocks = sent // streaming.BLOCK_FRAMES * streaming.BLOCK_FRAMES
         return max(streaming.BLOCK_FRAMES, min(self.segment_frames, blocks))
 
@@ -379,6 +385,7 @@ class Conversation:
                     start + part.stream_frame,
                     part,
                     bound_s,
+                    self.frame_size,
                 )
             if len(jpegs) != part.count:
                 raise RuntimeError(f"the server returned {len(jpegs)} of the segment's {part.count} frames")
@@ -478,7 +485,7 @@ class Conversation:
         if reply.last is not None and following > reply.last:
             return True
         size = self._segment_size(reply)
-        needed = following + streaming.BLOCK_FRAMES  # audio comes in, a block is sent
+        needed = following + min(size, streaming.BLOCK_FRAMES)  # audio comes in, a block is sent
         if reply.last is not None:
             needed = min(needed, reply.last + 1)
         busy_until = max([now, *reply.in_flight.values()])
