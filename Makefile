@@ -1,7 +1,7 @@
 # make demo   - set up, build artifacts, serve, render assets/sample.wav to out/demo.mp4, stop
 # make test   - set up, build artifacts, run the whole test suite (starts its own server)
 # make test-unit - the tests that need no tritonserver (a quick loop)
-# make lint   - ruff (lint, format check) over the whole tree, mypy over both packages, scripts and perf
+# make lint   - ruff (lint, format check) over the whole tree, mypy over the packages, scripts and perf, import-linter over the layers
 # make train  - retrain the demo avatar's networks into checkpoints/ (about 18 min on 2 cores)
 # make serve  - serve the model repository on 127.0.0.1 (gRPC 8001, HTTP 8000) until Ctrl-C
 # make cluster - two replicas behind nginx (gRPC 8001, HTTP 8000) with Prometheus (9090), loopback, until Ctrl-C
@@ -36,12 +36,12 @@ endif
 setup: $(STAMPS)/venv
 artifacts: $(STAMPS)/artifacts
 
-# The client and the server are two distributions: installed together, the server's dependency
-# on triton-lipsync-client is met by ./client.
-$(STAMPS)/venv: pyproject.toml client/pyproject.toml
+# The protocol, the client and the server are three distributions: installed together, their
+# dependencies on triton-lipsync-protocol are met by ./protocol.
+$(STAMPS)/venv: pyproject.toml client/pyproject.toml protocol/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e "./client[web,pipecat,agent]" -e ".[cpu,build,test,bench,lint]"
+	$(PY) -m pip install --quiet -e ./protocol -e "./client[web,pipecat,agent]" -e ".[cpu,build,test,bench,lint]"
 	@mkdir -p $(STAMPS) && touch $@
 
 # --rebuild replaces only what the build itself writes: avatars and versions that users add to
@@ -76,6 +76,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) scripts/lint_layers.py
 
 train: setup
 	rm -rf build/dataset/demo_train

@@ -44,13 +44,14 @@ from pipecat.frames.frames import (
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 
-from lipsync import framing, waiting
 from lipsync.agent.app import VIDEO_SIZE, Agent
 from lipsync.client import LipsyncClient
 from lipsync.conversation import RENDERED
 from lipsync.pipecat_service import METADATA_KEY, LipsyncAvatarService
 from lipsync.web.guard import origins_for
+from lipsync_protocol import framing, waiting
 from lipsync_server.avatars.media import AvatarMedia, media_dir
+from lipsync_server.calibration import voice
 from lipsync_server.demo import synthetic, training
 from lipsync_server.launcher.tritonserver import TritonServer, free_port
 
@@ -255,7 +256,7 @@ def median_gap(video: list[float], audio: list[float]) -> float | None:
 
 def server_frames_per_second(grpc_url: str, version: int | None, streams: int = 3, seconds: float = 4.0) -> float:
     """Frames/s the server renders with `streams` renders at once (saturated on a small CPU)."""
-    audio = synthetic.speech(seconds, framing.SAMPLE_RATE, seed=5)
+    audio = voice.speech(seconds, framing.SAMPLE_RATE, seed=5)
 
     def one(_):
         with LipsyncClient(grpc_url) as client:

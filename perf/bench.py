@@ -29,12 +29,14 @@ import measure
 import numpy as np
 import report
 
-from lipsync import framing
 from lipsync.client import LipsyncClient
+from lipsync_protocol import framing
+from lipsync_server import runtimes
 from lipsync_server.audio import mel_pipeline
-from lipsync_server.avatars import quality, quantization, repository
+from lipsync_server.avatars import quality_record, quantization, repository
 from lipsync_server.avatars.media import AvatarMedia, media_dir
-from lipsync_server.backend import runtime_choice, runtimes
+from lipsync_server.backend import runtime_choice
+from lipsync_server.calibration import voice
 from lipsync_server.demo import synthetic
 from lipsync_server.launcher.tritonserver import TritonServer
 from lipsync_server.model_configs import set_parameters
@@ -60,7 +62,7 @@ def main() -> int:
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
 
-    audio = synthetic.speech(args.seconds, framing.SAMPLE_RATE, seed=1)
+    audio = voice.speech(args.seconds, framing.SAMPLE_RATE, seed=1)
     unets = {size: REPOSITORY / "avatar_demo" / str(v) / "model.onnx" for size, v in VERSIONS.items()}
     encoder_onnx = repository.latest_encoder(REPOSITORY)
     mel = mel_pipeline.mel_of(audio)
@@ -194,8 +196,8 @@ def candidates() -> list[tuple[str, str]]:
 def expected_served(unet_onnx: Path, batch: int, threads: int) -> str:
     """What the server will run the reference-size version with: the same rules (and the same
     cached measurement) as its avatar model, "openvino bf16" say."""
-    precision, _ = quality.served_precision(
-        runtimes.has_native_bf16(), quality.bf16_psnr(unet_onnx.parent), quality.MIN_PSNR_DB
+    precision, _ = quality_record.served_precision(
+        runtimes.has_native_bf16(), quality_record.bf16_psnr(unet_onnx.parent), quality_record.MIN_PSNR_DB
     )
     runtime, precision, _ = runtime_choice.fastest(
         unet_onnx,

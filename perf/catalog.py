@@ -25,9 +25,9 @@ from pathlib import Path
 import measure
 import numpy as np
 
-from lipsync import framing
 from lipsync.client import LipsyncClient
-from lipsync_server.demo import synthetic
+from lipsync_protocol import framing
+from lipsync_server.calibration import voice
 from lipsync_server.demo.catalog import link_avatar
 from lipsync_server.launcher import processes
 from lipsync_server.launcher.tritonserver import TritonServer
@@ -48,7 +48,7 @@ def main() -> int:
     work.mkdir(parents=True)
     for log in ("server.log", "evicting-server.log"):  # this run's logs only
         (args.output / log).unlink(missing_ok=True)
-    speech = synthetic.speech(seconds=4.0)
+    speech = voice.speech(seconds=4.0)
     names = [f"r{i:03d}" for i in range(args.avatars)]
     results: dict = {"cpu": measure.cpu(), "avatars": args.avatars}
 

@@ -51,10 +51,10 @@ from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
-from lipsync import framing
 from lipsync.client import LipsyncClient
 from lipsync.conversation import RENDERED, SUBSTITUTED
 from lipsync.pipecat_service import METADATA_KEY, LipsyncAvatarService
+from lipsync_protocol import framing
 from lipsync_server.launcher import processes
 from lipsync_server.launcher.tritonserver import TritonServer
 

@@ -19,12 +19,13 @@ import cv2
 import numpy as np
 import torch
 
-from lipsync_server.avatars import compositing, crop, seam
-from lipsync_server.backend.runtimes import cpu_name
+from lipsync_server import crop
+from lipsync_server.avatars import compositing, seam
 from lipsync_server.creation import create, dataset, face_models, quality_gates, training
 from lipsync_server.demo import talking_head
 from lipsync_server.networks import checkpoints
 from lipsync_server.networks.exported import face_mask
+from lipsync_server.runtimes import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "out" / "bench-create"

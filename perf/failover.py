@@ -21,9 +21,9 @@ from pathlib import Path
 import measure
 import numpy as np
 
-from lipsync import framing
 from lipsync.client import LipsyncClient
-from lipsync_server.demo import synthetic
+from lipsync_protocol import framing
+from lipsync_server.calibration import voice
 from lipsync_server.launcher.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,7 +154,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=12.0, help="length of the streamed speech")
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "failover")
     args = parser.parse_args()
-    audio = synthetic.speech(args.seconds, framing.SAMPLE_RATE, seed=5)
+    audio = voice.speech(args.seconds, framing.SAMPLE_RATE, seed=5)
     with Cluster.on_free_ports(ROOT / "model_repository", args.output) as cluster:
         result = drill(cluster, audio)
         result.prometheus = prometheus_view(cluster)

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lipsync import framing
+from lipsync_protocol import framing
 from lipsync_server.audio.encoder_inputs import encoder_inputs
-from lipsync_server.avatars.crop import BORDER, CROP, feather_weights
+from lipsync_server.crop import BORDER, CROP, feather_weights
 from lipsync_server.demo import synthetic
 from lipsync_server.networks.audio_encoder import AudioEncoder
 from lipsync_server.networks.exported import ServingAudioEncoder, ServingUNet

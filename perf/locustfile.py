@@ -16,15 +16,17 @@ import time
 import numpy as np
 from locust import User, constant, events, task
 
-from lipsync import framing, streaming
+from lipsync import streaming
 from lipsync.client import LipsyncClient
+from lipsync_protocol import framing
+from lipsync_server.calibration import voice
 from lipsync_server.demo import synthetic
 
 # The avatar version streamed: the reference-size network unless perf/loadtest.py names another.
 VERSION = int(os.environ.get("LIPSYNC_LOCUST_VERSION", synthetic.BENCHMARK_VERSION))
 CHUNK_SECONDS = 0.2
 CHUNK = int(framing.SAMPLE_RATE * CHUNK_SECONDS)
-SPEECH = synthetic.speech(20.0, framing.SAMPLE_RATE, seed=5)  # each stream loops over it
+SPEECH = voice.speech(20.0, framing.SAMPLE_RATE, seed=5)  # each stream loops over it
 STREAMS: list[list[float]] = []
 
 

@@ -5,7 +5,8 @@ import json
 import sys
 from pathlib import Path
 
-from lipsync import framing
+from lipsync_protocol import framing
+from lipsync_server.calibration import voice
 from lipsync_server.demo import synthetic
 
 
@@ -19,7 +20,7 @@ def main() -> int:
     args = parser.parse_args()
     entries = []
     for seed in range(args.clips):
-        audio = synthetic.speech(args.seconds, framing.SAMPLE_RATE, seed=seed)
+        audio = voice.speech(args.seconds, framing.SAMPLE_RATE, seed=seed)
         entries.append(
             {
                 "AUDIO": {"content": [round(float(v), 6) for v in audio], "shape": [len(audio)]},

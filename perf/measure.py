@@ -12,13 +12,13 @@ import torch
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from lipsync import framing
 from lipsync.client import LipsyncClient, infer_inputs
+from lipsync_protocol import framing
+from lipsync_server import runtimes
 from lipsync_server.audio import mel_pipeline
 from lipsync_server.audio.encoder_inputs import encoder_inputs
 from lipsync_server.avatars import compositing
 from lipsync_server.avatars.media import AvatarMedia
-from lipsync_server.backend import runtimes
 from lipsync_server.demo import synthetic
 from lipsync_server.launcher import processes
 from lipsync_server.networks.exported import face_mask

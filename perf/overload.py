@@ -24,14 +24,15 @@ import measure
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from lipsync import framing
 from lipsync.client import LipsyncClient
+from lipsync_protocol import framing
+from lipsync_server.calibration import voice
 from lipsync_server.demo import synthetic
 from lipsync_server.launcher import prometheus
 from lipsync_server.launcher.tritonserver import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
-AUDIO = synthetic.speech(1.0, framing.SAMPLE_RATE, seed=3)
+AUDIO = voice.speech(1.0, framing.SAMPLE_RATE, seed=3)
 FRAMES = framing.frame_count(len(AUDIO))
 
 

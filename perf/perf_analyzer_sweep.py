@@ -3,7 +3,7 @@
 Starts the server (CPU profile) unless --url is given, feeds real speech from
 make_perf_input.py, and writes out/perf/perf_analyzer.csv. Equivalent command by hand, against
 `make serve` (perf_analyzer reads the model's metadata and config, which the administrator key
-guards: lipsync.keys):
+guards: lipsync_protocol.keys):
 
     .venv/bin/perf_analyzer -m lipsync -u 127.0.0.1:8001 -i grpc --input-data out/perf/input.json \\
         -H "triton-grpc-protocol-lipsync-admin-key:$(cat ~/.config/lipsync/admin-key)" \\
@@ -17,7 +17,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from lipsync.keys import ADMIN
+from lipsync_protocol.keys import ADMIN
 from lipsync_server.launcher.tritonserver import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]

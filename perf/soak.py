@@ -21,13 +21,13 @@ import measure
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from lipsync import framing
 from lipsync.client import LipsyncClient
-from lipsync_server.demo import synthetic
+from lipsync_protocol import framing
+from lipsync_server.calibration import voice
 from lipsync_server.launcher.tritonserver import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEECH = synthetic.speech(1.0, framing.SAMPLE_RATE, seed=5)
+SPEECH = voice.speech(1.0, framing.SAMPLE_RATE, seed=5)
 BAD: list[dict[str, Any]] = [dict(audio=np.full(4000, np.nan, np.float32)), dict(avatar="nobody"), dict(rate=0)]
 
 

@@ -28,9 +28,9 @@ import measure
 import numpy as np
 from playwright.sync_api import Page, sync_playwright
 
-from lipsync import framing, waiting
 from lipsync.client import LipsyncClient
 from lipsync.web.gateway import FLAG_HELD
+from lipsync_protocol import framing, waiting
 from lipsync_server.demo import synthetic, training
 from lipsync_server.launcher.tritonserver import TritonServer, free_port
 

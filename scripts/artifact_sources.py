@@ -14,7 +14,7 @@ DATA = ("checkpoints/**/*.pth", "server/lipsync_server/avatars/avatar_model/**/*
 
 def sources() -> list[Path]:
     finder = modulefinder.ModuleFinder(
-        path=[str(ROOT / "client"), str(ROOT / "server"), str(BUILD.parent)]
+        path=[str(ROOT / "protocol"), str(ROOT / "client"), str(ROOT / "server"), str(BUILD.parent)]
     )  # the project's modules only
     finder.run_script(str(BUILD))
     files = (getattr(module, "__file__", None) for module in finder.modules.values())

@@ -23,6 +23,7 @@ import soundfile
 import torch
 
 from lipsync_server.avatars import importer
+from lipsync_server.calibration import voice
 from lipsync_server.demo import synthetic
 from lipsync_server.networks import checkpoints
 from lipsync_server.networks.export import export_audio_encoder
@@ -91,7 +92,7 @@ def build(repo: Path, build_dir: Path, assets: Path, frames: int) -> None:
     sample = assets / "sample.wav"
     if not sample.exists():
         sample.parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(sample, synthetic.speech_with_pause(2.8, 1.2, 2.5, 16_000), 16_000, subtype="PCM_16")
+        soundfile.write(sample, voice.speech_with_pause(2.8, 1.2, 2.5, 16_000), 16_000, subtype="PCM_16")
         print(f"wrote {sample}")
 
 

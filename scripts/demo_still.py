@@ -12,7 +12,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from lipsync import framing
+from lipsync_protocol import framing
 from lipsync_server.avatars.media import AvatarMedia, media_dir
 from lipsync_server.demo import synthetic
 

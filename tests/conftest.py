@@ -12,7 +12,7 @@ import soundfile
 import torch
 
 from lipsync.client import LipsyncClient
-from lipsync.keys import ADMIN, INFERENCE
+from lipsync_protocol.keys import ADMIN, INFERENCE
 from lipsync_server import cli as server_cli
 from lipsync_server.avatars.media import AvatarMedia, media_dir
 from lipsync_server.backend import deliberate_delay
@@ -32,7 +32,7 @@ REPOSITORY = ROOT / "model_repository"
 @pytest.fixture(scope="session", autouse=True)
 def key_files(tmp_path_factory) -> Path:
     """The key files the servers, the client and the CLI use during the tests: fresh ones, never
-    the user's own (lipsync.keys); returns their folder."""
+    the user's own (lipsync_protocol.keys); returns their folder."""
     folder = tmp_path_factory.mktemp("config") / "lipsync"
     for kind in (ADMIN, INFERENCE):
         os.environ[kind.file_env] = str(folder / kind.file_name)

@@ -1,7 +1,7 @@
-"""The headers a Triton user sends with the keys of the tests' servers (lipsync.keys): the key
+"""The headers a Triton user sends with the keys of the tests' servers (lipsync_protocol.keys): the key
 files that conftest.key_files points the servers and clients at."""
 
-from lipsync.keys import ADMIN, INFERENCE
+from lipsync_protocol.keys import ADMIN, INFERENCE
 
 
 def inference_headers(protocol: str) -> dict[str, str]:

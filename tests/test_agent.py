@@ -22,11 +22,11 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 
-from lipsync import framing
 from lipsync.agent.app import Agent
 from lipsync.agent.espeak import EspeakTTSService
 from lipsync.agent.responder import Responder, say_message
 from lipsync.web.guard import origins_for
+from lipsync_protocol import framing
 from lipsync_server.demo import synthetic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "perf"))

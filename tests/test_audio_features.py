@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lipsync import framing
+from lipsync_protocol import framing
 from lipsync_server.audio import anti_aliasing, mel_pipeline
 from lipsync_server.audio.encoder_inputs import encoder_inputs
 from lipsync_server.networks.audio_encoder import AudioEncoder
@@ -103,9 +103,9 @@ def test_serialized_pipeline_computes_the_same_mel(tmp_path, pipeline, speech):
 def test_served_resampling_keeps_mel_windows_within_1e3_of_librosa(pipeline, rate):
     import librosa
 
-    from lipsync_server.demo import synthetic
+    from lipsync_server.calibration import voice
 
-    audio = synthetic.speech(3.0, rate, seed=2)  # with a white noise floor up to the input's Nyquist
+    audio = voice.speech(3.0, rate, seed=2)  # with a white noise floor up to the input's Nyquist
     ours = run_mel(pipeline, anti_aliasing.band_limit(audio, rate), rate)  # as request_validator sends it
     theirs = reference.mel(librosa.resample(audio, orig_sr=rate, target_sr=16000, res_type="soxr_hq"))
     assert ours.shape == theirs.shape == (framing.mel_frame_count(framing.resampled_length(len(audio), rate)), 80)

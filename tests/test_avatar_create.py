@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from lipsync import cli as client_cli
-from lipsync import framing
 from lipsync.client import LipsyncClient
+from lipsync_protocol import framing
 from lipsync_server import cli
-from lipsync_server.avatars import importer, quality, repository
+from lipsync_server.avatars import importer, quality_record, repository
 from lipsync_server.creation import create as creation
 from lipsync_server.creation import crop_track, dataset, sync_network, training
 
@@ -145,7 +145,7 @@ def test_a_created_version_is_served(person_video, refused, server, grpc_url, tm
     try:
         assert create(person_video, server.repository, work, "--ignore-gates") == 0
         folder = repository.version_folder(server.repository, "person", 1)
-        assert quality.read(folder)["creation"]["failed"]  # the gates' report is kept with the version
+        assert quality_record.read(folder)["creation"]["failed"]  # the gates' report is kept with the version
         # Run again on the same work folder (a retried Kubernetes Job): no second copy.
         assert create(person_video, server.repository, work, "--ignore-gates") == 0
         assert repository.versions(server.repository, "person") == [1]

@@ -11,8 +11,8 @@ import tritonclient.http as httpclient
 from keyed import inference_headers
 from tritonclient.utils import InferenceServerException
 
-from lipsync import framing
 from lipsync.client import infer_inputs
+from lipsync_protocol import framing
 
 pytestmark = pytest.mark.integration
 MODULES = {"grpc": grpcclient, "http": httpclient}

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from lipsync import framing
 from lipsync.client import LipsyncClient
+from lipsync_protocol import framing
 
 pytestmark = pytest.mark.integration
 

@@ -40,7 +40,16 @@ def client_env(tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("client-only") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{ROOT / 'client'}[web]", "pytest"],
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            ROOT / "protocol",
+            f"{ROOT / 'client'}[web]",
+            "pytest",
+        ],
         check=True,
         timeout=600,
     )

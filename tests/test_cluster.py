@@ -12,9 +12,10 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from lipsync import framing, waiting
 from lipsync.client import LipsyncClient
-from lipsync.keys import ADMIN
+from lipsync_protocol import framing, waiting
+from lipsync_protocol.keys import ADMIN
+from lipsync_server.calibration import voice
 from lipsync_server.demo import synthetic
 from lipsync_server.launcher.cluster import Cluster
 
@@ -35,7 +36,7 @@ def cluster(server, tmp_path_factory):
 
 
 def test_nginx_passes_grpc_and_http_and_the_admin_key_is_still_needed(cluster):
-    audio = synthetic.speech(1.0, framing.SAMPLE_RATE, seed=1)
+    audio = voice.speech(1.0, framing.SAMPLE_RATE, seed=1)
     for protocol, url in (("grpc", cluster.grpc_url), ("http", cluster.http_url)):
         client = LipsyncClient(url, protocol=protocol)
         client.wait_until_ready(30)
@@ -58,7 +59,7 @@ def test_a_draining_replica_leaves_the_rotation_and_comes_back_when_ready(cluste
     replica = cluster.replicas[0]
     replica.drain()
     assert wait_for(lambda: cluster.up == [False, True]), cluster.up
-    audio = synthetic.speech(1.0, framing.SAMPLE_RATE, seed=2)
+    audio = voice.speech(1.0, framing.SAMPLE_RATE, seed=2)
     client = LipsyncClient(cluster.grpc_url)
     for _ in range(4):  # round robin would have sent two of these to the drained replica
         assert len(client.render(audio, 16000, "demo")) == framing.frame_count(len(audio))
@@ -106,7 +107,7 @@ def test_overload_shows_in_prometheus_as_busy_refusals_and_expected_wait(cluster
 
 
 def test_a_replica_killed_mid_stream_loses_no_frame(cluster):
-    audio = synthetic.speech(8.0, framing.SAMPLE_RATE, seed=5)
+    audio = voice.speech(8.0, framing.SAMPLE_RATE, seed=5)
     result = failover.drill(cluster, audio, victim=1)
     assert result.lost == 0, result
     # Both replicas served segments (stateless: no stickiness needed) before one was killed.

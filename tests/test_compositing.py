@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lipsync import framing
-from lipsync_server.avatars import compositing, crop, seam
+from lipsync_protocol import framing
+from lipsync_server import crop
+from lipsync_server.avatars import compositing, seam
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lipsync import framing
 from lipsync.client import LipsyncClient
 from lipsync.conversation import CLOSING_FRAMES, FRAME_SAMPLES, LEAD_FRAMES, Conversation, Frame
+from lipsync_protocol import framing
 
 pytestmark = pytest.mark.integration
 

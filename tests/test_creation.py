@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from lipsync import framing
+from lipsync_protocol import framing
 from lipsync_server.creation import crop_track, face_models, video_input
 from lipsync_server.creation.face_tracker import FaceTracker
 from lipsync_server.demo import talking_head

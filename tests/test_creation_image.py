@@ -33,7 +33,7 @@ def image_problems(text: str) -> list[str]:
     found = []
     if parser.baseimage != f"nvcr.io/nvidia/pytorch:{release['triton']}-py3":
         found.append(f"builds on {parser.baseimage}, not NGC's PyTorch of the serving release {release['triton']}")
-    installs = [r for r in runs if "pip install" in r and '".[create]"' in r and "./client" in r]
+    installs = [r for r in runs if "pip install" in r and '".[create]"' in r and "./protocol" in r]
     if not installs or "import torch, lipsync_server.creation" not in installs[0]:
         found.append("the create extra is not installed with an import check in the same step")
     if not env.get(ENV_CACHE) or not any(

@@ -13,7 +13,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from lipsync.keys import ADMIN
+from lipsync_protocol.keys import ADMIN
 from lipsync_server import cli
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import psutil
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from lipsync import framing, waiting
 from lipsync.client import LipsyncClient
+from lipsync_protocol import framing, waiting
 from lipsync_server.launcher import processes
 
 from launcher import Launcher

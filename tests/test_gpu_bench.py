@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lipsync import framing
+from lipsync_protocol import framing
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,10 +19,10 @@ import tomllib
 from nvidia.dali._utils import autoserialize
 from tritonclient.grpc import model_config_pb2
 
-from lipsync import framing
+from lipsync_protocol import framing
+from lipsync_server import model_configs
 from lipsync_server.audio.encoder_inputs import encoder_inputs
 from lipsync_server.avatars import tensorrt_plans
-from lipsync_server.backend import request_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
@@ -103,7 +103,7 @@ def shape(flags: tuple[str, ...], kind: str, tensor: str) -> list[int]:
 
 def test_encoder_plan_takes_the_longest_audio_the_validator_accepts():
     (plan,) = tensorrt_plans.plans(REPOSITORY, 10, ["audio_encoder"])
-    seconds = request_rules.max_audio_seconds(REPOSITORY)
+    seconds = model_configs.max_audio_seconds(REPOSITORY)
     assert seconds <= framing.MAX_SECONDS  # the exported graph's own limit
     assert shape(plan.flags, "max", "MEL") == [1, framing.mel_frame_count(round(seconds * 16000)), 80]
     assert shape(plan.flags, "min", "MEL") == [1, framing.MIN_MEL_FRAMES, 80]
@@ -167,12 +167,12 @@ def test_the_dali_backend_serializes_the_served_pipeline():
 
 def image_requirements() -> list[str]:
     server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    client = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())["project"]
-    installs = re.findall(r'pip install [^\n]*\./client "\.\[(\w+)\]"', DOCKERFILE)
-    assert installs == ["image"], "the image installs the client, and the server with its `image` extra"
-    # The server's dependency on the client is met by ./client in the same pip command.
-    server_own = [r for r in server["dependencies"] if not r.startswith(client["name"])]
-    return [*client["dependencies"], *server_own, *extra(server, "image")]
+    protocol = tomllib.loads((ROOT / "protocol" / "pyproject.toml").read_text())["project"]
+    installs = re.findall(r'pip install [^\n]*\./protocol "\.\[(\w+)\]"', DOCKERFILE)
+    assert installs == ["image"], "the image installs the protocol, and the server with its `image` extra"
+    # The server's dependency on the protocol is met by ./protocol in the same pip command.
+    server_own = [r for r in server["dependencies"] if not r.startswith(protocol["name"])]
+    return [*protocol["dependencies"], *server_own, *extra(server, "image")]
 
 
 def extra(project: dict, name: str) -> list[str]:

@@ -22,6 +22,7 @@ from onnx import TensorProto, helper
 
 from lipsync_server.avatars import tensorrt_plans
 from lipsync_server.launcher import container
+from lipsync_server.launcher.profiles import CPU, GPU
 from lipsync_server.launcher.startup import startup_models
 from lipsync_server.model_configs import set_parameters
 
@@ -227,12 +228,10 @@ def test_a_version_whose_plan_fails_is_reported_and_skipped_until_it_changes(tmp
     assert not (repository / "avatar_may" / "2" / "model.plan.failed.json").exists()
 
 
-def test_a_load_on_demand_builds_the_versions_missing_plan_first(tmp_path, trtexec, monkeypatch):
+def test_a_load_on_demand_builds_the_versions_missing_plan_first(tmp_path, trtexec):
     repository = catalog(tmp_path, {"may": ["ok"], "zoe": ["broken"]}, pinned="may")
-    monkeypatch.setenv("LIPSYNC_PROFILE", "cpu")
-    assert tensorrt_plans.on_demand(repository) is None  # the CPU profile builds nothing
-    monkeypatch.setenv("LIPSYNC_PROFILE", "gpu")  # as the server's model processes see it
-    prepare = tensorrt_plans.on_demand(repository)
+    assert tensorrt_plans.on_demand(repository, CPU.tensorrt_plans) is None  # the CPU profile builds nothing
+    prepare = tensorrt_plans.on_demand(repository, GPU.tensorrt_plans)
     prepare("avatar_may")
     assert built(repository) == {"avatar_may/1"}
     with pytest.raises(RuntimeError, match="the TensorRT plan of version 1 failed to build"):

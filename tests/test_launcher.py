@@ -23,8 +23,8 @@ import tritonclient.http as httpclient
 from keyed import admin_headers
 from tritonclient.utils import InferenceServerException
 
-from lipsync import waiting
-from lipsync.keys import ADMIN, INFERENCE
+from lipsync_protocol import waiting
+from lipsync_protocol.keys import ADMIN, INFERENCE
 from lipsync_server.launcher import processes
 from lipsync_server.launcher.container import server_from_environment
 from lipsync_server.launcher.profiles import CPU, GPU
@@ -186,7 +186,7 @@ def test_a_non_editable_install_serves_the_working_directorys_repository(tmp_pat
             "--no-build-isolation",
             "--target",
             str(site),
-            str(ROOT / "client"),
+            str(ROOT / "protocol"),
             str(ROOT),
         ],
         check=True,

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lipsync import framing
 from lipsync.client import LipsyncClient
+from lipsync_protocol import framing
 from lipsync_server.audio import mel_pipeline
 from lipsync_server.avatars.media import AvatarMedia, media_dir
-from lipsync_server.demo import mouth_track, synthetic, training
+from lipsync_server.calibration import mouth_track, voice
+from lipsync_server.demo import synthetic, training
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +76,7 @@ def test_audio_shifted_by_three_frames_breaks_the_sync(grpc_url, media, speech_a
     audio, level, areas = speech_and_mouths
     delay = (
         np.random.default_rng(1)
-        .normal(0, synthetic.NOISE_FLOOR, SHIFT_FRAMES * framing.SAMPLES_PER_FRAME)
+        .normal(0, voice.NOISE_FLOOR, SHIFT_FRAMES * framing.SAMPLES_PER_FRAME)
         .astype(np.float32)
     )
     shifted = mouth_openings(LipsyncClient(grpc_url), np.concatenate([delay, audio]), media)[: len(level)]

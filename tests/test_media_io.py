@@ -6,12 +6,12 @@ import pytest
 import soundfile
 
 from lipsync import media_io
-from lipsync_server.demo import synthetic
+from lipsync_server.calibration import voice
 
 
 @pytest.fixture(scope="module")
 def tone():
-    return synthetic.speech(1.0, 22050, seed=3)
+    return voice.speech(1.0, 22050, seed=3)
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac"])

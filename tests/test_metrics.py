@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from lipsync import framing, waiting
 from lipsync.client import LipsyncClient
-from lipsync_server.demo import synthetic
+from lipsync_protocol import framing, waiting
+from lipsync_server.calibration import voice
 
 pytestmark = pytest.mark.integration
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -28,7 +28,7 @@ def test_bad_input_is_counted_where_it_is_refused(server, grpc_url):
 
 def test_the_expected_wait_is_published_while_frames_are_in_the_works(server, grpc_url):
     client = LipsyncClient(grpc_url)
-    audio = synthetic.speech(12.0, framing.SAMPLE_RATE, seed=11)
+    audio = voice.speech(12.0, framing.SAMPLE_RATE, seed=11)
     client.render(audio[:16000], framing.SAMPLE_RATE, "demo")  # the service rate is measured
     frames = framing.frame_count(len(audio))
     rendered = threading.Event()

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from lipsync import framing
 from lipsync.client import LipsyncClient
+from lipsync_protocol import framing
 from lipsync_server.avatars import repository
 from lipsync_server.avatars.media import AvatarMedia, media_dir
 

@@ -25,9 +25,9 @@ from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
-from lipsync import framing
 from lipsync.conversation import FRAME_SAMPLES
 from lipsync.pipecat_service import LipsyncAvatarService
+from lipsync_protocol import framing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "perf"))
 from agent import tts_frames  # noqa: E402  (the bench's: 16 kHz speech as a 24 kHz TTS sends it)

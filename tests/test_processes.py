@@ -5,7 +5,7 @@ import subprocess
 
 import psutil
 
-from lipsync import waiting
+from lipsync_protocol import waiting
 from lipsync_server.launcher import processes
 from lipsync_server.launcher.tritonserver import _status
 

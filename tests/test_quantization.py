@@ -9,10 +9,10 @@ import onnx
 import pytest
 from PIL import Image
 
-from lipsync import framing
 from lipsync.client import LipsyncClient
+from lipsync_protocol import framing
 from lipsync_server import cli as server_cli
-from lipsync_server.avatars import quality, repository
+from lipsync_server.avatars import quality, quality_record, repository
 from lipsync_server.networks import tensorrt_rules
 
 pytestmark = pytest.mark.integration
@@ -44,9 +44,9 @@ def test_int8_version_is_added_served_and_close_to_float(parity_avatar, server, 
     )
     assert code == 0, capsys.readouterr().err
     version = before[-1] + 1
-    record = json.loads((folder / str(version) / quality.QUALITY_FILE).read_text())
+    record = json.loads((folder / str(version) / quality_record.QUALITY_FILE).read_text())
     assert record["precision"] == "int8" and record["source_version"] == 2
-    assert record["psnr_db"] >= quality.MIN_PSNR_DB
+    assert record["psnr_db"] >= quality_record.MIN_PSNR_DB
     assert tensorrt_rules.problems(onnx.load(str(folder / str(version) / "model.onnx"))) == []  # builds on GPU too
     assert f"version {version}: INT8" in capsys.readouterr().out
 
@@ -56,7 +56,7 @@ def test_int8_version_is_added_served_and_close_to_float(parity_avatar, server, 
     int8_frames = client.render(audio, 16000, "parity", version=version)
     assert len(int8_frames) == len(float_frames) == framing.frame_count(len(audio))
     decoded = [np.asarray(Image.open(io.BytesIO(f)).convert("RGB")) for f in (float_frames[10], int8_frames[10])]
-    assert quality.psnr_db(*decoded) >= quality.MIN_PSNR_DB
+    assert quality.psnr_db(*decoded) >= quality_record.MIN_PSNR_DB
 
 
 def test_int8_copy_below_the_threshold_is_refused(parity_avatar, server, capsys):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lipsync import messages
+from lipsync_protocol import messages
 from lipsync_server.backend.residency import Budget, Residency
 
 

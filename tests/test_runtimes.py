@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from lipsync_server.avatars import quality, repository
+from lipsync_server import runtimes
+from lipsync_server.avatars import quality, quality_record, repository
 from lipsync_server.avatars.media import AvatarMedia, media_dir
-from lipsync_server.backend import runtime_choice, runtimes
+from lipsync_server.backend import runtime_choice
 from lipsync_server.cache import ENV_CACHE
+from lipsync_server.calibration import voice
 from lipsync_server.demo import synthetic
 from lipsync_server.networks import checkpoints
 from lipsync_server.networks.export import export_unet
@@ -28,7 +30,7 @@ needs_bf16 = pytest.mark.skipif(not runtimes.has_native_bf16(), reason="this CPU
 @pytest.fixture(scope="module")
 def inputs() -> dict[str, np.ndarray]:
     faces = AvatarMedia(media_dir(REPOSITORY, "demo")).faces
-    features = quality.audio_features(repository.latest_encoder(REPOSITORY), synthetic.speech(1.0, 16000, seed=3))
+    features = quality.audio_features(repository.latest_encoder(REPOSITORY), voice.speech(1.0, 16000, seed=3))
     return quality.network_inputs(faces, features, 8, offset=40)[0]
 
 
@@ -121,7 +123,7 @@ def test_a_precision_asked_for_is_kept_where_the_runtime_has_it():
     [(False, 60.0, "fp32"), (True, None, "fp32"), (True, 34.9, "fp32"), (True, 35.0, "bf16"), (True, 80.0, "bf16")],
 )
 def test_bf16_is_served_only_where_the_cpu_has_it_and_the_version_reaches_the_bar(native, measured, expected):
-    precision, why = quality.served_precision(native, measured, quality.MIN_PSNR_DB)
+    precision, why = quality_record.served_precision(native, measured, quality_record.MIN_PSNR_DB)
     assert precision == expected and why.startswith("auto: ")
 
 
@@ -133,9 +135,9 @@ def test_the_demo_versions_reach_the_bf16_bar_and_record_it(version, tmp_path):
     (folder / "model.onnx").write_bytes((REPOSITORY / "avatar_demo" / str(version) / "model.onnx").read_bytes())
     faces = AvatarMedia(media_dir(REPOSITORY, "demo")).faces
     measured = quality.measure_bf16(folder, faces, repository.latest_encoder(REPOSITORY))
-    assert measured >= quality.MIN_PSNR_DB
-    assert quality.bf16_psnr(folder) == pytest.approx(measured, abs=0.01)
-    assert quality.read(folder)["bf16"]["runtime"].startswith("OpenVINO")
+    assert measured >= quality_record.MIN_PSNR_DB
+    assert quality_record.bf16_psnr(folder) == pytest.approx(measured, abs=0.01)
+    assert quality_record.read(folder)["bf16"]["runtime"].startswith("OpenVINO")
 
 
 def test_a_session_compiled_for_one_frame_a_run_gives_the_same_pixels():

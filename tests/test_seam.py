@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from lipsync.client import LipsyncClient
-from lipsync_server.avatars import compositing, crop, seam
+from lipsync_server import crop
+from lipsync_server.avatars import compositing, seam
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,9 @@ from keyed import inference_headers
 from PIL import Image
 from scipy import signal
 
-from lipsync import cli, framing
+from lipsync import cli
 from lipsync.client import LipsyncClient, infer_inputs
+from lipsync_protocol import framing
 from lipsync_server.demo import synthetic
 
 pytestmark = pytest.mark.integration

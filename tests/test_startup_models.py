@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lipsync.avatar_names import AvatarNameError
+from lipsync_protocol.avatar_names import AvatarNameError
 from lipsync_server.launcher.startup import startup_models
 from lipsync_server.launcher.tritonserver import TritonServer
 from lipsync_server.model_configs import set_parameters

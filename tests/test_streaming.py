@@ -6,8 +6,9 @@ import itertools
 import numpy as np
 import pytest
 
-from lipsync import framing, streaming
+from lipsync import streaming
 from lipsync.client import LipsyncClient
+from lipsync_protocol import framing
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,7 @@
 """The streaming plan: which frames are ready, and which audio a segment request needs."""
 
-from lipsync import framing, streaming
+from lipsync import streaming
+from lipsync_protocol import framing
 
 
 def test_ready_frames_grow_with_audio_and_never_pass_the_clip():

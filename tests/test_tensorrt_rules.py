@@ -114,7 +114,7 @@ def test_an_output_sized_by_an_input_value_is_refused():
 
 
 def test_export_refuses_an_encoder_whose_window_count_is_read_from_a_value(tmp_path, monkeypatch):
-    from lipsync import framing
+    from lipsync_protocol import framing
     from lipsync_server.networks import exported
 
     def count_from_a_value(self, mel, window_starts):  # the first export's form: a slice up to a value

@@ -9,7 +9,8 @@ import torch
 
 from lipsync_server.audio import mel_pipeline
 from lipsync_server.avatars import importer, repository
-from lipsync_server.demo import mouth_track, synthetic, training
+from lipsync_server.calibration import mouth_track, voice
+from lipsync_server.demo import synthetic, training
 from lipsync_server.networks import checkpoints
 from lipsync_server.networks.unet import LipSyncUNet
 
@@ -21,7 +22,7 @@ def test_dataset_mouth_follows_the_speech(tmp_path):
     data = training.load_dataset(tmp_path / "ds")
     assert len(data.crops) == count == len(data.shapes)
     areas = [synthetic.dark_area(crop, data.mouth) for crop in data.crops]  # BGR crops: the measure ignores order
-    opening, _ = mouth_track.mouth_shapes(mel_pipeline.mel_of(synthetic.speech(3.0, seed=3)))
+    opening, _ = mouth_track.mouth_shapes(mel_pipeline.mel_of(voice.speech(3.0, seed=3)))
     assert np.allclose(data.shapes[:, 0], opening, atol=0.02)  # aud.wav holds 16-bit samples
     assert np.corrcoef(areas, opening)[0, 1] > 0.9
     closed = data.shapes[:, 0] == 0

@@ -17,10 +17,10 @@ from pipecat.frames.frames import (
 )
 from test_pipecat_service import converse
 
-from lipsync import framing
 from lipsync.client import LipsyncClient
 from lipsync.conversation import HELD, LEAD_FRAMES, RENDERED, SUBSTITUTED, Conversation, Frame
 from lipsync.pipecat_service import METADATA_KEY
+from lipsync_protocol import framing
 from lipsync_server.backend import deliberate_delay
 from lipsync_server.model_configs import set_parameters
 

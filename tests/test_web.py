@@ -18,12 +18,13 @@ import soundfile
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from lipsync import framing
 from lipsync.client import Cancelled, LipsyncClient
 from lipsync.conversation import CLOSING_FRAMES
-from lipsync.keys import ADMIN
 from lipsync.session_metrics import ADMIN_HEADER
 from lipsync.web.gateway import FLAG_HELD, FLAG_LATE, FLAG_SPEAKING, FRAME_HEADER, MAX_AHEAD_S
+from lipsync_protocol import framing
+from lipsync_protocol.keys import ADMIN
+from lipsync_server.calibration import voice
 from lipsync_server.demo import synthetic, training
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "perf"))
@@ -88,7 +89,7 @@ def cli_frames(grpc_url: str, audio: Path, folder: Path, version: int) -> list[s
 
 
 def test_file_mode_plays_the_frames_the_cli_renders(gateway, grpc_url, tmp_path):
-    speech = write_wav(tmp_path / "speech.wav", synthetic.speech(2.0, framing.SAMPLE_RATE, seed=11))
+    speech = write_wav(tmp_path / "speech.wav", voice.speech(2.0, framing.SAMPLE_RATE, seed=11))
     expected = cli_frames(grpc_url, speech, tmp_path / "cli", synthetic.TRAINED_VERSION)
     with browser() as page:
         open_page(page, gateway, f"avatar=demo&version={synthetic.TRAINED_VERSION}")
@@ -115,7 +116,7 @@ def test_errors_show_as_messages_in_the_page(gateway, tmp_path, query, upload, s
     if upload:
         path.write_bytes(upload)
     else:
-        write_wav(path, synthetic.speech(1.0, framing.SAMPLE_RATE, seed=2))
+        write_wav(path, voice.speech(1.0, framing.SAMPLE_RATE, seed=2))
     with browser() as page:
         open_page(page, gateway, query)
         page.set_input_files("#file", str(path))
@@ -177,7 +178,7 @@ def frames_of(replies: list) -> list[tuple[int, int, bytes, np.ndarray]]:
 def test_live_mode_takes_a_reply_at_once_and_sends_its_audio_with_its_frames(gateway):
     """A text-to-speech reply arrives many times faster than real time: the avatar idles, speaks
     it (the same samples back, 640 with each frame) and closes its mouth."""
-    pcm = (synthetic.speech(2.0, framing.SAMPLE_RATE, seed=4) * 32767).astype("<i2")
+    pcm = (voice.speech(2.0, framing.SAMPLE_RATE, seed=4) * 32767).astype("<i2")
     chunks = [pcm[i : i + 3200].tobytes() for i in range(0, len(pcm), 3200)]  # 200 ms each, all at once
     live = {"type": "live", "avatar": "demo", "version": synthetic.TRAINED_VERSION}
     replies = asyncio.run(raw_session(gateway, live, chunks, last={"type": "stop"}))
@@ -198,7 +199,7 @@ def test_live_mode_takes_a_reply_at_once_and_sends_its_audio_with_its_frames(gat
 def test_the_sessions_metrics_count_what_the_listener_got_for_the_administrator_only(gateway, grpc_url):
     """After a live reply: its slots, rendered or late, its voice stretch and first frame, on the
     gateway's /metrics, which answers the administrator key only."""
-    pcm = (synthetic.speech(1.0, framing.SAMPLE_RATE, seed=5) * 32767).astype("<i2")
+    pcm = (voice.speech(1.0, framing.SAMPLE_RATE, seed=5) * 32767).astype("<i2")
     live = {"type": "live", "avatar": "demo", "version": synthetic.TRAINED_VERSION}
     frames = frames_of(asyncio.run(raw_session(gateway, live, [pcm.tobytes()], last={"type": "stop"})))
     shown = sum(bool(flags & FLAG_SPEAKING) and not flags & FLAG_HELD for _, flags, _, _ in frames)
@@ -248,7 +249,7 @@ def test_bad_messages_get_clear_answers_and_other_sites_are_refused(gateway):
 
 
 def test_a_closed_tab_mid_stream_leaves_the_gateway_serving(gateway, tmp_path):
-    speech = write_wav(tmp_path / "speech.wav", synthetic.speech(6.0, framing.SAMPLE_RATE, seed=6))
+    speech = write_wav(tmp_path / "speech.wav", voice.speech(6.0, framing.SAMPLE_RATE, seed=6))
     with browser(speech) as page:
         open_page(page, gateway, "avatar=demo")
         page.click("#live")
@@ -373,7 +374,7 @@ def test_a_cancelled_client_sends_nothing_more(grpc_url):
     made: the call returns, and the server makes at most the frames of the requests in flight."""
     client = LipsyncClient(grpc_url)
     before = quiet_frames(grpc_url)
-    audio = synthetic.speech(20.0, framing.SAMPLE_RATE, seed=8)
+    audio = voice.speech(20.0, framing.SAMPLE_RATE, seed=8)
     frames = client.render_chunks(audio, framing.SAMPLE_RATE, "demo", chunk_seconds=1.0, max_in_flight=2)
     next(frames)
     at_cancel = unet_frames(grpc_url)
@@ -386,7 +387,7 @@ def test_a_cancelled_client_sends_nothing_more(grpc_url):
 
 
 def test_a_closed_page_stops_its_work_on_the_server(gateway, grpc_url):
-    speech = (synthetic.speech(40.0, framing.SAMPLE_RATE, seed=9) * 32767).astype("<i2")
+    speech = (voice.speech(40.0, framing.SAMPLE_RATE, seed=9) * 32767).astype("<i2")
     wav = io.BytesIO()
     soundfile.write(wav, speech, framing.SAMPLE_RATE, format="WAV", subtype="PCM_16")
     before = quiet_frames(grpc_url)

@@ -18,15 +18,12 @@ import numpy as np
 from tqdm import tqdm
 from tritonclient.utils import InferenceServerException
 
-from . import framing, media_io
+from lipsync_protocol import framing, messages
+
+from . import media_io
 from .client import LipsyncClient
 
 # A version added to a GPU server's repository has no TensorRT plan until one is built for it.
-PLAN_HINT = (
-    "GPU profile: a new version loads once its TensorRT plan is built on the serving GPU: "
-    "lipsync-server plans REPOSITORY --model avatar_NAME (in the image, import and quantize build it, "
-    "and a start builds the missing ones)"
-)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     except InferenceServerException as error:
         print(f"lipsync: server error: {error.message()}", file=sys.stderr)
         if "model.plan" in (error.message() or ""):
-            print(f"lipsync: {PLAN_HINT}", file=sys.stderr)
+            print(f"lipsync: {messages.PLAN_HINT}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as error:
         print(f"lipsync: {error}", file=sys.stderr)

@@ -22,11 +22,11 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from . import avatar_names, framing, keys, messages, streaming, waiting
-from .streaming import Segment
+from lipsync_protocol import avatar_names, framing, keys, messages, waiting
+from lipsync_protocol.ensemble import ENSEMBLE, RAW_ENSEMBLE
 
-ENSEMBLE = "lipsync"
-RAW_ENSEMBLE = "lipsync_faces"
+from . import streaming
+from .streaming import Segment
 
 
 @dataclass
@@ -63,7 +63,7 @@ class LipsyncClient:
         calls that list, load and unload avatars and read statistics only. `inference_key`: the
         key inference over HTTP needs (header lipsync-inference-key). Defaults: $LIPSYNC_ADMIN_KEY
         and $LIPSYNC_INFERENCE_KEY, or for a server on this machine the launcher's key files
-        (lipsync.keys).
+        (lipsync_protocol.keys).
         `cold_start_wait_s`: how long a request keeps retrying while the server loads its
         avatar on demand (the server says when to retry); 0 returns that refusal at once.
         `retry_for_s`: how long stream() and render_chunks() retry a segment that failed for a

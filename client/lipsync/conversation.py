@@ -44,7 +44,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from . import framing, streaming
+from lipsync_protocol import framing
+
+from . import streaming
 from .client import Cancelled, LipsyncClient, StreamResampler
 from .idle_frames import IdleFrames
 from .streaming import Segment

@@ -5,7 +5,9 @@ import threading
 
 import numpy as np
 
-from . import framing, streaming
+from lipsync_protocol import framing
+
+from . import streaming
 from .client import LipsyncClient
 from .pace import Pace
 from .streaming import Segment

@@ -9,7 +9,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from .framing import FPS
+from lipsync_protocol.framing import FPS
 
 # The containers read (FFmpeg's demuxer names): audio files and the common video files. No
 # playlist or concat demuxer, which would open other files or URLs named inside the file.

@@ -34,7 +34,8 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from . import framing
+from lipsync_protocol import framing
+
 from .conversation import Conversation
 
 # Each picture's metadata[METADATA_KEY]: its loop position, whether it shows the reply, and what

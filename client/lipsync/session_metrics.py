@@ -18,9 +18,10 @@ import weakref
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from . import framing
+from lipsync_protocol import framing
+from lipsync_protocol.keys import ADMIN
+
 from .conversation import RENDERED, SUBSTITUTED, Conversation, ReplyReport
-from .keys import ADMIN
 
 ADMIN_HEADER = "lipsync-admin-key"
 
@@ -88,5 +89,5 @@ class SessionMetrics:
 
 def for_server(server_url: str, admin_key: str | None) -> SessionMetrics:
     """Metrics keyed with the administrator key of the server at `server_url` (given, from the
-    environment, or for a loopback server its key file: lipsync.keys)."""
+    environment, or for a loopback server its key file: lipsync_protocol.keys)."""
     return SessionMetrics(ADMIN.for_client(server_url, admin_key))

@@ -13,7 +13,7 @@ frame depends on is cut by the segment's edge.
 
 from dataclasses import dataclass
 
-from . import framing
+from lipsync_protocol import framing
 
 CONTEXT_FRAMES = 10  # the 9 encoder windows before a frame, plus one whose mel needs earlier audio
 FILTER_MARGIN = 64  # samples past an STFT window that the 16 kHz resampling filter may read

@@ -20,9 +20,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from lipsync.cli import PLAN_HINT
-from lipsync.keys import ADMIN, INFERENCE
-from lipsync_server.avatars.crop import FEATHERED, PASTES
+from lipsync_protocol import avatar_names, messages
+from lipsync_protocol.keys import ADMIN, INFERENCE
+from lipsync_server.crop import FEATHERED, PASTES
 from lipsync_server.launcher.keys import check_key
 from lipsync_server.launcher.profiles import PROFILES, named
 
@@ -282,10 +282,8 @@ def _plans_here(repository: Path | None, name: str) -> int:
     """Where trtexec is (the image), a new version's TensorRT plan is built now; elsewhere the
     note says how. A plan that fails is reported; the version stays unloadable on GPUs."""
     if not shutil.which("trtexec"):
-        print(f"note: {PLAN_HINT}")
+        print(f"note: {messages.PLAN_HINT}")
         return 0
-    from lipsync import avatar_names
-
     from .avatars import tensorrt_plans
     from .avatars.repository import default_repository
 
@@ -293,8 +291,8 @@ def _plans_here(repository: Path | None, name: str) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
-    from .avatars import quality, repository
-    from .backend import runtimes
+    from . import runtimes
+    from .avatars import quality, quality_record, repository
 
     if not runtimes.has_native_bf16():
         print("lipsync-server quality: this CPU has no native bf16 (or OpenVINO is missing): nothing to measure")
@@ -302,7 +300,8 @@ def _quality(args: argparse.Namespace) -> int:
     try:
         versions = [args.version] if args.version else repository.versions(args.repository, args.name)
         for version in versions:
-            if quality.read(repository.version_folder(args.repository, args.name, version)).get("precision") == "int8":
+            folder = repository.version_folder(args.repository, args.name, version)
+            if quality_record.read(folder).get("precision") == "int8":
                 continue
             psnr = quality.measure_version_bf16(args.repository, args.name, version)
             print(f"avatar {args.name!r} version {version}: bf16 {psnr:.1f} dB PSNR against fp32")
@@ -313,8 +312,18 @@ def _quality(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from lipsync import cli
+    """Loads the new version on the server at args.url (Triton's repository API, keyed)."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
 
-    return cli.main(
-        ["--url", args.url, *(["--admin-key", args.admin_key] if args.admin_key else []), "load", args.name]
-    )
+    headers = ADMIN.headers(ADMIN.for_client(args.url, args.admin_key), "grpc")
+    try:
+        with grpcclient.InferenceServerClient(args.url) as triton:
+            triton.load_model(avatar_names.model_name(args.name), headers=headers)
+    except InferenceServerException as error:
+        print(f"lipsync-server: server error: {error.message()}", file=sys.stderr)
+        if "model.plan" in (error.message() or ""):
+            print(f"lipsync-server: {messages.PLAN_HINT}", file=sys.stderr)
+        return 1
+    print(f"loaded {args.name}")
+    return 0

@@ -8,6 +8,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+VALIDATOR = "request_validator"  # the ensemble's first step: its config bounds the audio
+
 
 def read(path: Path) -> model_config_pb2.ModelConfig:
     return text_format.Parse(Path(path).read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
@@ -32,3 +34,9 @@ def set_parameters(path: Path, new: bool = False, **values: str) -> None:
         config.parameters[key].string_value = value
     path.unlink()
     path.write_text(text_format.MessageToString(config), encoding="utf-8")
+
+
+def max_audio_seconds(repository: Path) -> float:
+    """The longest audio the server takes: request_validator's max_audio_seconds. The steps
+    behind it are sized by it too (the encoder's TensorRT shapes, the CPU steps' own checks)."""
+    return float(parameter(repository / VALIDATOR / "config.pbtxt", "max_audio_seconds"))

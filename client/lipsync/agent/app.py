@@ -26,7 +26,9 @@ from pipecat.transports.base_transport import TransportParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.workers.runner import WorkerRunner
 
-from .. import framing, session_metrics
+from lipsync_protocol import framing
+
+from .. import session_metrics
 from ..pipecat_service import LipsyncAvatarService
 from ..web.guard import origins_for, same_site_only
 from .espeak import EspeakTTSService

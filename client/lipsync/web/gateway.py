@@ -32,7 +32,9 @@ import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 from tritonclient.utils import InferenceServerException
 
-from .. import avatar_names, framing, session_metrics
+from lipsync_protocol import avatar_names, framing
+
+from .. import session_metrics
 from ..client import Cancelled, LipsyncClient
 from ..conversation import Conversation
 from ..media_io import CONTAINER_NAMES, AudioTooLong, read_audio

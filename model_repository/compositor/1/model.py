@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync import framing
+from lipsync_protocol import framing
 from lipsync_server.avatars import compositing
 from lipsync_server.avatars.media import AvatarStore
 from lipsync_server.backend import stub, ticket

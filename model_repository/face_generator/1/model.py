@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from lipsync import avatar_names, framing, messages
+from lipsync_protocol import avatar_names, framing, messages
 from lipsync_server.avatars import tensorrt_plans
 from lipsync_server.avatars.media import AvatarStore
 from lipsync_server.backend import admission, memory, metrics, residency, stub, ticket
+from lipsync_server.launcher import profiles
 
 COMPOSITOR = "compositor"
 
@@ -38,7 +39,7 @@ class TritonPythonModel:
             residency.budget(lambda key: stub.parameter(config, key), memory.gpu_memory()),
             residency.Triton(pb_utils),
             pb_utils.Logger.log_info,
-            tensorrt_plans.on_demand(repository),  # GPU profile: a version's missing plan first
+            tensorrt_plans.on_demand(repository, profiles.current().tensorrt_plans),  # a missing plan first
             metrics.ResidencyMetrics(self.metrics),
         )
 

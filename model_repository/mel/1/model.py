@@ -4,6 +4,7 @@ spend more than a request through the pipeline; each request is answered on its 
 
 from pathlib import Path
 
+from lipsync_server import model_configs
 from lipsync_server.audio import mel_pipeline
 from lipsync_server.backend import request_rules, stub
 from lipsync_server.backend.request_rules import InvalidInput
@@ -13,7 +14,7 @@ class TritonPythonModel:
     def initialize(self, args):
         config = stub.model_config(args)
         threads = int(stub.parameter(config, "dali_threads"))
-        self.max_seconds = request_rules.max_audio_seconds(Path(args["model_repository"]).parent)
+        self.max_seconds = model_configs.max_audio_seconds(Path(args["model_repository"]).parent)
         self.pipeline = mel_pipeline.build(batch_size=config["max_batch_size"], num_threads=threads)
         self.pipeline.build()
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync import framing
+from lipsync_protocol import framing
 from lipsync_server.audio import anti_aliasing, encoder_inputs
 from lipsync_server.avatars.media import AvatarStore
 from lipsync_server.backend import admission, metrics, request_rules, stub, ticket

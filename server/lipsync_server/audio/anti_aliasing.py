@@ -12,7 +12,7 @@ import functools
 import numpy as np
 from scipy import signal
 
-from lipsync import framing
+from lipsync_protocol import framing
 
 PASS_HZ, STOP_HZ = 7800.0, 8000.0
 ATTENUATION_DB = 90.0

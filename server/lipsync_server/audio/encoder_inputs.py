@@ -1,12 +1,12 @@
 """What the audio encoder takes besides the mel: where each of its windows starts.
 
 request_validator computes them for every request (the reference's rounding rule, in
-lipsync.framing), so that the encoder graph's output shape follows from its inputs' shapes.
+lipsync_protocol.framing), so that the encoder graph's output shape follows from its inputs' shapes.
 """
 
 import numpy as np
 
-from lipsync import framing
+from lipsync_protocol import framing
 
 
 def encoder_inputs(mel: np.ndarray, mel_offset: int = 0) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ import numpy as np
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali import math as dmath
 
-from lipsync import framing
+from lipsync_protocol import framing
 
 PREEMPHASIS = 0.97
 FMIN, FMAX = 55.0, 7600.0

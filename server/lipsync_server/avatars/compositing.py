@@ -12,7 +12,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from .crop import BORDER, CROP, FEATHERED, HARD, PASTES, feather_weights
+from lipsync_server.crop import BORDER, CROP, FEATHERED, HARD, PASTES, feather_weights
 
 
 def face_input(frame: np.ndarray, rect) -> np.ndarray:

@@ -11,12 +11,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-from lipsync import avatar_names
-from lipsync_server.backend import runtimes
-from lipsync_server.networks import checkpoints
+from lipsync_protocol import avatar_names
+from lipsync_server import runtimes
+from lipsync_server.crop import FEATHERED
+from lipsync_server.networks import checkpoints, export
 
 from . import media, quality, repository
-from .crop import FEATHERED
 
 # Landmark indices of SyncTalk_2D's 110-point .lms files that define the crop square.
 JAW_LEFT, JAW_RIGHT, CROP_TOP = 1, 31, 52
@@ -107,7 +107,8 @@ def import_unet(repo: Path, name: str, checkpoint: Path, version: int | None = N
     avatar_names.check_name(name)
     if not (media.media_dir(repo, name) / "rects.json").is_file():
         raise AvatarImportError(f"avatar {name!r} has no media in {repo}: import its frames first")
-    added = repository.add_version(repo, name, checkpoints.load_unet(checkpoint), version)
+    unet = checkpoints.load_unet(checkpoint)
+    added = repository.add_version(repo, name, lambda path: export.export_unet(unet, path), version)
     if runtimes.has_native_bf16() and repository.has_encoder(repo):
         quality.measure_version_bf16(repo, name, added)
     return added
@@ -115,4 +116,5 @@ def import_unet(repo: Path, name: str, checkpoint: Path, version: int | None = N
 
 def import_audio_encoder(repo: Path, checkpoint: Path) -> int:
     """The shared encoder checkpoint as audio_encoder's next version (served as the latest)."""
-    return repository.add_encoder_version(repo, checkpoints.load_audio_encoder(checkpoint))
+    encoder = checkpoints.load_audio_encoder(checkpoint)
+    return repository.add_encoder_version(repo, lambda path: export.export_audio_encoder(encoder, path))

@@ -23,9 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lipsync.avatar_names import model_name
-
-from .crop import FEATHERED, PASTES
+from lipsync_protocol.avatar_names import model_name
+from lipsync_server.crop import FEATHERED, PASTES
 
 MEDIA = "media"
 PASTE_FILE = "paste.json"

@@ -1,4 +1,5 @@
-"""How close a cheaper form of an avatar version comes to its float32 output, and the record of it.
+"""How close a cheaper form of an avatar version comes to its float32 output (the record of it:
+quality_record.py).
 
 Both cheaper forms are measured the same way: the version's served output (FACE_RGB, the pixels
 the compositor pastes) on the avatar's own crops, with audio features of synthetic speech, in
@@ -8,25 +9,22 @@ the cheaper form against float32, as PSNR in dB. The record is the version's qua
 - a float version measured in bfloat16: {"bf16": {"psnr_db": ..., "cpu": ..., "runtime": ...}},
   written on a machine whose CPU computes bf16 natively (where the server would run it).
 
-The server runs a version in bf16 only where its record reaches the bar (MIN_PSNR_DB, or the
-avatar config's min_bf16_psnr_db).
+The server runs a version in bf16 only where its record reaches the bar
+(quality_record.MIN_PSNR_DB, or the avatar config's min_bf16_psnr_db).
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from lipsync import framing
+from lipsync_protocol import framing
+from lipsync_server import runtimes
 from lipsync_server.audio import mel_pipeline
 from lipsync_server.audio.encoder_inputs import encoder_inputs
-from lipsync_server.backend import runtimes
-from lipsync_server.demo import synthetic
+from lipsync_server.calibration import voice
 
-from . import media, repository
+from . import media, quality_record, repository
 
-QUALITY_FILE = "quality.json"
-MIN_PSNR_DB = 35.0
 EVALUATION_FRAMES = 16
 BATCH = 8
 
@@ -56,25 +54,8 @@ def network_inputs(faces: np.ndarray, features: np.ndarray, count: int, offset: 
 
 def evaluation_inputs(faces: np.ndarray, encoder_onnx: Path) -> list[dict]:
     """Frames from the middle of the avatar's loop with speech no calibration uses (seed 12)."""
-    features = audio_features(encoder_onnx, synthetic.speech(1.0, framing.SAMPLE_RATE, seed=12))
+    features = audio_features(encoder_onnx, voice.speech(1.0, framing.SAMPLE_RATE, seed=12))
     return network_inputs(faces, features, EVALUATION_FRAMES, offset=len(faces) // 2)
-
-
-def read(version_folder: Path) -> dict:
-    try:
-        return json.loads((Path(version_folder) / QUALITY_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def write(version_folder: Path, record: dict) -> None:
-    (Path(version_folder) / QUALITY_FILE).write_text(json.dumps(record, indent=2) + "\n")
-
-
-def bf16_psnr(version_folder: Path) -> float | None:
-    """The recorded PSNR of the version's bf16 output against fp32, if it was measured."""
-    measured = read(version_folder).get("bf16", {}).get("psnr_db")
-    return float(measured) if isinstance(measured, int | float) else None
 
 
 def measure_version_bf16(model_repository: Path, name: str, version: int) -> float:
@@ -97,16 +78,7 @@ def measure_bf16(version_folder: Path, faces: np.ndarray, encoder_onnx: Path) ->
     # Identical pixels give an infinite PSNR, which JSON cannot hold: 100 dB says the same.
     measured = min(psnr_db(outputs[runtimes.FP32], outputs[runtimes.BF16]), 100.0)
     entry = {"psnr_db": round(measured, 2), "evaluation_frames": EVALUATION_FRAMES, "runtime": description}
-    write(version_folder, {**read(version_folder), "bf16": {**entry, "cpu": runtimes.cpu_name()}})
+    quality_record.write(
+        version_folder, {**quality_record.read(version_folder), "bf16": {**entry, "cpu": runtimes.cpu_name()}}
+    )
     return measured
-
-
-def served_precision(native_bf16: bool, measured_db: float | None, minimum_db: float) -> tuple[str, str]:
-    """(precision, why) of a float version under `precision: auto`."""
-    if not native_bf16:
-        return runtimes.FP32, "auto: this CPU has no native bf16"
-    if measured_db is None:
-        return runtimes.FP32, "auto: bf16 not measured for this version (lipsync-server quality NAME)"
-    if measured_db < minimum_db:
-        return runtimes.FP32, f"auto: bf16 measured at {measured_db:.1f} dB PSNR, below {minimum_db:.1f}"
-    return runtimes.BF16, f"auto: bf16 measured at {measured_db:.1f} dB PSNR against fp32"

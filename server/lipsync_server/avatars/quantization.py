@@ -16,12 +16,12 @@ import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from lipsync import avatar_names, framing
-from lipsync_server.demo import synthetic
+from lipsync_protocol import avatar_names, framing
+from lipsync_server.calibration import voice
 from lipsync_server.networks import tensorrt_rules
 
-from . import media, quality, repository
-from .quality import MIN_PSNR_DB
+from . import media, quality, quality_record, repository
+from .quality_record import MIN_PSNR_DB
 
 CALIBRATION_FRAMES = 8  # ORT keeps every activation of every calibration frame: about 0.35 GB each
 
@@ -67,7 +67,7 @@ def quantize_version(
         "evaluation_frames": quality.EVALUATION_FRAMES,
         "calibration_frames": CALIBRATION_FRAMES,
     }
-    quality.write(target, record)
+    quality_record.write(target, record)
     return int(target.name), psnr
 
 
@@ -76,7 +76,7 @@ def quantize_model(source: Path, target: Path, faces: np.ndarray, encoder_onnx: 
     avatar's crops); returns its output's PSNR in dB against the float graph's."""
     calibration = quality.network_inputs(
         faces,
-        quality.audio_features(encoder_onnx, synthetic.speech(2.0, framing.SAMPLE_RATE, seed=11)),
+        quality.audio_features(encoder_onnx, voice.speech(2.0, framing.SAMPLE_RATE, seed=11)),
         CALIBRATION_FRAMES,
         offset=0,
     )

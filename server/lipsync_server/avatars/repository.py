@@ -4,16 +4,16 @@ import ctypes
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from lipsync import avatar_names
+from lipsync_protocol import avatar_names
+from lipsync_server.crop import FEATHERED, PASTES
 
-from . import compositing, media
-from .crop import FEATHERED, PASTES
+from . import compositing, media, quality_record
 
 TEMPLATES = Path(__file__).parent / "avatar_model"
 CREATION_PARAMETER = "creation"
@@ -93,17 +93,16 @@ def version_folder(repository: Path, name: str, version: int) -> Path:
     return Path(repository) / avatar_names.model_name(name) / str(int(version))
 
 
-def add_version(repository: Path, name: str, unet, version: int | None = None) -> int:
-    """Exports a LipSyncUNet as the avatar's next (or the given, new) version; returns the number."""
-    from lipsync_server.networks.export import export_unet
-
+def add_version(repository: Path, name: str, write_onnx: Callable[[Path], None], version: int | None = None) -> int:
+    """Adds the avatar's next (or the given, new) version, its model.onnx written by
+    `write_onnx(path)` (the importer exports the network); returns the number."""
     folder = Path(repository) / avatar_names.model_name(name)
     if version and (folder / str(version)).exists():
         raise ValueError(
             f"avatar {name!r} already has a version {version}: choose another, or leave it out for the next"
         )
     version = version or max(_versions(folder), default=0) + 1
-    export_unet(unet, folder / str(version) / "model.onnx")
+    write_onnx(folder / str(version) / "model.onnx")
     (folder / str(version) / "model.py").write_text(AVATAR_MODEL_PY)
     return version
 
@@ -118,13 +117,12 @@ def latest_encoder(repository: Path) -> Path:
     return folder / str(max(_versions(folder))) / "model.onnx"
 
 
-def add_encoder_version(repository: Path, encoder) -> int:
-    """Exports the shared AudioEncoder as audio_encoder's next version (served as the latest)."""
-    from lipsync_server.networks.export import export_audio_encoder
-
+def add_encoder_version(repository: Path, write_onnx: Callable[[Path], None]) -> int:
+    """Adds audio_encoder's next version (served as the latest), its model.onnx written by
+    `write_onnx(path)`; returns the number."""
     folder = Path(repository) / "audio_encoder"
     version = max(_versions(folder), default=0) + 1
-    export_audio_encoder(encoder, folder / str(version) / "model.onnx")
+    write_onnx(folder / str(version) / "model.onnx")
     shutil.copyfile(folder / "1" / "model.py", folder / str(version) / "model.py")  # the model's own runner
     return version
 
@@ -137,14 +135,13 @@ def _write_configs(repository: Path, name: str) -> None:
     """The avatar model's configs from the templates, with the versions' creation reports as
     the parameter CREATION_PARAMETER (JSON: version -> figures), which clients read with the
     model's config (`lipsync avatars`)."""
-    from . import quality  # which imports this module
 
     folder = Path(repository) / avatar_names.model_name(name)
     (folder / "configs").mkdir(parents=True, exist_ok=True)
     reports = {
         str(v): {key: report[key] for key in CREATION_FIGURES}
         for v in _versions(folder)
-        if (report := quality.read(folder / str(v)).get("creation"))
+        if (report := quality_record.read(folder / str(v)).get("creation"))
     }
     # JSON's quoting of an ASCII text (json.dumps escapes the rest) is protobuf text format's too.
     text = json.dumps(json.dumps(reports))
@@ -155,10 +152,9 @@ def _write_configs(repository: Path, name: str) -> None:
 
 def record_creation(repository: Path, name: str, version: int, report: dict) -> None:
     """Keeps an avatar creation's quality report with the version it made, and in its configs."""
-    from . import quality  # which imports this module
 
     folder = version_folder(repository, name, version)
-    quality.write(folder, {**quality.read(folder), "creation": report})
+    quality_record.write(folder, {**quality_record.read(folder), "creation": report})
     _write_configs(repository, name)
 
 

@@ -8,7 +8,7 @@ whose shade is off by a few levels gives several times that.
 
 import numpy as np
 
-from .crop import BORDER, CROP
+from lipsync_server.crop import BORDER, CROP
 
 SPAN = 3  # pixels each difference spans: the bicubic resize spreads a step over about two
 GAP = 3  # how far the inside and outside differences start from the edge

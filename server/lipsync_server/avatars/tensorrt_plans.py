@@ -41,9 +41,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from lipsync import avatar_names, framing
-from lipsync_server.backend.request_rules import max_audio_seconds
-from lipsync_server.launcher.profiles import current
+from lipsync_protocol import avatar_names, framing
+from lipsync_server.model_configs import max_audio_seconds
 
 ENCODER = "audio_encoder"
 # Where the image keeps the libraries trtexec needs that the tritonserver image lacks
@@ -233,11 +232,11 @@ def build_each(
     return failed
 
 
-def on_demand(repository: Path, trtexec: str = "trtexec") -> Callable[[str], None] | None:
-    """What an on-demand load runs first on the GPU profile where trtexec is (the image): builds
-    the model's missing plans, raising RuntimeError naming a version whose plan failed. None
-    elsewhere: there is nothing to build."""
-    if not current().tensorrt_plans or not shutil.which(trtexec):
+def on_demand(repository: Path, profile_plans: bool, trtexec: str = "trtexec") -> Callable[[str], None] | None:
+    """What an on-demand load runs first where the server's profile has TensorRT plans
+    (`profile_plans`) and trtexec is (the image): builds the model's missing plans, raising
+    RuntimeError naming a version whose plan failed. None elsewhere: there is nothing to build."""
+    if not profile_plans or not shutil.which(trtexec):
         return None
 
     def prepare(model: str) -> None:

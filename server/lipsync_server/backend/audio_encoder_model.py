@@ -5,15 +5,16 @@ this check does, so that a direct call cannot spend more than a request through 
 
 from pathlib import Path
 
-from lipsync import framing
+from lipsync_protocol import framing
+from lipsync_server import model_configs
 
-from . import onnx_model, request_rules
+from . import onnx_model
 
 
 class TritonPythonModel(onnx_model.TritonPythonModel):
     def initialize(self, args):
         repository = Path(args["model_repository"]).parent
-        seconds = request_rules.max_audio_seconds(repository)
+        seconds = model_configs.max_audio_seconds(repository)
         self.max_mel_frames = framing.mel_frame_count(round(seconds * framing.SAMPLE_RATE))
         super().initialize(args)
 

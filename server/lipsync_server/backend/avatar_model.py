@@ -2,7 +2,7 @@
 version's model.onnx on the CPU (onnx_model.py), in bfloat16 where that is allowed.
 
 `precision` auto (the default) is bf16 where the CPU computes it natively and the version's
-quality record (avatars/quality.py) reaches the bar, fp32 otherwise; fp32 or bf16 forces one.
+quality record (avatars/quality_record.py) reaches the bar, fp32 otherwise; fp32 or bf16 forces one.
 
 A broken avatar (frames, rectangles or crops corrupt or missing; weights that are not this
 network) fails to load with a message naming the problem, which Triton logs and returns to
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-from lipsync import avatar_names
-from lipsync_server.avatars import media, quality
+from lipsync_protocol import avatar_names
+from lipsync_server import runtimes
+from lipsync_server.avatars import media, quality_record
 
-from . import onnx_model, runtimes, stub
+from . import onnx_model, stub
 
 
 class TritonPythonModel(onnx_model.TritonPythonModel):
@@ -52,4 +53,4 @@ class TritonPythonModel(onnx_model.TritonPythonModel):
         if asked != "auto":
             return super().precision(config, folder)
         minimum = float(stub.parameter(config, "min_bf16_psnr_db"))
-        return quality.served_precision(runtimes.has_native_bf16(), quality.bf16_psnr(folder), minimum)
+        return quality_record.served_precision(runtimes.has_native_bf16(), quality_record.bf16_psnr(folder), minimum)

@@ -1,7 +1,7 @@
 """Runs `<version>/model.onnx` on the CPU: the CPU stand-in for a TensorRT plan.
 
 Used by the audio encoder and by every avatar's UNet (their model.py only imports this class).
-The runtime is ONNX Runtime or OpenVINO (runtimes.py): the config's `runtime` parameter names
+The runtime is ONNX Runtime or OpenVINO (lipsync_server/runtimes.py): the config's `runtime` parameter names
 one, or `auto` (the default) takes the one measured faster on this machine for this graph
 (runtime_choice.py); `precision` is fp32 unless a subclass (the avatars) finds bf16 allowed.
 The tensor names in config.pbtxt are the graph's. Requests that the dynamic batcher groups are
@@ -19,7 +19,9 @@ import numpy as np
 import psutil
 import triton_python_backend_utils as pb_utils
 
-from . import deliberate_delay, metrics, runtime_choice, runtimes, stub
+from lipsync_server import runtimes
+
+from . import deliberate_delay, metrics, runtime_choice, stub
 
 
 class TritonPythonModel:

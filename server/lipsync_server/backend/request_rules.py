@@ -1,13 +1,9 @@
 """What a valid lip-sync request is. Each failed check names the input and the problem."""
 
-from pathlib import Path
-
 import numpy as np
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
 
-from lipsync import avatar_names, framing
-from lipsync.messages import quoted
+from lipsync_protocol import avatar_names, framing
+from lipsync_protocol.messages import quoted
 
 MAX_SAMPLE_RATE = 192_000
 MIN_SAMPLE_RATE = 8_000
@@ -19,18 +15,8 @@ MAX_WAIT_MS = 3_600_000
 MAX_PEAK = 2.0
 
 
-VALIDATOR = "request_validator"
-
-
 class InvalidInput(ValueError):
     pass
-
-
-def max_audio_seconds(repository: Path) -> float:
-    """The longest audio the server takes: request_validator's max_audio_seconds. The steps
-    behind it are sized by it too (the encoder's TensorRT shapes, the CPU steps' own checks)."""
-    config = text_format.Parse((repository / VALIDATOR / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-    return float(config.parameters["max_audio_seconds"].string_value)
 
 
 def check_audio(audio: np.ndarray, sample_rate: int, max_seconds: float) -> None:

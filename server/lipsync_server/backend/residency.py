@@ -3,7 +3,7 @@
 The repository may hold any number of avatars; the server keeps a bounded set loaded. A request
 for an avatar that is not loaded loads it (Triton's explicit model control, from inside the
 face_generator model) and waits for it up to `load_wait_s`; past that it is refused with
-UNAVAILABLE and a message saying when to retry (lipsync.messages.loading), which the client
+UNAVAILABLE and a message saying when to retry (lipsync_protocol.messages.loading), which the client
 acts on; no request waits past its own deadline either. Before a load, the least recently used
 avatars are unloaded while the resident count is at `max_resident` or the available memory (the
 container's, where a cgroup limit is set) is below `min_available_mb`, or, where the avatars run
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lipsync import avatar_names, messages
+from lipsync_protocol import avatar_names, messages
 
 from .memory import GpuMemory, Memory, auto_max_resident
 

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lipsync_server import runtimes
+
 from ..audio import encoder_inputs
 from ..cache import cache_dir
-from . import runtimes
 
 TIMED_RUNS = 3
 # Inputs with an open length (the encoder's MEL) are timed at 2 s of audio.

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lipsync import avatar_names, framing
+from lipsync_protocol import avatar_names, framing
 from lipsync_server.avatars import importer, media, repository
-from lipsync_server.avatars.crop import FEATHERED
+from lipsync_server.crop import FEATHERED
 
 from . import crop_track, dataset, quality_gates, training, video_input
 from .face_tracker import FaceTracker

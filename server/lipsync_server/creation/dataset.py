@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 import soundfile
 
-from lipsync import framing
+from lipsync_protocol import framing
 from lipsync_server.avatars import compositing
-from lipsync_server.avatars.crop import BORDER, CROP, FACE
+from lipsync_server.crop import BORDER, CROP, FACE
 
 from . import crop_track, landmarks110
 

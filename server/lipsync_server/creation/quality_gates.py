@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from lipsync_server.avatars import compositing
-from lipsync_server.demo import mouth_track
+from lipsync_server.calibration import mouth_track
 from lipsync_server.networks.exported import face_mask
 from lipsync_server.networks.unet import LipSyncUNet
 

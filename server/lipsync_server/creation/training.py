@@ -23,8 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from lipsync_server.demo.training import MOUTH_WEIGHT
-from lipsync_server.networks.exported import face_mask
+from lipsync_server.networks import unet_training
 from lipsync_server.networks.unet import LipSyncUNet
 
 from . import dataset, sync_network
@@ -88,7 +87,7 @@ def train(
         schedule.load_state_dict(state["schedule"])
         sampler.set_state(state["sampler"])
         step = state["step"]
-    mask, weight = face_mask().to(device), _mouth_weight(info).to(device)
+    training = unet_training.Step(unet, unet_training.mouth_weight(info.mouth_box()).to(device))
     if sync is not None:
         sync = sync.to(device).eval().requires_grad_(False)
         box = sync_network.mouth_box(info)
@@ -99,15 +98,11 @@ def train(
         targets = [frames[i] for i in torch.randint(len(frames), (plan.batch,), generator=sampler)]
         references = [frames[i] for i in torch.randint(len(frames), (plan.batch,), generator=sampler)]
         target = read_faces(work, targets).to(device)
-        face = torch.cat([read_faces(work, references).to(device), target * mask], dim=1)
-        out = unet(face.contiguous(memory_format=torch.channels_last), windows[targets].to(device))
-        loss = (weight * (out - target).abs()).mean() / weight.mean()
+        out = training.predict(read_faces(work, references).to(device), target, windows[targets].to(device))
+        loss = training.loss(out, target)
         if sync is not None and plan.sync_weight > 0:
             loss = loss + plan.sync_weight * sync_network.sync_loss(sync, out, box, windows[targets].to(device))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        unet_training.descend(loss, optimizer, schedule)
         step, ran = step + 1, ran + 1
         log.write(step, loss.item())
         progress(step, plan.steps, loss.item())
@@ -148,17 +143,6 @@ def encoder_features(work: Path, repository: Path) -> np.ndarray:
 
     audio, _ = soundfile.read(work / "aud.wav", dtype="float32")
     return quality.audio_features(repo.latest_encoder(repository), audio)
-
-
-def _mouth_weight(info: dataset.DatasetInfo) -> torch.Tensor:
-    """MOUTH_WEIGHT inside the mouth's box in the network's view (the median over the training
-    frames), 1 elsewhere."""
-    weight = torch.ones(1, 1, 320, 320)
-    box = info.mouth_box()
-    if box is not None:
-        x1, y1, x2, y2 = box
-        weight[..., y1:y2, x1:x2] = MOUTH_WEIGHT
-    return weight
 
 
 def _save_state(path: Path, step: int, plan: Plan, unet, optimizer, schedule, sampler) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from lipsync import framing
+from lipsync_protocol import framing
 
 MIN_SECONDS = 30.0  # of sound with a usable face: less is too little for the network to learn
 EPSILON_S = 1e-3  # a picture stamped this close after an instant is already on screen at it

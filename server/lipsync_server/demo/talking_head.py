@@ -15,10 +15,9 @@ import cv2
 import numpy as np
 from scipy import signal
 
-from lipsync import framing
+from lipsync_protocol import framing
 from lipsync_server.audio import mel_pipeline
-
-from . import mouth_track, synthetic
+from lipsync_server.calibration import mouth_track, voice
 
 WIDTH, HEIGHT = 1280, 720
 SCALE = 2.5  # the 512x512 photograph becomes 1280x1280; the frame shows a window of it
@@ -49,7 +48,7 @@ class Clip:
 
 def write(path: Path, clip: Clip) -> Path:
     """Writes the clip as H.264 (and AAC) in an MP4 file."""
-    speech = synthetic.speech(clip.seconds, framing.SAMPLE_RATE, clip.seed)
+    speech = voice.speech(clip.seconds, framing.SAMPLE_RATE, clip.seed)
     opening = _opening(speech)
     photo = cv2.resize(_astronaut(), None, fx=SCALE, fy=SCALE, interpolation=cv2.INTER_CUBIC)
     rng = np.random.default_rng(clip.seed)

@@ -20,17 +20,18 @@ import soundfile
 import torch
 from torch import nn
 
-from lipsync import framing
+from lipsync_protocol import framing
 from lipsync_server.audio import mel_pipeline
 from lipsync_server.audio.encoder_inputs import encoder_inputs
 from lipsync_server.avatars import compositing, importer
+from lipsync_server.calibration import mouth_track, voice
+from lipsync_server.networks import unet_training
 from lipsync_server.networks.audio_encoder import AudioEncoder
-from lipsync_server.networks.exported import ServingAudioEncoder, ServingUNet, face_mask
+from lipsync_server.networks.exported import ServingAudioEncoder, ServingUNet
 from lipsync_server.networks.unet import LipSyncUNet
 
-from . import mouth_track, synthetic
+from . import synthetic
 
-MOUTH_WEIGHT = 10.0  # loss weight of mouth pixels against the rest of the face
 UNET_BATCH = 8
 # Speech never trained on (seeds 7 and 8): the sync test's clip, with a pause from 3.0 to 4.4 s.
 HELD_OUT_SEED, HELD_OUT_PAUSE = 7, (3.0, 4.4)
@@ -38,7 +39,7 @@ HELD_OUT_SEED, HELD_OUT_PAUSE = 7, (3.0, 4.4)
 
 def held_out_speech() -> np.ndarray:
     (start, end), after = HELD_OUT_PAUSE, 4.0
-    return synthetic.speech_with_pause(start, end - start, after, framing.SAMPLE_RATE, seed=HELD_OUT_SEED)
+    return voice.speech_with_pause(start, end - start, after, framing.SAMPLE_RATE, seed=HELD_OUT_SEED)
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Dataset:
 
 def make_dataset(folder: Path, seconds: float, seed: int) -> int:
     """The synthetic person speaking `seconds` of synthetic speech, in SyncTalk_2D's layout."""
-    audio = synthetic.speech(seconds, framing.SAMPLE_RATE, seed=seed)
+    audio = voice.speech(seconds, framing.SAMPLE_RATE, seed=seed)
     opening, width = mouth_track.mouth_shapes(mel_pipeline.mel_of(audio))
     frames = synthetic.avatar_frames(len(opening), seed=seed, mouths=zip(opening, width))
     return synthetic.write_dataset(folder, frames, audio)
@@ -109,23 +110,16 @@ def train_unet(
     optimizer = torch.optim.Adam(unet.parameters(), lr=2e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.15)
     crops = torch.from_numpy(data.crops).permute(0, 3, 1, 2)  # uint8 [F, 3, 320, 320] BGR
-    mask = face_mask()
-    weight = torch.ones(1, 1, 320, 320)
-    x1, y1, x2, y2 = data.mouth
-    weight[..., y1:y2, x1:x2] = MOUTH_WEIGHT
+    training = unet_training.Step(unet, unet_training.mouth_weight(data.mouth))
     unet.train()
     started = time.monotonic()
     for step in range(steps):
         target_ids = torch.randint(len(crops), (batch,), generator=generator)
         reference_ids = torch.randint(len(crops), (batch,), generator=generator)
         target = crops[target_ids].float() / 255.0
-        face = torch.cat([crops[reference_ids].float() / 255.0, target * mask], dim=1)
-        out = unet(face.contiguous(memory_format=torch.channels_last), features[target_ids])
-        loss = (weight * (out - target).abs()).mean() / weight.mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        out = training.predict(crops[reference_ids].float() / 255.0, target, features[target_ids])
+        loss = training.loss(out, target)
+        unet_training.descend(loss, optimizer, schedule)
         if step % 25 == 0 or step == steps - 1:
             log(f"unet step {step}: weighted L1 {loss.item():.4f} ({time.monotonic() - started:.0f} s)")
     return unet.to(memory_format=torch.contiguous_format).eval()

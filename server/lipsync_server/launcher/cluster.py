@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lipsync.client import ENSEMBLE
-from lipsync.keys import ADMIN, INFERENCE
+from lipsync_protocol.ensemble import ENSEMBLE
+from lipsync_protocol.keys import ADMIN, INFERENCE
 
 from . import nginx, processes, prometheus
 from .keys import for_server

@@ -6,7 +6,7 @@ every address, with the profile and the repository from the environment:
     LIPSYNC_MODEL_REPOSITORY  a folder (default /models), or object storage that tritonserver
                               reads itself (s3://, gs://, as://)
     LIPSYNC_ADMIN_KEY, LIPSYNC_INFERENCE_KEY   required: every API but health and gRPC inference
-                              asks for one (lipsync.keys)
+                              asks for one (lipsync_protocol.keys)
 
 On the GPU profile with a writable repository folder, the TensorRT plans of the models that load
 at start (the encoder, the pinned avatars) are built before serving and the others while it
@@ -21,7 +21,7 @@ import sys
 import threading
 from pathlib import Path
 
-from lipsync.keys import ADMIN, INFERENCE
+from lipsync_protocol.keys import ADMIN, INFERENCE
 
 from .keys import check_key
 from .profiles import PROFILE_ENV, Profile, named

@@ -13,9 +13,9 @@ import time
 
 import tritonclient.http as httpclient
 
-from lipsync import waiting
-from lipsync.client import ENSEMBLE, RAW_ENSEMBLE
-from lipsync.keys import ADMIN
+from lipsync_protocol import waiting
+from lipsync_protocol.ensemble import ENSEMBLE, RAW_ENSEMBLE
+from lipsync_protocol.keys import ADMIN
 
 ENSEMBLES = (ENSEMBLE, RAW_ENSEMBLE)
 

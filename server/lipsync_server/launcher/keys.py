@@ -1,11 +1,11 @@
 """The keys a server starts with, made on first start if there are none, and the tritonserver
 flags every server of this project runs with, the keys' among them (what each key guards and how
-clients find it: lipsync.keys)."""
+clients find it: lipsync_protocol.keys)."""
 
 import os
 import secrets
 
-from lipsync.keys import ADMIN, INFERENCE, Key
+from lipsync_protocol.keys import ADMIN, INFERENCE, Key
 
 # Triton's restricted-API groups under the administrator key: all but health (what probes and
 # load balancers ask, unkeyed: it changes nothing and costs nothing) and inference.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from lipsync import waiting
+from lipsync_protocol import waiting
 
 from . import processes
 

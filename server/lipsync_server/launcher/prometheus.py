@@ -10,7 +10,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from lipsync import waiting
+from lipsync_protocol import waiting
 
 from . import processes
 

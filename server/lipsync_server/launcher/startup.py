@@ -7,7 +7,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from lipsync import avatar_names
+from lipsync_protocol import avatar_names
 
 RESIDENCY_MODEL = "face_generator"
 

@@ -4,7 +4,7 @@
 and explicit model control on 127.0.0.1 until Ctrl-C or SIGTERM. The image runs the same server
 with the tritonserver installed there (launcher/container.py). The repository is
 --repository, else $LIPSYNC_MODEL_REPOSITORY, else ./model_repository. Every API but health and
-gRPC inference needs a key (lipsync.keys says which and where they come from). Tests and
+gRPC inference needs a key (lipsync_protocol.keys says which and where they come from). Tests and
 benchmarks use TritonServer directly.
 """
 
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import psutil
 
-from lipsync import waiting
-from lipsync.keys import ADMIN, INFERENCE
+from lipsync_protocol import waiting
+from lipsync_protocol.keys import ADMIN, INFERENCE
 from lipsync_server.avatars.repository import default_repository
 from lipsync_server.backend import ticket
 from lipsync_server.backend.admission import board_path

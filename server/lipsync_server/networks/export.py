@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from lipsync import framing
+from lipsync_protocol import framing
 
 from . import tensorrt_rules
 from .audio_encoder import AudioEncoder

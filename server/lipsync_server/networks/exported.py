@@ -11,9 +11,9 @@ reference inference does in Python, so that it runs inside the model servers:
 import torch
 from torch import Tensor, nn
 
-from lipsync import framing
+from lipsync_protocol import framing
+from lipsync_server.crop import FACE
 
-from ..avatars.crop import FACE
 from .audio_encoder import AudioEncoder
 from .unet import LipSyncUNet
 
@@ -35,7 +35,7 @@ class ServingAudioEncoder(nn.Module):
     All of it happens per request (one clip), before frames of different requests are batched.
     Every output dimension follows from the inputs' shapes (TensorRT sizes tensors from shapes
     only): the window count is WINDOW_STARTS' length, computed by request_validator with the
-    reference's rounding rule (lipsync.framing.window_starts).
+    reference's rounding rule (lipsync_protocol.framing.window_starts).
     """
 
     window_rows: Tensor

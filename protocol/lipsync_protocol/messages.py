@@ -14,6 +14,14 @@ def quoted(value: str) -> str:
     return f"{value[:QUOTE_LIMIT]!r}... ({len(value)} characters)"
 
 
+# What a client says when a new version does not load on a GPU server: its TensorRT plan.
+PLAN_HINT = (
+    "GPU profile: a new version loads once its TensorRT plan is built on the serving GPU: "
+    "lipsync-server plans REPOSITORY --model avatar_NAME (in the image, import and quantize build it, "
+    "and a start builds the missing ones)"
+)
+
+
 LOADING = "is loading"
 _RETRY = re.compile(r"(?:is loading|could not be loaded now).*retry in (\d+(?:\.\d+)?) s")
 

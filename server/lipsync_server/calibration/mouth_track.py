@@ -10,7 +10,7 @@ the upper bands' level against the lower ones' the width (spread lips for i/e, r
 
 import numpy as np
 
-from lipsync import framing
+from lipsync_protocol import framing
 from lipsync_server.audio import mel_pipeline
 
 SPEECH_BAND_HZ = (250.0, 4000.0)
