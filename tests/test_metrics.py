@@ -1,6 +1,6 @@
 """The pipeline's own metrics on Triton's metrics port: refusals counted by reason where they
 happen, the expected wait and the frames in the works while a request is being made, and the
-README's list of metrics is what the server serves."""
+docs/operations.md's list of metrics is what the server serves."""
 
 import re
 import threading
@@ -15,7 +15,7 @@ from lipsync_protocol import framing, waiting
 from lipsync_server.calibration import voice
 
 pytestmark = pytest.mark.integration
-README = Path(__file__).resolve().parents[1] / "README.md"
+OPERATIONS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
 
 
 def test_bad_input_is_counted_where_it_is_refused(server, grpc_url):
@@ -56,6 +56,6 @@ def test_the_readme_lists_every_metric_the_pipeline_serves(server, grpc_url):
     LipsyncClient(grpc_url).render(np.zeros(16000, np.float32), 16000, "demo")
     served = {re.sub(r"_(bucket|count|sum)$", "", s.name) for s in server.metrics().samples}
     served = {name for name in served if name.startswith("lipsync_")}
-    section = README.read_text().split("### Metrics", 1)[1].split("\n## ", 1)[0]
+    section = OPERATIONS.read_text().split("### Metrics", 1)[1].split("\n### ", 1)[0]
     listed = set(re.findall(r"^\| `(lipsync_\w+)`", section, re.M))
     assert served == listed

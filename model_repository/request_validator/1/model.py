@@ -51,8 +51,8 @@ class TritonPythonModel:
             first, count = request_rules.frame_range(given_first, given_count, frames)
             given_wait_ms = _optional(request, "MAX_WAIT_MS")
             request_rules.check_max_wait_ms(given_wait_ms)
-            media = self.avatars.get(name)
-            width, height = request_rules.frame_size(stub.get(request, "FRAME_SIZE"), media.frame_size)
+            loop = self.avatars.loop_record(name)
+            width, height = request_rules.frame_size(stub.get(request, "FRAME_SIZE"), loop.frame_size)
         except InvalidInput as error:
             self.metrics.refused(metrics.BAD_INPUT)
             return stub.invalid_arg(str(error))
@@ -70,7 +70,7 @@ class TritonPythonModel:
             CHECKED_AUDIO=anti_aliasing.band_limit(audio, rate),
             CHECKED_SAMPLE_RATE=stub.get(request, "SAMPLE_RATE"),
             WINDOW_STARTS=starts[0],
-            LOOP_FRAMES=np.array([len(media)], np.int64),
+            LOOP_FRAMES=np.array([loop.frames], np.int64),
             TICKET=np.array([checked.seal(self.secret)], dtype=np.object_),
         )
 

@@ -18,6 +18,7 @@ import itertools
 import json
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -140,6 +141,29 @@ class AvatarMedia:
             return np.asarray(image.convert("RGB"))
 
 
+@dataclass(frozen=True)
+class LoopRecord:
+    """What checking a request needs of an avatar, without its faces or frames."""
+
+    frames: int  # the loop's length
+    frame_size: tuple[int, int]  # (width, height) of its frames
+
+
+def read_loop_record(directory: Path) -> LoopRecord:
+    """rects.json's length (one crop per frame) and the first frame's header."""
+    from PIL import Image
+
+    try:
+        frames = len(json.loads((Path(directory) / "rects.json").read_text()))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"rects.json is not valid JSON: {error}") from None
+    first = min((Path(directory) / "frames").glob("*.jpg"), default=None)
+    if not frames or first is None:
+        raise ValueError(f"{directory}: an avatar needs frames and their crops")
+    with Image.open(first) as image:
+        return LoopRecord(frames, image.size)
+
+
 class AvatarStore:
     """Avatars of one model repository, loaded lazily and reloaded when their media changes."""
 
@@ -148,6 +172,7 @@ class AvatarStore:
         self.frames = FrameCache(frame_cache)
         self._lock = threading.Lock()
         self._loaded: dict[str, tuple[float, AvatarMedia]] = {}
+        self._records: dict[str, tuple[float, LoopRecord]] = {}
 
     def exists(self, avatar: str) -> bool:
         return (media_dir(self.repository, avatar) / "rects.json").is_file()
@@ -161,3 +186,16 @@ class AvatarStore:
                 cached = (stamp, AvatarMedia(directory, self.frames))
                 self._loaded[avatar] = cached
             return cached[1]
+
+    def loop_record(self, avatar: str) -> LoopRecord:
+        """The avatar's LoopRecord, read again when its media changes: what request_validator
+        holds of an avatar, where face_generator and the compositor hold its media."""
+        directory = media_dir(self.repository, avatar)
+        stamp = (directory / "rects.json").stat().st_mtime
+        with self._lock:
+            cached = self._records.get(avatar)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, read_loop_record(directory))
+            with self._lock:
+                self._records[avatar] = cached
+        return cached[1]

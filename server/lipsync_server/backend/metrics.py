@@ -10,7 +10,7 @@ mixing. Counters survive a model's reload (Triton keeps a series by its labels),
 value a counter can take is created at 0 when its model loads, so that rate() and alerts see a
 series from the start rather than none.
 
-Importable only inside a Triton stub. The README's "Metrics" section lists them all.
+Importable only inside a Triton stub. docs/operations.md's "Metrics" section lists them all.
 """
 
 from typing import Any
