@@ -12,7 +12,8 @@ import torch
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from lipsync.client import LipsyncClient, infer_inputs
+from lipsync.client import LipsyncClient
+from lipsync.transport import infer_inputs
 from lipsync_protocol import framing
 from lipsync_server import runtimes
 from lipsync_server.audio import mel_pipeline

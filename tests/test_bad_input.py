@@ -11,7 +11,7 @@ import tritonclient.http as httpclient
 from keyed import inference_headers
 from tritonclient.utils import InferenceServerException
 
-from lipsync.client import infer_inputs
+from lipsync.transport import infer_inputs
 from lipsync_protocol import framing
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from lipsync.client import ENSEMBLE, LipsyncClient, infer_inputs
+from lipsync.client import LipsyncClient
+from lipsync.transport import infer_inputs
 from lipsync_protocol import framing, waiting
+from lipsync_protocol.ensemble import ENSEMBLE
 from lipsync_server.demo.catalog import link_avatar
 from lipsync_server.launcher.tritonserver import TritonServer
 from lipsync_server.model_configs import set_parameters

@@ -15,7 +15,8 @@ import tritonclient.grpc as grpcclient
 from keyed import admin_headers, inference_headers
 from tritonclient.utils import InferenceServerException
 
-from lipsync.client import LipsyncClient, infer_inputs
+from lipsync.client import LipsyncClient
+from lipsync.transport import infer_inputs
 from lipsync_server.backend import ticket
 
 pytestmark = pytest.mark.integration

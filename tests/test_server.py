@@ -13,7 +13,8 @@ from PIL import Image
 from scipy import signal
 
 from lipsync import cli
-from lipsync.client import LipsyncClient, infer_inputs
+from lipsync.client import LipsyncClient
+from lipsync.transport import infer_inputs
 from lipsync_protocol import framing
 from lipsync_server.demo import synthetic
 

@@ -18,9 +18,10 @@ import soundfile
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from lipsync.client import Cancelled, LipsyncClient
+from lipsync.client import LipsyncClient
 from lipsync.conversation import CLOSING_FRAMES
 from lipsync.session_metrics import ADMIN_HEADER
+from lipsync.transport import Cancelled
 from lipsync.web.gateway import FLAG_HELD, FLAG_LATE, FLAG_SPEAKING, FRAME_HEADER, MAX_AHEAD_S
 from lipsync_protocol import framing
 from lipsync_protocol.keys import ADMIN

@@ -34,7 +34,6 @@ in flight.
 """
 
 import asyncio
-import functools
 import logging
 import math
 from collections import deque
@@ -47,9 +46,12 @@ from tritonclient.utils import InferenceServerException
 from lipsync_protocol import framing
 
 from . import streaming
-from .client import Cancelled, LipsyncClient, StreamResampler
+from .client import LipsyncClient
 from .idle_frames import IdleFrames
+from .render_request import RenderRequest
+from .resampling import StreamResampler
 from .streaming import Segment
+from .transport import Cancelled
 
 log = logging.getLogger(__name__)
 FRAME_SAMPLES = framing.SAMPLES_PER_FRAME  # 640: a frame's audio at 16 kHz
@@ -370,25 +372,22 @@ class Conversation:
         it in time or refuses it at once, and then its slots are late."""
         client, loop = reply.client, asyncio.get_running_loop()
         sent = loop.time()
-        start = reply.start - LEAD_FRAMES
+        stream = RenderRequest(
+            audio,
+            framing.SAMPLE_RATE,
+            self.avatar,
+            self.version,
+            reply.start - LEAD_FRAMES,
+            None,
+            bound_s,
+            self.frame_size,
+        )
+        request = stream.part(audio, part)
         try:
-            if bound_s is None:
-                render = functools.partial(client.render, frame_size=self.frame_size)
-                jpegs = await asyncio.to_thread(
-                    client._segment, render, audio, self.avatar, self.version, start, part, None
-                )
+            if bound_s is None:  # no real-time playout: retried while it fails for a passing reason
+                jpegs = await asyncio.to_thread(client.render_segment, client.render_request, request)
             else:
-                jpegs = await asyncio.to_thread(
-                    client.render,
-                    audio,
-                    framing.SAMPLE_RATE,
-                    self.avatar,
-                    self.version,
-                    start + part.stream_frame,
-                    part,
-                    bound_s,
-                    self.frame_size,
-                )
+                jpegs = await asyncio.to_thread(client.render_request, request)
             if len(jpegs) != part.count:
                 raise RuntimeError(f"the server returned {len(jpegs)} of the segment's {part.count} frames")
             self.pace.done(part.count, loop.time() - sent)
