@@ -171,7 +171,8 @@ def test_a_stream_rides_out_a_server_restart_by_retrying_its_segments(launcher):
         launcher.process.send_signal(signal.SIGTERM)  # drains, then stops
         assert launcher.process.wait(60) == 0
         stopped.set()
-        time.sleep(1.0)
+        # A segment sent while the server is away fails and is retried: restart after that.
+        waiting.until(lambda: client.segments_retried > 0, 60, "a segment retried while the server is away")
         launcher.start(wait_for_ensemble=False)
         frames = streamed.result(timeout=180)
     assert len(frames) == len(whole) and frames == whole
