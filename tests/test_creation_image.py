@@ -84,10 +84,11 @@ def test_the_create_extra_keeps_the_images_pytorch():
 
 def test_every_distribution_the_creation_command_imports_is_in_the_image():
     """What importing the command and its stages loads, against what Dockerfile.create installs
-    (the client, the server with the create extra, their dependencies) and the image's PyTorch."""
+    (the protocol, the server with the create extra, their dependencies) and the image's PyTorch."""
     probe = (
         "import sys, json, importlib.metadata as md\n"
-        "started = set(sys.modules)\n"  # the interpreter's own (site hooks)
+        "import torch\n"  # the image's, with what it loads
+        "started = set(sys.modules)\n"  # the interpreter's own (site hooks) and PyTorch's
         "import lipsync_server.cli, lipsync_server.creation.create, lipsync_server.creation.quality_gates\n"
         "import lipsync_server.audio.mel_pipeline\n"
         "names = md.packages_distributions()\n"
@@ -96,7 +97,7 @@ def test_every_distribution_the_creation_command_imports_is_in_the_image():
     loaded = json.loads(
         subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     )
-    installed = installed_closure(["triton-lipsync-client", "triton-lipsync-server"], {"create"})
+    installed = installed_closure(["triton-lipsync-protocol", "triton-lipsync-server"], {"create"})
     assert {normalized(name) for name in loaded} - installed - {"torch"} == set()
 
 

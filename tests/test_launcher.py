@@ -220,9 +220,13 @@ def test_a_non_editable_install_serves_the_working_directorys_repository(tmp_pat
     finally:
         assert launched.stop() == 0
     assert f"repository {work / 'model_repository'}" in launched.log.read_text(errors="replace")
-    # With that environment both packages are the installed copies, not this checkout's.
+    # With that environment the server and its protocol are the installed copies, not this checkout's.
     located = subprocess.run(
-        [sys.executable, "-c", "import lipsync, lipsync_server; print(lipsync.__file__, lipsync_server.__file__)"],
+        [
+            sys.executable,
+            "-c",
+            "import lipsync_protocol, lipsync_server; print(lipsync_protocol.__file__, lipsync_server.__file__)",
+        ],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

@@ -14,7 +14,7 @@ import numpy as np
 from lipsync_protocol import avatar_names
 from lipsync_server import runtimes
 from lipsync_server.crop import FEATHERED
-from lipsync_server.networks import checkpoints, export
+from lipsync_server.networks import checkpoints
 
 from . import media, quality, repository
 
@@ -104,6 +104,8 @@ def import_unet(repo: Path, name: str, checkpoint: Path, version: int | None = N
     On a CPU with native bf16, and with an audio encoder in the repository to make its input,
     the version's bf16 quality is measured and recorded too, so that a CPU server may run it in
     bf16 (quality.py)."""
+    from lipsync_server.networks import export  # onnx and torch.onnx: loaded where a version is exported
+
     avatar_names.check_name(name)
     if not (media.media_dir(repo, name) / "rects.json").is_file():
         raise AvatarImportError(f"avatar {name!r} has no media in {repo}: import its frames first")
@@ -116,5 +118,7 @@ def import_unet(repo: Path, name: str, checkpoint: Path, version: int | None = N
 
 def import_audio_encoder(repo: Path, checkpoint: Path) -> int:
     """The shared encoder checkpoint as audio_encoder's next version (served as the latest)."""
+    from lipsync_server.networks import export  # onnx and torch.onnx: loaded where a version is exported
+
     encoder = checkpoints.load_audio_encoder(checkpoint)
     return repository.add_encoder_version(repo, lambda path: export.export_audio_encoder(encoder, path))
