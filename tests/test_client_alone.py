@@ -72,9 +72,9 @@ def test_the_client_takes_numpy_2_and_newer_tritonclients_than_the_server(client
 
 
 def test_the_clients_own_tests_pass_in_its_environment(client_env):
-    """The tests of the client's logic that need no server: stream segmentation and the web
+    """The tests of the client's logic that need no server: stream segmentation, retries and the web
     gateway's checks (no conftest: it is the server's)."""
-    tests = [str(ROOT / "tests" / name) for name in ("test_streaming_plan.py", "test_web_gateway.py")]
+    tests = [str(ROOT / "tests" / name) for name in ("test_streaming_plan.py", "test_web_gateway.py", "test_retry.py")]
     ran = subprocess.run(
         [str(client_env / "python"), "-m", "pytest", "-q", "--noconftest", "-p", "no:cacheprovider", *tests],
         capture_output=True,

@@ -22,6 +22,8 @@ def passing(error: BaseException) -> bool:
     status, message = str(error.status() or ""), error.message() or ""
     if any(code in status for code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "503", "502", "504")):
         return True
+    if message.startswith("in ensemble"):  # a step's own answer (an avatar version not loaded): final
+        return False
     pipeline_gone = "unknown model" in message or "not ready" in message
     return pipeline_gone and any(f"'{ensemble}'" in message for ensemble in (ENSEMBLE, RAW_ENSEMBLE))
 
