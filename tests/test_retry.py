@@ -26,7 +26,8 @@ def test_a_server_away_busy_or_between_starts_is_worth_another_try(status, messa
     [
         (
             "StatusCode.INVALID_ARGUMENT",
-            "in ensemble 'lipsync', AVATAR: avatar 'demo' (version 7) is not loaded (Model 'avatar_demo' is not ready.)",
+            "in ensemble 'lipsync', AVATAR: avatar 'demo' (version 7) is not loaded "
+            "(Model 'avatar_demo' is not ready.)",
         ),
         ("StatusCode.INVALID_ARGUMENT", "in ensemble 'lipsync', AUDIO: is empty"),
         ("StatusCode.INTERNAL", "face generation failed"),
