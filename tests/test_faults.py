@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from lipsync.client import LipsyncClient
 from lipsync_protocol import framing, waiting
-from lipsync_server.launcher import processes
+from lipsync_server.launcher import processes, scrape
 
 from launcher import Launcher
 
@@ -90,6 +89,12 @@ def validated(launcher: Launcher) -> int:
     return statistic(launcher, "request_validator/1", "requests")
 
 
+def idle(launcher: Launcher) -> bool:
+    """No frames admitted and not yet made, and no request queued at any model."""
+    metrics = scrape.scrape(f"127.0.0.1:{launcher.ports['metrics']}")
+    return not metrics.total("lipsync_frames_in_flight") and not metrics.total("nv_inference_pending_request_count")
+
+
 def wait_for(condition, timeout_s: float = 60.0) -> None:
     waiting.until(condition, timeout_s, "the server getting there", interval_s=0.05)
 
@@ -113,46 +118,20 @@ def test_killed_model_process_fails_its_requests_and_the_server_serves_again(lau
     assert "avatar 'demo' UNet failed: Stub process" in error.value.message()
     assert "StatusCode.INTERNAL" in str(error.value.status())
     # Triton 24.x does not restart a dead model process; the launcher restarts the server.
-    deadline, frames = time.monotonic() + 240, None
-    while frames is None and time.monotonic() < deadline:
-        try:
-            frames = client.render(AUDIO, 16000, "demo")
-        except InferenceServerException:
-            time.sleep(3)
-    assert frames is not None and len(frames) == FRAMES
+    wait_for(lambda: "lipsync-server: ready again" in launcher.log.read_text(errors="replace"), 240)
+    assert len(client.render(AUDIO, 16000, "demo")) == FRAMES
     assert "died: restarting tritonserver" in launcher.log.read_text(errors="replace")
     assert not regions & shared_memory_regions(launcher)  # the killed server's shared memory is freed
 
 
-def test_sigterm_finishes_in_flight_requests_and_a_restart_brings_avatars_back(launcher):
+def test_sigterm_finishes_in_flight_requests_a_stream_rides_out_the_restart_and_avatars_come_back(launcher):
+    """A replica restarting (a rolling update): SIGTERM lets the requests in flight finish; a live
+    stream's segments sent while it drains, stops and starts again are retried until it is back,
+    and the stream gets every frame, identical to one request for the whole clip; the restart
+    brings the avatars back as they were."""
     admin = LipsyncClient(launcher.url(), admin_key=KEY)
     before = {a.name: a.versions for a in admin.avatars()}
     reference = admin.render(AUDIO, 16000, "demo", version=1)
-    started = threading.Barrier(3)
-
-    def render(start):
-        started.wait()
-        return len(admin.render(AUDIO, 16000, "demo", version=1, start_frame=start))
-
-    checked = validated(launcher)
-    with ThreadPoolExecutor(2) as pool:
-        pending = [pool.submit(render, s) for s in (0, 50)]
-        started.wait()
-        wait_for(lambda: validated(launcher) == checked + 2)  # both requests are in the pipeline
-        launcher.process.send_signal(signal.SIGTERM)
-        assert [p.result(timeout=60) for p in pending] == [FRAMES, FRAMES]
-    assert launcher.process.wait(60) == 0
-
-    launcher.start()
-    admin = LipsyncClient(launcher.url(), admin_key=KEY)
-    assert {a.name: a.versions for a in admin.avatars()} == before
-    assert admin.render(AUDIO, 16000, "demo", version=1) == reference
-
-
-def test_a_stream_rides_out_a_server_restart_by_retrying_its_segments(launcher):
-    """A replica restarting (a rolling update) in the middle of a live stream: the segments sent
-    while it drains, stops and starts again are retried until it is back, and the stream gets
-    every frame, identical to one request for the whole clip."""
     audio = np.tile(AUDIO, 2)  # 3 s: 75 frames
     client = LipsyncClient(launcher.url())
     whole = client.render(audio, 16000, "demo")
@@ -165,10 +144,22 @@ def test_a_stream_rides_out_a_server_restart_by_retrying_its_segments(launcher):
                 stopped.wait(120)  # the rest is sent while the server is down or starting
             yield audio[begin : begin + 3200]
 
-    with ThreadPoolExecutor(1) as pool:
+    started = threading.Barrier(3)
+
+    def render(start):
+        started.wait()
+        return len(admin.render(AUDIO, 16000, "demo", version=1, start_frame=start))
+
+    with ThreadPoolExecutor(3) as pool:
         streamed = pool.submit(lambda: list(client.stream(chunks(), 16000, "demo")))
         assert halfway.wait(60)
+        wait_for(lambda: idle(launcher))  # the stream's first segments are done: it waits for audio
+        checked = validated(launcher)
+        pending = [pool.submit(render, s) for s in (0, 50)]
+        started.wait()
+        wait_for(lambda: validated(launcher) == checked + 2)  # both requests are in the pipeline
         launcher.process.send_signal(signal.SIGTERM)  # drains, then stops
+        assert [p.result(timeout=60) for p in pending] == [FRAMES, FRAMES]
         assert launcher.process.wait(60) == 0
         stopped.set()
         # A segment sent while the server is away fails and is retried: restart after that.
@@ -177,3 +168,6 @@ def test_a_stream_rides_out_a_server_restart_by_retrying_its_segments(launcher):
         frames = streamed.result(timeout=180)
     assert len(frames) == len(whole) and frames == whole
     assert client.segments_retried > 0  # some segments did fail while the server was away
+    admin = LipsyncClient(launcher.url(), admin_key=KEY)
+    assert {a.name: a.versions for a in admin.avatars()} == before
+    assert admin.render(AUDIO, 16000, "demo", version=1) == reference

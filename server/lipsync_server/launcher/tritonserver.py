@@ -70,6 +70,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# After a model process died: how long a drained server has to exit before it is killed.
+CRASHED_STOP_S = 5.0
+
 class TritonServer:
     def __init__(
         self,
@@ -215,7 +218,9 @@ class TritonServer:
             crashed = self.crashed_stubs()
             if crashed:
                 print(f"lipsync-server: model process {crashed} died: restarting tritonserver", flush=True)
-                self.stop()
+                # The dead process's model never unloads, and Triton would wait its whole exit
+                # timeout for it: once drained, the others are down within seconds.
+                self.stop(timeout=CRASHED_STOP_S)
                 if self.start().wait_ready(stopping=stopping):
                     print("lipsync-server: ready again", flush=True)
         return self.stop()
