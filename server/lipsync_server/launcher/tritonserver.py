@@ -73,6 +73,7 @@ def free_port() -> int:
 # After a model process died: how long a drained server has to exit before it is killed.
 CRASHED_STOP_S = 5.0
 
+
 class TritonServer:
     def __init__(
         self,
