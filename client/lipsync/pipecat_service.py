@@ -1,5 +1,5 @@
 """The avatar as a Pipecat service: text-to-speech audio in, the avatar's video and the same audio
-out, in sync at 25 frames a second (`pip install "./client[pipecat]"`).
+out, in sync at 25 frames a second (`pip install ./protocol "./client[pipecat]"`).
 
     from lipsync.pipecat_service import LipsyncAvatarService
 
