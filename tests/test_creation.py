@@ -3,6 +3,7 @@ video's pictures at 25 frames/s on its sound's clock, refusals, and the crop of 
 a made-up talking head (SyncTalk_2D's geometry, smoothed; frames with another face or none
 left out)."""
 
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import numpy as np
 import pytest
 
 from lipsync_protocol import framing
-from lipsync_server.creation import crop_track, face_models, video_input
+from lipsync_server.creation import create, crop_track, face_models, video_input
 from lipsync_server.creation.face_tracker import FaceTracker
 from lipsync_server.demo import talking_head
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +42,17 @@ def test_the_networks_are_checked_by_hash(tmp_path, monkeypatch, tracker):
     face_models.paths()
 
 
-def write_numbered_video(path: Path, times: list[float], sound_s: float | None) -> None:
-    """Pictures whose grey level is 20 + 5 x their number, shown at `times` (s), lossless; and a
-    tone of `sound_s` seconds."""
+def write_numbered_video(
+    path: Path, times: list[float], sound_s: float | None, numbers: list[int] | None = None
+) -> None:
+    """Pictures whose grey level is 20 + 5 x their number (`numbers`, else their order), shown
+    at `times` (s), lossless; and a tone of `sound_s` seconds."""
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=30, options={"qp": "0", "preset": "ultrafast"})
         video.width, video.height, video.pix_fmt = 64, 48, "yuv444p"
         video.time_base = video.codec_context.time_base = Fraction(1, 90_000)
         audio = container.add_stream("aac", rate=44_100, layout="mono") if sound_s else None
-        for number, seconds in enumerate(times):
+        for number, seconds in zip(numbers or range(len(times)), times):
             frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 + 5 * number, np.uint8), format="rgb24")
             frame.pts, frame.time_base = round(seconds * 90_000), Fraction(1, 90_000)
             container.mux(video.encode(frame))
@@ -91,6 +96,27 @@ def test_videos_that_cannot_become_an_avatar_are_refused(tmp_path):
         video_input.read(text)
 
 
+def test_pictures_that_cannot_teach_a_mouth_are_refused_before_any_tracking(tmp_path):
+    """Each refusal names its figure, from one pass over the file."""
+    at_30 = [i / 30 for i in range(180)]  # 6 s
+    broken = tmp_path / "broken.mp4"  # a container that claims 1.7 hours of pictures
+    write_numbered_video(broken, [0.0, 3.34, 6000.0], sound_s=6.0)
+    with pytest.raises(video_input.VideoInputError, match=r"last picture is at 6000\.0 s against 6\.0 s of sound"):
+        video_input.read(broken, min_seconds=1.0)
+    stretched = tmp_path / "stretched.mp4"  # two pictures' timestamps stretched over the sound
+    write_numbered_video(stretched, [0.0, 3.0, 5.97], sound_s=6.0, numbers=[0, 4, 8])
+    with pytest.raises(video_input.VideoInputError, match=r"the video has 3 distinct pictures in 6\.0 s of sound"):
+        video_input.read(stretched, min_seconds=1.0)
+    frozen = tmp_path / "frozen.mp4"  # every picture stamped, one of them shown for 3 s
+    numbers = [min(n, 30) if n < 120 else n for n in range(180)]
+    write_numbered_video(frozen, at_30, sound_s=6.0, numbers=[2 * n for n in numbers])
+    with pytest.raises(video_input.VideoInputError, match=r"stands still over 3\.0 s of speech from 1\.0 s"):
+        video_input.read(frozen, min_seconds=1.0)
+    moving = tmp_path / "moving.mp4"  # the same, moving all along: taken
+    write_numbered_video(moving, at_30, sound_s=6.0, numbers=[2 * n for n in range(180)])
+    assert video_input.read(moving, min_seconds=1.0).frame_count == framing.frame_count(6 * framing.SAMPLE_RATE)
+
+
 def test_frames_with_another_face_or_none_are_left_out(person_video, tracker):
     crops, _ = crops_of(person_video, tracker)
     status = {k: crop.status for k, crop in enumerate(crops)}
@@ -125,3 +151,16 @@ def test_the_crop_is_synctalks_square_and_still_on_a_still_head(tmp_path, tracke
     side = rects[0, 2] - rects[0, 0]
     assert np.abs(np.diff(centres, axis=0)).max() <= 1.5, np.abs(np.diff(centres, axis=0)).max(axis=0)
     assert np.ptp(centres, axis=0).max() <= 0.02 * side, (np.ptp(centres, axis=0), side)
+
+
+def test_a_video_mostly_without_a_usable_face_is_refused_before_training(tmp_path, tracker):
+    """Turned away for most of it: the stretch is left out and counted, and with so little left
+    the video is refused after tracking, before any training step."""
+    video = talking_head.write(tmp_path / "away.mp4", talking_head.Clip(seconds=4.0, turned_away=(1.0, 4.0)))
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "model_repository" / "audio_encoder", repo / "audio_encoder")
+    request = create.Request("away", video, repo, tmp_path / "work", min_seconds=0.5)
+    with pytest.raises(create.CreationError, match=r"only \d+% of its frames show one usable face") as refusal:
+        create.create(request)
+    assert "an avatar needs at least 50%" in str(refusal.value)
+    assert not (tmp_path / "work" / "train").exists()  # nothing was trained

@@ -1,7 +1,9 @@
 """A plain video of a person talking to the camera becomes a served avatar version:
 
-1. the video's sound and its pictures at 25 frames/s (video_input);
-2. the face tracked in every frame, its crop smoothed, the dataset written (dataset);
+1. the video's sound and its pictures at 25 frames/s (video_input), refused at once where the
+   pictures cannot teach a mouth (broken timestamps, too few distinct pictures, a frozen one);
+2. the face tracked in every frame, its crop smoothed, the dataset written (dataset); refused
+   where most frames show no usable face;
 3. the person's UNet trained with the shared audio encoder (training; resumable);
 4. the quality gates on the held-out part (quality_gates): below a bar nothing is added;
 5. the avatar's media (the first time) and the new version, through the importer.
@@ -25,6 +27,7 @@ from .face_tracker import FaceTracker
 from .progress import Progress
 
 MAX_LOOP_FRAMES = 250  # the served loop: the longest run of usable frames, up to 10 s
+MIN_USABLE_SHARE = 0.5  # of the frames showing one usable face: less, the video is mostly something else
 IMPORTED = "imported.json"  # the version the work folder's trained UNet became
 
 
@@ -64,6 +67,12 @@ def create(request: Request) -> Result:
     info = _dataset(request, video, seconds)
     # The frames that many seconds of sound make (the reference's count, a little under 25 a second).
     needed = framing.frame_count(round(request.min_seconds * framing.SAMPLE_RATE))
+    share = len(info.usable) / max(info.frame_count, 1)
+    if share < MIN_USABLE_SHARE:
+        raise CreationError(
+            f"{request.video}: only {share:.0%} of its frames show one usable face "
+            f"(left out: {_counts(info.left_out())}); an avatar needs at least {MIN_USABLE_SHARE:.0%}"
+        )
     if len(info.usable) < needed:
         raise CreationError(
             f"{request.video}: {len(info.usable) / framing.FPS:.1f} s show one usable face "

@@ -2,7 +2,8 @@
 downloaded): scikit-image's astronaut photograph, enlarged, its jaw and lips opened by a smooth
 warp that follows speech (demo.synthetic), the head swaying a little, at 30 frames/s and
 1280x720 with the speech as its sound track; and the awkward cases a phone video brings: a
-variable frame rate, a second face entering, a stretch with the face turned away, no sound.
+variable frame rate, a second face entering, a stretch with the face turned away, no sound; and
+what makes a video unusable: a picture standing still, broken timestamps.
 """
 
 import math
@@ -44,6 +45,8 @@ class Clip:
     turned_away: tuple[float, float] | None = None  # from, to (s): the face turned aside
     sound: bool = True
     sway: bool = True  # the head moves a little (False: a still head, the mouth alone moves)
+    still: tuple[float, float] | None = None  # from, to (s): the picture stands still (a frozen app)
+    frame_times: tuple[float, ...] | None = None  # when its pictures are stamped (broken timestamps)
 
 
 def write(path: Path, clip: Clip) -> Path:
@@ -58,7 +61,8 @@ def write(path: Path, clip: Clip) -> Path:
         video.time_base = video.codec_context.time_base = TIME_BASE
         audio = container.add_stream("aac", rate=AUDIO_RATE, layout="stereo") if clip.sound else None
         for seconds in _frame_times(clip, rng):
-            frame = _frame(photo, seconds, opening, clip)
+            shown = clip.still[0] if clip.still and clip.still[0] <= seconds < clip.still[1] else seconds
+            frame = _frame(photo, shown, opening, clip)
             packet_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
             packet_frame.pts, packet_frame.time_base = round(seconds / TIME_BASE), TIME_BASE
             container.mux(video.encode(packet_frame))
@@ -70,7 +74,9 @@ def write(path: Path, clip: Clip) -> Path:
 
 def _frame_times(clip: Clip, rng: np.random.Generator) -> list[float]:
     """When each frame is shown: every 1/fps, or (a phone's variable rate) with intervals
-    drawn around it, some frames twice as long."""
+    drawn around it, some frames twice as long; or the clip's own stamps."""
+    if clip.frame_times is not None:
+        return list(clip.frame_times)
     if not clip.variable_frame_rate:
         return [i / clip.fps for i in range(int(clip.seconds * clip.fps))]
     times, now = [], 0.0
