@@ -246,6 +246,8 @@ def _gates(figures: dict) -> str:
     """A created version's quality gates, as `lipsync-server avatar create` measured them."""
     try:
         shown = f"created: PSNR {figures['psnr_db']:.1f} dB, lip sync r {figures['sync_r']:.2f}"
+        if "real_sync_r" in figures:  # what the person's own mouth reaches on the same frames
+            shown += f" (the video's own {figures['real_sync_r']:.2f})"
         failed = figures.get("failed") or []
     except (KeyError, TypeError, ValueError):
         return "created: figures unreadable"
