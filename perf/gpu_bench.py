@@ -35,6 +35,7 @@ from lipsync_protocol import framing
 from lipsync_server.audio.encoder_inputs import encoder_inputs
 from lipsync_server.crop import BORDER, CROP, feather_weights
 from lipsync_server.demo import synthetic
+from lipsync_server.networks import unet_training
 from lipsync_server.networks.audio_encoder import AudioEncoder
 from lipsync_server.networks.exported import ServingAudioEncoder, ServingUNet
 from lipsync_server.networks.unet import LipSyncUNet
@@ -63,6 +64,7 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=20, help="timed runs per batch size")
     parser.add_argument("--checkpoint", type=Path, help="UNet checkpoint (default: random weights; speed is the same)")
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "bench")
+    parser.add_argument("--train-width", type=int, default=32, help="the training step's UNet width (reference: 32)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -100,6 +102,8 @@ def main() -> int:
         )
         print(json.dumps(rows[-1]), flush=True)
     encoder = _encoder_rows(device, args.clip_seconds, args.iterations)
+    training_step_s = _training_step_s(device, args.train_width, args.iterations)
+    print(json.dumps({"training_step_s": training_step_s, "width": args.train_width}), flush=True)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     result = {
@@ -112,6 +116,7 @@ def main() -> int:
         "weights_fp16_mb": sum(p.numel() for p in unet.parameters()) * 2 / 2**20,
         "rows": rows,
         "encoder": encoder,
+        "training": {"width": args.train_width, "batch": TRAIN_BATCH, "step_s": training_step_s},
     }
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "gpu.json").write_text(json.dumps(result, indent=2))
@@ -142,6 +147,10 @@ def main() -> int:
         "| precision | ms per clip |",
         "| --- | --- |",
         *(f"| {r['precision']} | {r['ms_per_clip']:.2f} |" for r in encoder),
+        "",
+        f"Avatar creation's training step (`networks/unet_training.py`) at width {args.train_width}, batch "
+        f"{TRAIN_BATCH}: {training_step_s * 1000:.0f} ms; 1000 steps (the default) take about "
+        f"{training_step_s * 1000 / 60:.1f} min.",
         "",
         f"torch {result['torch']}, CUDA {result['cuda']}.",
     ]
@@ -192,6 +201,28 @@ def _captured(module, inputs: tuple, dtype, device):
         return output
 
     return replay
+
+
+TRAIN_BATCH = 8  # avatar creation's default batch (creation/training.py's Plan)
+
+
+def _training_step_s(device, width: int, iterations: int) -> float:
+    """Seconds of one training step of a person's UNet at `width` (random data: the cost is the
+    same), as avatar creation runs it."""
+    unet = LipSyncUNet(width).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer = torch.optim.Adam(unet.parameters(), lr=2e-3)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    step = unet_training.Step(unet, unet_training.mouth_weight((100, 180, 220, 260)).to(device))
+    faces = torch.rand(TRAIN_BATCH, 3, 320, 320, device=device)
+    audio = torch.rand(TRAIN_BATCH, 32, 16, 16, device=device)
+    unet.train()
+
+    def one() -> None:
+        out = step.predict(faces.roll(1, 0), faces, audio)
+        unet_training.descend(step.loss(out, faces), optimizer, schedule)
+
+    one()  # warm-up
+    return _timed(one, max(1, iterations // 4), device)
 
 
 def _memory_mb(device, reset: bool = False) -> float:

@@ -3,6 +3,8 @@ video's pictures at 25 frames/s on its sound's clock, refusals, and the crop of 
 a made-up talking head (SyncTalk_2D's geometry, smoothed; frames with another face or none
 left out)."""
 
+import io
+import re
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -12,8 +14,9 @@ import numpy as np
 import pytest
 
 from lipsync_protocol import framing
-from lipsync_server.creation import create, crop_track, face_models, video_input
+from lipsync_server.creation import create, crop_track, face_models, training, video_input
 from lipsync_server.creation.face_tracker import FaceTracker
+from lipsync_server.creation.progress import Progress
 from lipsync_server.demo import talking_head
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,3 +167,17 @@ def test_a_video_mostly_without_a_usable_face_is_refused_before_training(tmp_pat
         create.create(request)
     assert "an avatar needs at least 50%" in str(refusal.value)
     assert not (tmp_path / "work" / "train").exists()  # nothing was trained
+
+
+def test_a_stage_says_up_front_how_long_it_takes_from_a_measured_step():
+    out = io.StringIO()
+    progress = Progress("training", 1000, "steps", out)
+    for step in (501, 502, 503):  # resumed halfway: the estimate is for what is left
+        progress.update(step)
+    (estimate,) = [line for line in out.getvalue().splitlines() if "take about" in line]
+    assert re.fullmatch(r"training: 499 steps take about \d+ (s|min) at [\d.]+ s each", estimate)
+
+
+def test_a_gpu_trains_the_reference_width_and_a_cpu_a_narrow_one():
+    assert training.default_width("cuda") == training.default_width("cuda:1") == 32
+    assert training.default_width("cpu") == 8

@@ -25,6 +25,8 @@ def test_gpu_bench_runs_on_cpu_and_writes_its_report(tmp_path):
             "1",
             "--iterations",
             "1",
+            "--train-width",
+            "8",
             "--output",
             str(tmp_path),
         ],
@@ -40,6 +42,7 @@ def test_gpu_bench_runs_on_cpu_and_writes_its_report(tmp_path):
     assert fp32["precision"] == "fp32" and fp16["precision"] == "fp16" and fp32["ms_per_clip"] > 0
     assert fp32["frames"] == framing.frame_count(framing.SAMPLE_RATE)  # the served graph's frames for 1 s
     assert report["weights_fp16_mb"] > 0
+    assert report["training"]["width"] == 8 and report["training"]["step_s"] > 0  # creation's step, timed
 
 
 def test_gpu_bench_needs_neither_opencv_nor_onnx_runtime():

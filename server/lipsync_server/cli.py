@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     creates = avatar.add_parser("create", help="a plain video of a person talking becomes a served avatar")
     creates.add_argument("name", help="avatar name (a-z, 0-9, '_', '-'); an existing one gets a new version")
     creates.add_argument("--video", type=Path, required=True, help="any video FFmpeg reads, with the person's speech")
-    creates.add_argument("--width", type=int, default=8, choices=[8, 16, 32], help="UNet width (reference: 32)")
+    creates.add_argument("--width", type=int, choices=[8, 16, 32], help="UNet width (default: 32 on cuda, 8 on cpu)")
     creates.add_argument("--steps", type=int, default=1000, help="training steps")
     creates.add_argument("--batch", type=int, default=8, help="frames a training step")
     creates.add_argument("--sync-steps", type=int, default=300, help="the sync network's training steps")
@@ -225,7 +225,7 @@ def _import(args: argparse.Namespace) -> int:
 def _create(args: argparse.Namespace) -> int:
     from .creation import face_models
     from .creation.create import CreationError, Request, create
-    from .creation.training import Plan
+    from .creation.training import Plan, default_width
 
     request = Request(
         args.name,
@@ -234,7 +234,7 @@ def _create(args: argparse.Namespace) -> int:
         args.work or Path(f"{args.name}-avatar"),
         Plan(
             steps=args.steps,
-            width=args.width,
+            width=args.width or default_width(args.device),
             batch=args.batch,
             seed=args.seed,
             device=args.device,

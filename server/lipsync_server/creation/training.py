@@ -33,10 +33,18 @@ LEARNING_RATE = 2e-3
 SYNC_WEIGHT = 0.0
 
 
+REFERENCE_WIDTH = 32  # the reference's UNet: what a GPU trains in minutes
+CPU_WIDTH = 8  # a CPU's: the reference's would take most of a day on 2 cores
+
+
+def default_width(device: str) -> int:
+    return REFERENCE_WIDTH if device.startswith("cuda") else CPU_WIDTH
+
+
 @dataclass
 class Plan:
     steps: int = 1000  # about 50 min at width 8 on 2 cores (perf/README.md)
-    width: int = 8  # UNet base channels: the reference's 32 for a GPU, narrower for a CPU
+    width: int = CPU_WIDTH  # UNet base channels (default_width: the reference's 32 on a GPU)
     batch: int = 8
     seed: int = 0
     device: str = "cpu"
