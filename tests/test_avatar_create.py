@@ -8,9 +8,11 @@ import json
 import shutil
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from lipsync import cli as client_cli
 from lipsync.client import LipsyncClient
@@ -18,7 +20,7 @@ from lipsync_protocol import framing
 from lipsync_server import cli
 from lipsync_server.avatars import importer, quality_record, repository
 from lipsync_server.creation import create as creation
-from lipsync_server.creation import crop_track, dataset, quality_gates, sync_network, training
+from lipsync_server.creation import crop_track, dataset, quality_gates, showing, sync_network, training
 
 SECONDS = 6.0  # person_video's
 SYNC_STEPS = 120  # the sync network's: enough to learn this video's training frames
@@ -191,3 +193,24 @@ def test_the_lip_sync_gate_is_relative_to_the_persons_own_mouth():
     (video,) = quality_gates.failures(gate_report(sync_r=0.30, real_sync_r=0.32))
     assert video.startswith("the video: its own mouth follows its speech at r 0.32, under 0.4")
     assert quality_gates.failures(gate_report(real_sync_r=float("nan")))[0].startswith("the video:")
+
+
+def test_every_run_shows_its_work_in_the_work_folder(refused):
+    """A refused run too: the contact sheet of the frames (left-out ones framed in red), the
+    held-out speech generated beside real, with its sound, and report.md with both figures."""
+    _, _, work = refused
+    info = dataset.read(work)
+    sheet = np.asarray(Image.open(work / "contact-sheet.png"))
+    assert sheet.shape == (showing.SHEET_ROWS * showing.TILE, showing.SHEET_COLUMNS * showing.TILE, 3)
+    red = np.all(sheet == showing.RED[::-1], axis=-1)  # the PNG is RGB, the colour BGR
+    assert red.any()  # this video has left-out frames: they are marked
+    with av.open(str(work / "held-out.mp4")) as video:
+        pictures = list(video.decode(video.streams.video[0]))
+        assert len(pictures) == info.frame_count - info.held_out_from
+        half = round(info.width * showing.SIDE_HEIGHT / info.height) // 2 * 2
+        assert (pictures[0].width, pictures[0].height) == (2 * half, showing.SIDE_HEIGHT)  # made | real
+        assert video.streams.audio and video.streams.audio[0].duration
+    report = json.loads((work / "report.json").read_text())
+    markdown = (work / "report.md").read_text()
+    assert f"| {report['sync_r']:.2f} | {report['real_sync_r']:.2f} |" in markdown
+    assert "contact-sheet.png" in markdown and "held-out.mp4" in markdown

@@ -6,6 +6,8 @@
    where most frames show no usable face;
 3. the person's UNet trained with the shared audio encoder (training; resumable);
 4. the quality gates on the held-out part (quality_gates): below a bar nothing is added;
+   what it made is shown in the work folder either way (showing: a contact sheet of the frames,
+   the held-out speech generated beside real, report.md);
 5. the avatar's media (the first time) and the new version, through the importer.
 
 Everything it makes stays in the work folder (the user's: never deleted here); run again with
@@ -22,7 +24,7 @@ from lipsync_protocol import avatar_names, framing
 from lipsync_server.avatars import importer, media, repository
 from lipsync_server.crop import FEATHERED
 
-from . import crop_track, dataset, quality_gates, training, video_input
+from . import crop_track, dataset, quality_gates, showing, training, video_input
 from .face_tracker import FaceTracker
 from .progress import Progress
 
@@ -65,6 +67,7 @@ def create(request: Request) -> Result:
     except video_input.VideoInputError as error:
         raise CreationError(str(error)) from None
     info = _dataset(request, video, seconds)
+    showing.contact_sheet(request.work, info)
     # The frames that many seconds of sound make (the reference's count, a little under 25 a second).
     needed = framing.frame_count(round(request.min_seconds * framing.SAMPLE_RATE))
     share = len(info.usable) / max(info.frame_count, 1)
@@ -94,6 +97,8 @@ def create(request: Request) -> Result:
     checks = Progress("quality gates", 1, "checks")
     report = quality_gates.check(request.work, unet, features, sync)
     (request.work / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    showing.held_out_video(request.work, info, unet, features)
+    showing.report_markdown(request.work, report, info)
     seconds["gates"] = checks.finish(
         f"PSNR {report.psnr_db:.1f} dB, lip sync r {report.sync_r:.2f} (the video's own {report.real_sync_r:.2f})"
     )
