@@ -57,8 +57,6 @@ class LipsyncClient:
         segment carries its audio context, so a retry, on this server or, behind a load
         balancer, on another, gives the same frames. render() itself does not retry."""
         self.transport = Transport(url, protocol, headers, timeout_s, admin_key, inference_key)
-        self.url, self.protocol, self.timeout_s = url, protocol, timeout_s
-        self.headers, self.admin_headers = self.transport.headers, self.transport.admin_headers
         self.cold_start_wait_s = cold_start_wait_s
         self.retry_for_s = retry_for_s
         self.segments_retried = 0  # sends of a segment after its first, for reports and tests
@@ -68,6 +66,13 @@ class LipsyncClient:
     def triton(self):
         """The underlying tritonclient client (for this thread)."""
         return self.transport.triton
+
+    # What it was made with, as the transport holds it.
+    url = property(lambda self: self.transport.url)
+    protocol = property(lambda self: self.transport.protocol)
+    timeout_s = property(lambda self: self.transport.timeout_s)
+    headers = property(lambda self: self.transport.headers)  # with the inference key
+    admin_headers = property(lambda self: self.transport.admin_headers)  # with both keys
 
     # Health and avatars (administration.py) ---------------------------------------------------
 
